@@ -1,0 +1,33 @@
+"""Kafka topic names, defined once. Every other module refers to these constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic, its key and the protobuf message each record holds."""
+
+    name: str
+    key: str
+    message: str  # full protobuf name of the record's value
+
+    @property
+    def dead_letter(self) -> str:
+        return dead_letter_topic(self.name)
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The dead-letter topic of ``topic``: same key, the reason in headers."""
+    return f"{topic}.dlq"
+
+
+ENGAGEMENT_UPDATES = Topic(
+    "npo.engagement.updates.v1", "patient id", "npo.events.v1.EngagementUpdate"
+)
+INDEX_CHANGES = Topic("npo.index.changes.v1", "patient id", "npo.events.v1.IndexChange")
+ACCESS_EVENTS = Topic("npo.access.events.v1", "patient id", "npo.events.v1.AccessEvent")
+CONSENT_EVENTS = Topic("npo.consent.events.v1", "patient id", "npo.events.v1.ConsentEvent")
+
+ALL_TOPICS: tuple[Topic, ...] = (ENGAGEMENT_UPDATES, INDEX_CHANGES, ACCESS_EVENTS, CONSENT_EVENTS)
