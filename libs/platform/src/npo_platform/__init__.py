@@ -1,4 +1,4 @@
-"""Plumbing shared by the NPO services (settings, Kafka, telemetry, contracts, identifiers, identity).
+"""Plumbing shared by the NPO services: settings, Kafka, telemetry, contracts, identity.
 
 It holds no domain rules: those live in each service.
 """

@@ -1,4 +1,4 @@
-"""Settings base for every NPO process: infrastructure addresses and local state, from the environment."""
+"""Settings base for every NPO process: infrastructure addresses and local state from the env."""
 
 from __future__ import annotations
 

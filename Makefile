@@ -1,0 +1,55 @@
+# The two commands: `make up` runs the system on its embedded defaults, `make test` passes the tests.
+# Both install what they need first (virtualenv, pinned packages, broker jars, database).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := libs/platform deploy services/index services/query services/consent services/audit
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status test lint types unit proto lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/constraints.txt requirements/dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -r requirements/dev.txt \
+		$(addprefix -e ,$(PACKAGES))
+	@touch $@
+
+install: $(STAMP) ## create .venv with every package pinned
+
+up: $(STAMP) ## run the system (for now: Kafka and PostgreSQL) on the embedded defaults
+	$(BIN)/npo infra up
+
+down: $(STAMP) ## stop everything `make up` started
+	$(BIN)/npo infra down
+
+status: $(STAMP) ## what is running, and where
+	$(BIN)/npo infra status
+
+test: lint types ## lint, type-check, then every test (unit and integration, real broker and database)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP) ## only the tests that need no broker or database
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+types: $(STAMP) ## mypy --strict over every package
+	$(BIN)/mypy libs/platform/src deploy/src services/*/src
+
+proto: $(STAMP) ## regenerate the Python event contracts from proto/
+	$(BIN)/python proto/generate.py
+
+lock: $(STAMP) ## re-pin requirements/constraints.txt from the current virtualenv
+	{ head -2 requirements/constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > requirements/constraints.tmp
+	mv requirements/constraints.tmp requirements/constraints.txt
+
+clean: ## remove the virtualenv and caches (keeps .npo: broker jars, data, keys)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

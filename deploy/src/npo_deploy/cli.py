@@ -1,0 +1,61 @@
+"""The ``npo`` command line: ``npo infra up|down|status`` for the local Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.console import Console
+
+from npo_deploy import infra
+from npo_deploy.processes import LaunchError
+from npo_platform.settings import PlatformSettings
+
+app = typer.Typer(help="National patient overview: developer tools.", no_args_is_help=True)
+infra_app = typer.Typer(help="Local Kafka broker and PostgreSQL (state in NPO_STATE_DIR).")
+app.add_typer(infra_app, name="infra", no_args_is_help=True)
+console = Console()
+
+
+@infra_app.command()
+def up() -> None:
+    """Start the local Kafka broker and PostgreSQL (unless the environment names others)."""
+    began = time.monotonic()
+    try:
+        started = infra.up(PlatformSettings(), console)
+    except LaunchError as error:
+        console.print(f"[red]npo infra up failed:[/red] {error}")
+        raise typer.Exit(1) from error
+    for name, fresh in started.items():
+        console.print(f"{name}: {'started' if fresh else 'already running'}")
+    _print_status()
+    console.print(f"ready in {time.monotonic() - began:.1f} s")
+
+
+@infra_app.command()
+def down() -> None:
+    """Stop the local Kafka broker and PostgreSQL; their data stays for the next `up`."""
+    for name, was_running in infra.down(PlatformSettings()).items():
+        console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
+
+
+@infra_app.command()
+def status() -> None:
+    """Show whether each server is running and answering, and where."""
+    if not _print_status():
+        raise typer.Exit(1)
+
+
+def _print_status() -> bool:
+    """Print one line per component; True when every component answers."""
+    components = infra.status(PlatformSettings())
+    for c in components:
+        where = "local" if c.local else "external"
+        running = "" if c.running is None else f"running: {_yes_no(c.running)}  "
+        reachable = f"reachable: {_yes_no(c.reachable)}"
+        console.print(f"{c.name:<9} {where:<9} {running}{reachable}  {c.address}", soft_wrap=True)
+    return all(c.reachable for c in components)
+
+
+def _yes_no(flag: bool) -> str:
+    return "[green]yes[/green]" if flag else "[red]no[/red]"

@@ -1,0 +1,146 @@
+"""Pytest plugin: session-wide real Kafka and PostgreSQL (environment, testcontainers or local)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import shutil
+import socket
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from npo_deploy import kafka, postgres, processes
+from npo_deploy.kafka import LocalKafka
+from npo_deploy.postgres import LocalPostgres
+from npo_platform.kafka_admin import ensure_topics
+from npo_platform.settings import PlatformSettings
+
+# Images for the Docker path (a laptop with an engine); this machine has none to try them on.
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"  # Apache Kafka 3.9, KRaft via testcontainers
+POSTGRES_IMAGE = "postgres:18"
+
+
+class TopicFactory(Protocol):
+    """Creates a topic unique to the calling test and returns its name."""
+
+    def __call__(self, partitions: int = 3) -> str: ...
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers within a couple of seconds."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not _unix_socket_answers(host.removeprefix("unix://")):
+        return False  # the usual no-engine case, decided without the slow docker client
+    return _docker_ping()
+
+
+def _unix_socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(path) == 0
+
+
+def _docker_ping() -> bool:
+    # docker's Unix transport leaks its socket when a connect fails; the ResourceWarning
+    # that leak raises must not fail strict test runs, so collect it here, silenced.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            import docker  # type: ignore[import-untyped]  # slow; no stubs pinned
+
+            client = docker.from_env(timeout=2)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:  # any failure (no socket, no permission, no engine) means no Docker
+            return False
+        finally:
+            gc.collect()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker for the session: KAFKA_BOOTSTRAP_SERVERS, a container or a local broker."""
+    if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield bootstrap
+    elif docker_available():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
+            yield container.get_bootstrap_server()
+    else:
+        broker = isolated_kafka(tmp_path_factory.mktemp("kafka"))
+        kafka.start(broker)
+        try:
+            yield broker.bootstrap
+        finally:
+            kafka.stop(broker)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database for the session: DATABASE_URL, a container or a local server."""
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+    elif docker_available():
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        with scratch_dir("npo-postgres-") as home:
+            server = isolated_postgres(home / "postgres")
+            postgres.start(server)
+            try:
+                yield server.url
+            finally:
+                postgres.stop(server)
+
+
+def isolated_kafka(home: Path) -> LocalKafka:
+    """A broker in ``home`` on free ports, sharing the project's jar cache (no re-download)."""
+    libs = PlatformSettings().state_dir.resolve() / "kafka" / "libs"
+    port, controller_port = processes.free_port(), processes.free_port()
+    return LocalKafka(home=home, port=port, controller_port=controller_port, libs_dir=libs)
+
+
+def isolated_postgres(home: Path) -> LocalPostgres:
+    """A PostgreSQL server in ``home`` on a free port."""
+    return LocalPostgres(home=home, port=processes.free_port())
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A fresh directory under the system temp dir, removed afterwards.
+
+    PostgreSQL runs as another user when we are root, so its folder's parents must stay
+    traversable; pytest's base temp dir is reset to 0700 by every pytest session that starts.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def kafka_topic_factory(kafka_bootstrap_servers: str, request: pytest.FixtureRequest) -> TopicFactory:
+    """``new_topic(partitions=3) -> name``: creates a topic unique to this test."""
+    prefix = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:150]
+
+    def new_topic(partitions: int = 3) -> str:
+        name = f"test.{prefix}.{uuid.uuid4().hex[:8]}"
+        ensure = ensure_topics(kafka_bootstrap_servers, [name], partitions=partitions)
+        processes.run_async(ensure)
+        return name
+
+    return new_topic

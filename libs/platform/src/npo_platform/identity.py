@@ -1,0 +1,327 @@
+"""Identity: EdDSA-signed tokens with HSA-style claims and the FastAPI dependencies checking them.
+
+Contract for services: ``create_app()`` puts a ``TokenVerifier`` on ``app.state.token_verifier``
+and calls ``problems.install_problem_handlers(app)``. Routes then take ``BearerClaims`` (any
+valid token) or ``require_roles(...)`` / one of the role aliases such as ``ClinicianClaims``.
+A missing or invalid token is answered 401 with ``WWW-Authenticate: Bearer``; a token without
+any of the required roles is answered 403 ``role.missing``. No role implies another.
+
+The local development issuer (``ensure_local_keypair`` and ``issue_token``) signs with an
+Ed25519 key kept in ``PlatformSettings.keys_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
+
+from npo_platform.identifiers import HsaId, PatientId
+from npo_platform.problems import Problem
+from npo_platform.settings import PlatformSettings
+
+ALGORITHM = "EdDSA"
+LOCAL_ISSUER = "npo-local-issuer"
+DEFAULT_AUDIENCE = "npo"
+PRIVATE_KEY_FILE = "jwt-ed25519-private.pem"
+PUBLIC_KEY_FILE = "jwt-ed25519-public.pem"
+PURPOSE_CARE = "care"  # vård och behandling
+
+
+class Role(StrEnum):
+    CLINICIAN = "clinician"
+    PRODUCER = "producer"
+    COMPLIANCE_OFFICER = "compliance_officer"
+    PATIENT = "patient"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+def _hsa_id(value: str) -> str:
+    return HsaId.parse(value).value
+
+
+def _patient_id(value: str) -> str:
+    return PatientId.parse(value).value
+
+
+HsaIdStr = Annotated[str, AfterValidator(_hsa_id)]
+PatientIdStr = Annotated[str, AfterValidator(_patient_id)]
+
+
+class Principal(BaseModel):
+    """Who a token speaks for: the user (or system) and the assignment they act under."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    sub: str = Field(min_length=1)  # HSA-id for staff and systems; opaque for a patient
+    name: str = Field(min_length=1)
+    roles: frozenset[Role] = Field(min_length=1)
+    care_unit: HsaIdStr | None = None
+    care_giver: HsaIdStr | None = None
+    assignment: str | None = None  # medarbetaruppdrag
+    purpose: str | None = None  # e.g. PURPOSE_CARE
+    title: str | None = None
+    patient: PatientIdStr | None = Field(default=None, repr=False)  # the patient role's own id
+    logical_addresses: frozenset[str] = frozenset()  # what a producer may publish for
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.roles - {Role.PATIENT}:
+            _hsa_id(self.sub)
+        if Role.CLINICIAN in self.roles and None in (
+            self.care_unit,
+            self.care_giver,
+            self.assignment,
+            self.purpose,
+        ):
+            raise ValueError("a clinician needs care_unit, care_giver, assignment and purpose")
+        if Role.PATIENT in self.roles and self.patient is None:
+            raise ValueError("the patient role needs the patient claim")
+        if self.patient is not None and self.sub == self.patient:
+            raise ValueError("sub must not be a personal identity number")
+        return self
+
+    @field_serializer("roles", "logical_addresses")
+    def _sorted(self, values: frozenset[str]) -> list[str]:
+        return sorted(values)
+
+    @property
+    def patient_id(self) -> PatientId | None:
+        return None if self.patient is None else PatientId(self.patient)
+
+
+class Claims(Principal):
+    """A verified token: the principal plus the registered JWT claims."""
+
+    iss: str
+    aud: str
+    iat: int
+    exp: int
+    jti: str = Field(min_length=1)
+
+
+class InvalidToken(Exception):
+    """A token that cannot be trusted; ``code`` is one of ``token.*``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def ensure_local_keypair(keys_dir: Path) -> tuple[Path, Path]:
+    """Create the development Ed25519 key pair in ``keys_dir`` unless it exists.
+
+    Safe when several processes start at once: the private key is published with an exclusive
+    link (the first one wins) and the public key is always derived from it.
+    """
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_path, public_path = keys_dir / PRIVATE_KEY_FILE, keys_dir / PUBLIC_KEY_FILE
+    if not private_path.exists():
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _publish_exclusively(private_path, pem)
+    private_path.chmod(0o600)
+    if not public_path.exists():
+        _write_atomically(public_path, _public_pem(private_path.read_bytes()))
+    return private_path, public_path
+
+
+def _publish_exclusively(path: Path, content: bytes) -> None:
+    tmp = _write_temp(path.parent, content)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process created it first; theirs is as good
+    finally:
+        tmp.unlink()
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    tmp = _write_temp(path.parent, content)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def _write_temp(directory: Path, content: bytes) -> Path:
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # mode 0600
+    with os.fdopen(fd, "wb") as file:
+        file.write(content)
+    return Path(name)
+
+
+def _public_pem(private_key_pem: bytes) -> bytes:
+    return (
+        _load_private_key(private_key_pem)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def _load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the signing key must be an Ed25519 private key")
+    return key
+
+
+def _load_public_key(pem: bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the verification key must be an Ed25519 public key")
+    return key
+
+
+def issue_token(
+    private_key_pem: bytes,
+    principal: Principal,
+    ttl: timedelta,
+    *,
+    issuer: str = LOCAL_ISSUER,
+    audience: str = DEFAULT_AUDIENCE,
+    now: datetime | None = None,
+) -> str:
+    """Sign a token for ``principal`` valid for ``ttl`` from ``now``."""
+    issued = now or datetime.now(UTC)
+    payload: dict[str, Any] = {
+        **principal.model_dump(mode="json", exclude_none=True),
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + ttl).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(payload, _load_private_key(private_key_pem), algorithm=ALGORITHM)
+
+
+_PYJWT_ERRORS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token.expired"),
+    (jwt.InvalidSignatureError, "token.signature"),
+    (jwt.InvalidAudienceError, "token.audience"),
+    (jwt.InvalidIssuerError, "token.issuer"),
+    (jwt.MissingRequiredClaimError, "token.claims"),
+    (jwt.ImmatureSignatureError, "token.not_yet_valid"),
+    (jwt.InvalidAlgorithmError, "token.algorithm"),
+    (jwt.DecodeError, "token.malformed"),
+)
+
+
+class TokenVerifier:
+    """Checks signature, issuer, audience, lifetime and claim shape of a token."""
+
+    def __init__(
+        self,
+        public_key_pem: bytes,
+        issuer: str = LOCAL_ISSUER,
+        audience: str = DEFAULT_AUDIENCE,
+        leeway: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self._key = _load_public_key(public_key_pem)
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+
+    def verify(self, token: str) -> Claims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
+                options={"require": ["iss", "aud", "iat", "exp", "sub", "jti"]},
+            )
+        except jwt.InvalidTokenError as error:
+            code = next((c for t, c in _PYJWT_ERRORS if isinstance(error, t)), "token.invalid")
+            raise InvalidToken(code, str(error)) from None
+        try:
+            return Claims.model_validate(payload)
+        except ValidationError as error:
+            fields = sorted({".".join(map(str, e["loc"])) or "token" for e in error.errors()})
+            raise InvalidToken("token.claims", f"missing or invalid claims: {fields}") from None
+
+
+def load_token_verifier(
+    settings: PlatformSettings, *, issuer: str = LOCAL_ISSUER, audience: str = DEFAULT_AUDIENCE
+) -> TokenVerifier:
+    """The verifier for ``settings.jwt_public_key_path``, or the local issuer's public key."""
+    path = settings.jwt_public_key_path or settings.keys_dir / PUBLIC_KEY_FILE
+    return TokenVerifier(path.read_bytes(), issuer=issuer, audience=audience)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _unauthorized(code: str, detail: str, header: str) -> Problem:
+    return Problem(401, code, detail, headers={"WWW-Authenticate": header})
+
+
+async def bearer_claims(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Claims:
+    """The verified claims of the request's ``Authorization: Bearer`` token, or a 401 problem."""
+    if credentials is None:
+        raise _unauthorized("token.missing", "A bearer token is required.", "Bearer")
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if not isinstance(verifier, TokenVerifier):
+        raise RuntimeError("app.state.token_verifier must be a TokenVerifier")
+    try:
+        return verifier.verify(credentials.credentials)
+    except InvalidToken as error:
+        header = f'Bearer error="invalid_token", error_description="{error.code}"'
+        detail = f"The bearer token is not valid ({error.code})."
+        raise _unauthorized(error.code, detail, header) from None
+
+
+BearerClaims = Annotated[Claims, Depends(bearer_claims)]
+
+
+def require_roles(*roles: Role) -> Callable[[Claims], Awaitable[Claims]]:
+    """A dependency returning the claims when the token holds at least one of ``roles``.
+
+    Use it as ``Depends(require_roles(Role.OPERATOR))`` or through the aliases below.
+    """
+    if not roles:
+        raise ValueError("require_roles needs at least one role")
+    wanted = frozenset(roles)
+
+    async def has_role(claims: BearerClaims) -> Claims:
+        if claims.roles.isdisjoint(wanted):
+            needed = ", ".join(sorted(wanted))
+            raise Problem(403, "role.missing", f"This operation needs one of the roles: {needed}.")
+        return claims
+
+    return has_role
+
+
+ClinicianClaims = Annotated[Claims, Depends(require_roles(Role.CLINICIAN))]
+ProducerClaims = Annotated[Claims, Depends(require_roles(Role.PRODUCER))]
+ComplianceOfficerClaims = Annotated[Claims, Depends(require_roles(Role.COMPLIANCE_OFFICER))]
+PatientClaims = Annotated[Claims, Depends(require_roles(Role.PATIENT))]
+OperatorClaims = Annotated[Claims, Depends(require_roles(Role.OPERATOR))]
+AdminClaims = Annotated[Claims, Depends(require_roles(Role.ADMIN))]

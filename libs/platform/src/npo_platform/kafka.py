@@ -1,0 +1,284 @@
+"""Kafka plumbing: an acks=all publisher and an at-least-once consumer loop with dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import OffsetAndMetadata
+from google.protobuf.message import Message
+from opentelemetry import trace
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from npo_platform.events import EVENT_ID_HEADER, InvalidEvent, decode, event_headers, header
+from npo_platform.telemetry import extract_context, inject_headers, redact
+from npo_platform.topics import Topic, dead_letter_topic
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+M = TypeVar("M", bound=Message)
+
+DLQ_REASON = "npo-dlq-reason"
+DLQ_DETAIL = "npo-dlq-detail"
+DLQ_ORIGIN = "npo-dlq-origin"  # topic/partition/offset of the original record
+DLQ_GROUP = "npo-dlq-group"
+DLQ_ATTEMPTS = "npo-dlq-attempts"
+DLQ_FAILED_AT = "npo-dlq-failed-at"
+
+
+class PermanentError(Exception):
+    """Raised by a handler for input that can never succeed: dead-lettered at once, no retry."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+class EventPublisher:
+    """Publishes protobuf events with acks=all and idempotence; returns once the broker has them."""
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "npo", linger_ms: int = 5):
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, topic: Topic, key: str, event: Message) -> None:
+        """Write one event and wait for the broker's acknowledgement (all in-sync replicas)."""
+        await (await self.send(topic, key, event))
+
+    async def send(self, topic: Topic, key: str, event: Message) -> asyncio.Future[object]:
+        """Queue one event; the returned future resolves when the broker acknowledged it."""
+        with tracer.start_as_current_span(
+            f"publish {topic.name}", kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": topic.name},
+        ):
+            headers = inject_headers(event_headers(event))
+        future: asyncio.Future[object] = await self._producer.send(
+            topic.name, value=event.SerializeToString(), key=key.encode(), headers=headers
+        )
+        return future
+
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Write bytes as they are (dead letters keep the original record) and wait for the ack."""
+        await (await self._producer.send(topic, value=value, key=key, headers=headers))
+
+
+@dataclass(frozen=True)
+class Received(Generic[M]):
+    """A decoded event and the record it came from."""
+
+    event: M
+    record: ConsumerRecord[bytes, bytes]
+
+    @property
+    def key(self) -> str:
+        return self.record.key.decode(errors="replace") if self.record.key else ""
+
+    @property
+    def headers(self) -> tuple[tuple[str, bytes], ...]:
+        return tuple(self.record.headers)
+
+
+BatchHandler = Callable[[Sequence[Received[M]]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff before a record is dead-lettered."""
+
+    attempts: int = 5
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 5.0
+
+
+@dataclass
+class ConsumerStats:
+    """Counters a consumer keeps (exposed for health endpoints and tests)."""
+
+    handled: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    commits: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class EventConsumer(Generic[M]):
+    """At-least-once consumer: commits a partition's offsets only after its records were handled.
+
+    The handler receives the decoded events of one partition in offset order, in batches of up to
+    ``max_batch``. It must be idempotent (use ``event.meta.event_id``): after a crash or a
+    rebalance, records handled but not yet committed are delivered again. A record that cannot
+    be decoded, or that its handler rejects with PermanentError, or that still fails after the
+    retry policy, goes to ``<topic>.dlq`` with the reason in headers; the loop then carries on.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        topic: Topic,
+        message_type: type[M],
+        handler: BatchHandler[M],
+        publisher: EventPublisher,
+        retry: RetryPolicy | None = None,
+        max_batch: int = 500,
+        auto_offset_reset: str = "earliest",
+    ) -> None:
+        self.topic = topic
+        self.group_id = group_id
+        self.stats = ConsumerStats()
+        self._message_type = message_type
+        self._handler = handler
+        self._publisher = publisher
+        self._retry = retry or RetryPolicy()
+        self._max_batch = max_batch
+        self._consumer = AIOKafkaConsumer(
+            topic.name,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            max_poll_records=max_batch,
+        )
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Consume until ``stop`` is set or the task is cancelled; always leaves the group."""
+        stop = stop or asyncio.Event()
+        await self._consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                for tp, records in batches.items():
+                    await self._handle_partition(records)
+                    await self._commit(tp, records[-1].offset + 1)
+        finally:
+            await self._consumer.stop()
+
+    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        try:
+            await self._consumer.commit({tp: OffsetAndMetadata(next_offset, "")})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition moved to another member during handling; it will see these
+            # records again (at-least-once), which idempotent handlers absorb.
+            log.info("commit of %s skipped after rebalance: %s", tp, type(exc).__name__)
+            return
+        self.stats.commits += 1
+
+    async def _handle_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        decoded: list[Received[M]] = []
+        for record in records:
+            try:
+                decoded.append(self._decode(record))
+            except InvalidEvent as exc:
+                await self._dead_letter(record, exc.code, exc.detail, attempts=1)
+        if decoded and not await self._try(decoded):
+            # Isolate the failing record(s): the rest of the batch must still be handled.
+            for one in decoded if len(decoded) > 1 else ():
+                await self._try([one])
+
+    async def _try(self, batch: list[Received[M]]) -> bool:
+        """Handle a batch with bounded retries; dead-letter a single record that keeps failing."""
+        attempts = 0
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    attempts += 1
+                    await self._call_handler(batch)
+        except PermanentError as exc:
+            return await self._give_up(batch, exc.code, exc.detail, attempts)
+        except RetryError as exc:
+            error = exc.last_attempt.exception()
+            return await self._give_up(batch, "handler.failed", _describe(error), attempts)
+        self.stats.handled += len(batch)
+        self.stats.retries += attempts - 1
+        return True
+
+    async def _give_up(
+        self, batch: list[Received[M]], code: str, detail: str, attempts: int
+    ) -> bool:
+        if len(batch) > 1:
+            return False  # the caller retries record by record
+        await self._dead_letter(batch[0].record, code, detail, attempts)
+        return True
+
+    def _retrying(self) -> AsyncRetrying:
+        policy = self._retry
+        return AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_exponential(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s),
+            retry=retry_if_not_exception_type((PermanentError, asyncio.CancelledError)),
+            reraise=False,
+        )
+
+    async def _call_handler(self, batch: list[Received[M]]) -> None:
+        first = batch[0].record
+        with tracer.start_as_current_span(
+            f"process {first.topic}",
+            context=extract_context(first.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": first.topic,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.batch.message_count": len(batch),
+            },
+        ):
+            await self._handler(batch)
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Received[M]:
+        return Received(decode(self._message_type, record.value, record.headers), record)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], code: str, detail: str, attempts: int
+    ) -> None:
+        """Copy the record as it was to ``<topic>.dlq``, adding why and where it failed."""
+        reason = [
+            (DLQ_REASON, code.encode()),
+            (DLQ_DETAIL, redact(detail)[:1000].encode()),
+            (DLQ_ORIGIN, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            (DLQ_GROUP, self.group_id.encode()),
+            (DLQ_ATTEMPTS, str(attempts).encode()),
+            (DLQ_FAILED_AT, datetime.now(UTC).isoformat().encode()),
+        ]
+        headers = [*record.headers, *reason]
+        await self._publisher.send_raw(
+            dead_letter_topic(record.topic), record.key, record.value, headers
+        )
+        self.stats.dead_lettered += 1
+        self.stats.dead_letter_reasons[code] = self.stats.dead_letter_reasons.get(code, 0) + 1
+        log.warning(
+            "dead-lettered record %s/%s/%s (event %s): %s", record.topic, record.partition,
+            record.offset, header(record.headers, EVENT_ID_HEADER) or "?", code,
+        )
+
+
+def _describe(error: BaseException | None) -> str:
+    """Exception class and message for the dead-letter header (PNR-shaped numbers are masked)."""
+    return f"{type(error).__name__}: {error}" if error else "unknown"

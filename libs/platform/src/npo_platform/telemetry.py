@@ -1,0 +1,102 @@
+"""OpenTelemetry tracing (HTTP, Kafka headers) and structured JSON logs that never show a PNR."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from pythonjsonlogger.json import JsonFormatter
+
+# Twelve digits that may be a personnummer/samordningsnummer, with or without separator.
+_PNR_LIKE = re.compile(r"(?<!\d)(\d{8})[-+]?(\d{4})(?!\d)")
+_REDACTED = "[pnr-redacted]"
+
+
+def redact(text: str) -> str:
+    """Mask anything shaped like a personal identity number (defence in depth for logs)."""
+    return _PNR_LIKE.sub(_REDACTED, text)
+
+
+def configure_tracing(
+    service_name: str, *, otlp_endpoint: str | None = None, exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """Install a tracer provider for the process; export via OTLP/HTTP when an endpoint is set."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if exporter is None and otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def inject_headers(headers: list[tuple[str, bytes]] | None = None) -> list[tuple[str, bytes]]:
+    """Add the current trace context (traceparent, tracestate) to Kafka headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    out = list(headers or [])
+    out.extend((key, value.encode()) for key, value in carrier.items())
+    return out
+
+
+def extract_context(headers: Sequence[tuple[str, bytes]]) -> otel_context.Context:
+    """The trace context a Kafka record carries in its headers."""
+    carrier = {key: value.decode(errors="replace") for key, value in headers}
+    return propagate.extract(carrier)
+
+
+def current_trace_id() -> str:
+    """Hex id of the current trace, or an empty string outside a trace."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else ""
+
+
+class _TraceAndRedact(logging.Filter):
+    """Adds trace and span ids to every record and masks PNR-shaped numbers in its message."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        span_context = trace.get_current_span().get_span_context()
+        record.service = self.service
+        record.trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else ""
+        record.span_id = format(span_context.span_id, "016x") if span_context.is_valid else ""
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+class _RedactingJsonFormatter(JsonFormatter):
+    """JSON lines; exception text is redacted too, since exceptions may quote their input."""
+
+    def formatException(self, ei: Any) -> str:
+        text = super().formatException(ei)
+        return redact(text if isinstance(text, str) else "\n".join(text))
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Structured JSON logs on stderr with service, trace and span ids; PNRs masked."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_TraceAndRedact(service))
+    handler.setFormatter(
+        _RedactingJsonFormatter(
+            "{asctime}{levelname}{name}{message}{service}{trace_id}{span_id}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

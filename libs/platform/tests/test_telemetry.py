@@ -1,0 +1,42 @@
+"""Logs are JSON with trace ids and never show a personal identity number."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from npo_platform.telemetry import configure_logging, extract_context, inject_headers, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("patient 191212121212 read", "patient [pnr-redacted] read"),
+        ("patient 19121212-1212", "patient [pnr-redacted]"),
+        ("order 1234567890123 kept", "order 1234567890123 kept"),  # 13 digits: not a PNR
+        ("unit SE2321000016-1234", "unit SE2321000016-1234"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_json_log_lines_mask_pnrs(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("npo-test")
+    try:
+        raise ValueError("no such patient 191212121212")
+    except ValueError:
+        logging.getLogger("t").exception("lookup of %s failed", "201001012383")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["service"] == "npo-test"
+    assert line["level"] == "ERROR"
+    assert "201001012383" not in json.dumps(line)
+    assert "191212121212" not in json.dumps(line)
+    assert "[pnr-redacted]" in line["message"]
+
+
+def test_headers_round_trip_without_active_span() -> None:
+    assert inject_headers([("a", b"1")]) == [("a", b"1")]
+    assert extract_context([]) is not None

@@ -1,0 +1,1 @@
+"""Consent: relations, consents, blocks, emergency access and the access decision under PDL."""

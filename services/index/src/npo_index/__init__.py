@@ -1,0 +1,1 @@
+"""Engagement index: which producers hold which information about each patient."""

@@ -1,0 +1,1 @@
+"""Aggregating query: a patient's overview from the producers the index names and routing allows."""

@@ -1,0 +1,224 @@
+"""docker-compose.yml and the service images agree with the code, checked without a Docker engine.
+
+The file is validated against the compose-spec JSON schema (shipped in the check-jsonschema
+wheel), then the project's own facts are checked: a compose service and a Dockerfile per service
+package, the infrastructure each one needs, one port per service defined in its settings, a
+single-node KRaft broker, and a collector configuration whose pipelines are wired.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COLLECTOR_FILE = ROOT / "deploy" / "otel-collector.yaml"
+SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
+SHARED_ENVIRONMENT = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT")
+INFRASTRUCTURE = ("kafka", "postgres")
+
+_DEFAULTED_VARIABLE = re.compile(r"\$\{[A-Z0-9_]+:-([^}]*)\}")
+
+
+def _with_defaults(value: object) -> str:
+    """A compose value as it reads when no variable is set (``${NAME:-default}`` → default)."""
+    return _DEFAULTED_VARIABLE.sub(r"\1", str(value))
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(document, dict), f"{path.name} is not a mapping"
+    return document
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return _load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def collector() -> dict[str, Any]:
+    return _load_yaml(COLLECTOR_FILE)
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment", {})
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {key: _with_defaults(value) for key, value in raw.items()}
+
+
+def _container_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(mapping).rsplit(":", 1)[-1].split("/")[0]) for mapping in service["ports"]}
+
+
+def _settings_port(name: str) -> int:
+    # Imported by name: this cross-service test reads each service's settings, never its code.
+    module = importlib.import_module(f"npo_{name}.config")
+    settings_class = getattr(module, f"{name.capitalize()}Settings")
+    port = settings_class.model_fields["http_port"].default
+    assert isinstance(port, int)
+    return port
+
+
+def _dockerfile_instructions(name: str) -> dict[str, list[str]]:
+    text = (ROOT / "services" / name / "Dockerfile").read_text(encoding="utf-8")
+    logical_lines = re.sub(r"\\\n", " ", text).splitlines()
+    instructions: dict[str, list[str]] = {}
+    for line in logical_lines:
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, rest = line.strip().partition(" ")
+            instructions.setdefault(keyword.upper(), []).append(rest.strip())
+    return instructions
+
+
+def test_service_packages_are_found() -> None:
+    assert SERVICES == ["audit", "consent", "index", "query"]
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(COMPOSE_FILE)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_reference_names_something_defined(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    declared_volumes = set(compose.get("volumes") or {})
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= set(services), name
+        for mount in service.get("volumes", []):
+            source = str(mount).split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in declared_volumes, f"{name} uses undeclared volume {source}"
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        _, _, tag = image.rpartition(":")
+        assert tag not in {"", "latest"}, f"{name}: image {image} is not pinned"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_is_built_from_its_dockerfile(compose: dict[str, Any], name: str) -> None:
+    build = compose["services"][name]["build"]
+    assert build["context"] == "."
+    assert build["dockerfile"] == f"services/{name}/Dockerfile"
+    assert (ROOT / build["dockerfile"]).is_file()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_gets_the_shared_infrastructure(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    environment = _environment(service)
+    assert set(SHARED_ENVIRONMENT) <= set(environment)
+
+    assert environment["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    database = urlsplit(environment["DATABASE_URL"])
+    assert (database.scheme, database.hostname, database.path) == ("postgresql", "postgres", "/npo")
+    assert urlsplit(environment["OTEL_EXPORTER_OTLP_ENDPOINT"]).hostname == "otel-collector"
+
+    for dependency in INFRASTRUCTURE:
+        assert service["depends_on"][dependency] == {"condition": "service_healthy"}
+        assert "healthcheck" in compose["services"][dependency]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_port_comes_from_settings_and_agrees_everywhere(compose: dict[str, Any], name: str) -> None:
+    port = _settings_port(name)
+    assert _container_ports(compose["services"][name]) == {port}
+    assert _dockerfile_instructions(name)["EXPOSE"] == [str(port)]
+
+
+def test_service_ports_are_distinct() -> None:
+    ports = [_settings_port(name) for name in SERVICES]
+    assert len(set(ports)) == len(ports)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_dockerfile_runs_the_entry_point_as_a_non_root_user(name: str) -> None:
+    instructions = _dockerfile_instructions(name)
+    project = tomllib.loads((ROOT / "services" / name / "pyproject.toml").read_text("utf-8"))
+    entry_point = f"npo-{name}"
+
+    assert entry_point in project["project"]["scripts"]
+    assert instructions["FROM"][-1] == "python:3.11-slim"
+    assert instructions["USER"][-1] not in {"root", "0"}
+    assert instructions["CMD"] == [f'["{entry_point}"]']
+    assert "/health" in instructions["HEALTHCHECK"][-1]
+    assert any("constraints.txt" in run for run in instructions["RUN"])
+
+
+def test_kafka_runs_single_node_kraft(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    environment = _environment(kafka)
+
+    assert kafka["image"] == "apache/kafka:4.1.1"
+    assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    voters = environment["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    assert voters == f"{environment['KAFKA_NODE_ID']}@kafka:9093"
+    assert not any("ZOOKEEPER" in key for key in environment)
+    assert environment["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    for key in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert environment[key] == "1", key
+    # A cluster id is a UUID in unpadded base64url: 16 bytes.
+    assert len(base64.urlsafe_b64decode(environment["CLUSTER_ID"] + "==")) == 16
+    # The services' bootstrap address is one of the broker's advertised listeners.
+    assert "//kafka:9092" in environment["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_postgres_is_version_18_with_a_persistent_volume(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].split(":")[1].split(".")[0] == "18"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    # Since 18 the image keeps PGDATA in /var/lib/postgresql/18/docker; mounting .../data breaks.
+    assert any(str(m).endswith(":/var/lib/postgresql") for m in postgres["volumes"])
+
+
+def test_collector_pipelines_are_wired(compose: dict[str, Any], collector: dict[str, Any]) -> None:
+    protocols = collector["receivers"]["otlp"]["protocols"]
+    assert {"grpc", "http"} <= set(protocols)
+    pipelines = collector["service"]["pipelines"]
+    for pipeline in pipelines.values():
+        assert set(pipeline["receivers"]) <= set(collector["receivers"])
+        assert set(pipeline.get("processors", [])) <= set(collector.get("processors") or {})
+        assert set(pipeline["exporters"]) <= set(collector["exporters"])
+
+    traces = pipelines["traces"]["exporters"]
+    assert "debug" in traces
+    jaeger = next(collector["exporters"][e] for e in traces if e.split("/")[0] == "otlp")
+    assert jaeger["endpoint"].split(":")[0] in compose["services"]
+
+    # Services export OTLP over HTTP to the collector's HTTP receiver port.
+    http_port = protocols["http"]["endpoint"].rsplit(":", 1)[-1]
+    for name in SERVICES:
+        endpoint = _environment(compose["services"][name])["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        assert str(urlsplit(endpoint).port) == http_port
+
+
+def test_file_also_suits_compose_v1(compose: dict[str, Any]) -> None:
+    # Debian's docker-compose 1.29 (the engine-less machines' validator) rejects these keys.
+    assert not {"name", "version"} & set(compose)
