@@ -1,4 +1,4 @@
-"""The ``npo`` command line: ``npo infra up|down|status`` for the local Kafka and PostgreSQL."""
+"""The ``npo`` command line: ``npo infra up|down|status`` and ``npo token`` for the local stack."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from rich.console import Console
 
 from npo_deploy import infra
 from npo_deploy.processes import LaunchError
+from npo_deploy.tokens import token_app
+from npo_platform.identity import ensure_local_keypair
 from npo_platform.settings import PlatformSettings
 
 app = typer.Typer(help="National patient overview: developer tools.", no_args_is_help=True)
 infra_app = typer.Typer(help="Local Kafka broker and PostgreSQL (state in NPO_STATE_DIR).")
 app.add_typer(infra_app, name="infra", no_args_is_help=True)
+app.add_typer(token_app, name="token", no_args_is_help=True)
 console = Console()
 
 
@@ -21,8 +24,10 @@ console = Console()
 def up() -> None:
     """Start the local Kafka broker and PostgreSQL (unless the environment names others)."""
     began = time.monotonic()
+    settings = PlatformSettings()
+    ensure_local_keypair(settings.keys_dir)  # the local issuer's key, which every service verifies
     try:
-        started = infra.up(PlatformSettings(), console)
+        started = infra.up(settings, console)
     except LaunchError as error:
         console.print(f"[red]npo infra up failed:[/red] {error}")
         raise typer.Exit(1) from error

@@ -1,0 +1,51 @@
+"""``npo token``: signed development tokens from the local issuer, whose key the local stack generates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
+from npo_platform.settings import PlatformSettings
+
+token_app = typer.Typer(help="Development tokens signed by the local issuer (never in production).")
+
+Text = Annotated[str | None, typer.Option()]
+
+
+@token_app.command("issue")
+def issue(
+    role: Annotated[list[Role], typer.Option(help="repeat for several roles")],
+    user: Annotated[str, typer.Option(help="HSA-id of the user or system")] = "SE2321000016-DEV1",
+    name: Annotated[str, typer.Option()] = "Developer",
+    care_unit: Text = None,
+    care_giver: Text = None,
+    assignment: Text = None,
+    purpose: Text = None,
+    title: Text = None,
+    patient: Annotated[str | None, typer.Option(help="the patient role's own personnummer")] = None,
+    logical_address: Annotated[list[str] | None, typer.Option(help="a producer's own addresses")] = None,
+    ttl_minutes: Annotated[int, typer.Option(min=1, max=24 * 60)] = 8 * 60,
+) -> None:
+    """Print a token with the given claims (a clinician needs unit, giver, assignment, purpose)."""
+    try:
+        principal = Principal(
+            sub=user, name=name, roles=frozenset(role), care_unit=care_unit, care_giver=care_giver,
+            assignment=assignment, purpose=purpose, title=title, patient=patient,
+            logical_addresses=frozenset(logical_address or ()),
+        )
+    except ValidationError as error:
+        messages = "; ".join(e["msg"] for e in error.errors())
+        raise typer.BadParameter(messages) from None
+    private_path, _ = ensure_local_keypair(PlatformSettings().keys_dir)
+    typer.echo(issue_token(private_path.read_bytes(), principal, timedelta(minutes=ttl_minutes)))
+
+
+@token_app.command("keys")
+def keys() -> None:
+    """Create the local issuer's key pair if missing and print where the public key is."""
+    _, public_path = ensure_local_keypair(PlatformSettings().keys_dir)
+    typer.echo(str(public_path.resolve()))
