@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from importlib.metadata import entry_points
 
 import typer
 from rich.console import Console
@@ -17,7 +18,22 @@ app = typer.Typer(help="National patient overview: developer tools.", no_args_is
 infra_app = typer.Typer(help="Local Kafka broker and PostgreSQL (state in NPO_STATE_DIR).")
 app.add_typer(infra_app, name="infra", no_args_is_help=True)
 app.add_typer(token_app, name="token", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print their figures (services add their own).")
+app.add_typer(bench_app, name="bench", no_args_is_help=True)
 console = Console()
+
+
+def _register_service_commands() -> None:
+    """Services add commands without this CLI importing them, through entry points:
+    ``npo.cli`` (a Typer app, mounted as ``npo <name>``) and ``npo.bench`` (a command function,
+    mounted as ``npo bench <name>``)."""
+    for entry in entry_points(group="npo.cli"):
+        app.add_typer(entry.load(), name=entry.name)
+    for entry in entry_points(group="npo.bench"):
+        bench_app.command(entry.name)(entry.load())
+
+
+_register_service_commands()
 
 
 @infra_app.command()

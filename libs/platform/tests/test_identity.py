@@ -342,5 +342,5 @@ async def test_an_app_without_a_verifier_fails_closed(keys: tuple[bytes, bytes])
     async with httpx.AsyncClient(transport=transport, base_url="http://npo.test") as client:
         response = await client.get("/me", headers=_bearer(keys, CLINICIAN))
 
-    assert response.status_code == 500
-    assert response.json()["code"] == "internal"
+    assert response.status_code == 503
+    assert response.json()["code"] == "auth.unconfigured"

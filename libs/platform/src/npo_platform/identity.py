@@ -289,7 +289,9 @@ async def bearer_claims(
         raise _unauthorized("token.missing", "A bearer token is required.", "Bearer")
     verifier = getattr(request.app.state, "token_verifier", None)
     if not isinstance(verifier, TokenVerifier):
-        raise RuntimeError("app.state.token_verifier must be a TokenVerifier")
+        # Fail closed, and say why: the service was started without the issuer's public key.
+        detail = "The service has no token verification key configured."
+        raise Problem(503, "auth.unconfigured", detail)
     try:
         return verifier.verify(credentials.credentials)
     except InvalidToken as error:

@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
-from typing import Literal
-
 import uvicorn
 from fastapi import FastAPI
-from pydantic import BaseModel
+
+from npo_platform.service import configure_process, create_service_app
 
 from .config import IndexSettings
-
-DISTRIBUTION = "npo-index"
-
-
-class Health(BaseModel):
-    """Liveness: the process is up and answers HTTP."""
-
-    status: Literal["ok"] = "ok"
-    service: str
 
 
 def create_app(settings: IndexSettings | None = None) -> FastAPI:
     """Build the application; reads settings but connects to nothing until it serves."""
     config = settings or IndexSettings()
-    app = FastAPI(title="NPO engagement index", version=version(DISTRIBUTION))
-    app.state.settings = config
-
-    # Liveness only, unauthenticated by design: orchestrators probe it without credentials,
-    # and it reveals nothing but the service name.
-    @app.get("/health", tags=["operations"])
-    async def health() -> Health:
-        return Health(service=config.service_name)
-
-    return app
+    return create_service_app(config, title="NPO engagement index", distribution="npo-index")
 
 
 def run() -> None:
     """Console entry point ``npo-index``: serve on the configured host and port."""
     config = IndexSettings()
+    configure_process(config)
     uvicorn.run(create_app(config), host=config.http_host, port=config.http_port)

@@ -1,0 +1,76 @@
+"""What every service's HTTP application has: problem details, token verifier, tracing, /health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from importlib.metadata import version
+from typing import Literal
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from pydantic import BaseModel
+
+from npo_platform.identity import TokenVerifier, load_token_verifier
+from npo_platform.problems import install_problem_handlers
+from npo_platform.settings import PlatformSettings
+from npo_platform.telemetry import configure_logging, configure_tracing
+
+log = logging.getLogger(__name__)
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class Health(BaseModel):
+    """Liveness: the process is up and answers HTTP."""
+
+    status: Literal["ok"] = "ok"
+    service: str
+
+
+def create_service_app(
+    settings: PlatformSettings,
+    *,
+    title: str,
+    distribution: str,
+    lifespan: Lifespan | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """A FastAPI app with the platform's conventions; the service adds its routers.
+
+    ``token_verifier`` defaults to the configured public key (NPO_JWT_PUBLIC_KEY_PATH, else
+    the local issuer's key in the state dir); without one every authenticated route fails.
+    """
+    app = FastAPI(title=title, version=version(distribution), lifespan=lifespan)
+    app.state.settings = settings
+    app.state.token_verifier = token_verifier or _configured_verifier(settings)
+    install_problem_handlers(app)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
+
+    # Liveness only, unauthenticated by design: orchestrators probe it without credentials,
+    # and it reveals nothing but the service name.
+    @app.get("/health", tags=["operations"])
+    async def health() -> Health:
+        return Health(service=settings.service_name)
+
+    return app
+
+
+def configure_process(settings: PlatformSettings) -> None:
+    """Process-wide telemetry, once, from a service's entry point (never at import time)."""
+    configure_logging(settings.service_name, settings.log_level)
+    configure_tracing(settings.service_name, otlp_endpoint=settings.otel_exporter_otlp_endpoint)
+
+
+def _configured_verifier(settings: PlatformSettings) -> TokenVerifier | None:
+    try:
+        return load_token_verifier(settings)
+    except FileNotFoundError:
+        log.warning("no token public key found: authenticated routes will refuse every request")
+        return None
+
+
+async def no_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """A lifespan that does nothing (for services with no background work yet)."""
+    yield
