@@ -1,0 +1,1 @@
+"""Simulated producers: a deterministic nation of care providers, population and care histories."""

@@ -1,0 +1,19 @@
+"""npo-simulator settings: its SIMULATOR_* fields on top of the shared infrastructure ones."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from npo_platform.settings import PlatformSettings
+
+
+class SimulatorSettings(PlatformSettings):
+    """What the simulated producers read from their environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMULATOR_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "npo-simulator"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8110
+    population: int = 100_000
+    seed: int = 1

@@ -1,0 +1,95 @@
+"""Record content as JSON with field names close to the RIVTA clinicalprocess contracts.
+
+Every record has a header in the style of RIVTA's ``...Header`` types (documentId,
+sourceSystemHSAId, patientId, accountableHealthcareProfessional, approvedForPatient) and a body
+with a few realistic fields of its category. The project-defined categories (growth, forms,
+microbiology) follow the same pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from npo_platform.categories import by_number
+from npo_simulator.records import Record
+
+Json = dict[str, Any]
+
+_DIAGNOSES = (("I10", "Essentiell hypertoni"), ("E11.9", "Typ 2-diabetes utan komplikationer"),
+              ("J44.1", "KOL med akut exacerbation"), ("S72.0", "Fraktur på lårbenshalsen"),
+              ("I50.9", "Hjärtsvikt, ospecificerad"), ("F03", "Ospecificerad demens"))
+_DRUGS = (("Metformin", "500 mg 1x2"), ("Alvedon", "1 g vid behov, max 4 g/dygn"),
+          ("Enalapril", "10 mg 1x1"), ("Furosemid", "40 mg 1x1"), ("Waran", "enligt ordination"))
+_ANALYSES = (("P-Glukos", "6.1", "mmol/L"), ("B-Hb", "128", "g/L"), ("P-Krea", "92", "µmol/L"),
+             ("P-CRP", "14", "mg/L"), ("P-Kalium", "4.1", "mmol/L"))
+_EXAMS = ("Lungröntgen", "DT hjärna", "Höftröntgen", "Ultraljud buk")
+_VACCINES = (("DTaP-IPV-Hib-HepB", "J07CA09"), ("MPR", "J07BD52"), ("Influensa", "J07BB02"))
+_NOTES = ("Inskrivningsanteckning", "Epikris", "Daganteckning", "Omvårdnadsanteckning",
+          "Hemsjukvårdsanteckning")
+_ALERTS = ("Överkänslighet mot penicillin", "Behandling med antikoagulantia", "Smitta: MRSA")
+
+
+def _pick(options: tuple[Any, ...], record: Record) -> Any:
+    return options[record.variant % len(options)]
+
+
+def _diagnosis(r: Record) -> Json:
+    code, name = _pick(_DIAGNOSES, r)
+    return {"diagnosisCode": {"code": code, "codeSystem": "ICD-10-SE", "displayName": name},
+            "typeOfDiagnosis": "Huvuddiagnos" if r.variant % 3 == 0 else "Bidiagnos"}
+
+
+def _medication(r: Record) -> Json:
+    drug, dosage = _pick(_DRUGS, r)
+    return {"medicationPrescription": {"drug": {"name": drug}, "dosageInstruction": dosage,
+                                       "prescriptionStatus": "Active"}}
+
+
+def _lab(r: Record) -> Json:
+    analysis, value, unit = _pick(_ANALYSES, r)
+    return {"analysis": {"code": analysis, "outcome": {"value": value, "unit": unit}}}
+
+
+def _imaging(r: Record) -> Json:
+    return {"examinationSpeciality": _pick(_EXAMS, r), "resultReport": "Utan anmärkning."}
+
+
+def _vaccination(r: Record) -> Json:
+    name, atc = _pick(_VACCINES, r)
+    return {"vaccinationMedicalRecordBody": {"vaccineName": name, "vaccineCode": atc}}
+
+
+def _note(r: Record) -> Json:
+    return {"clinicalDocumentNoteTitle": _pick(_NOTES, r), "clinicalDocumentNoteText": "…"}
+
+
+def _alert(r: Record) -> Json:
+    return {"alertInformationBody": {"typeOfAlertInformation": _pick(_ALERTS, r)}}
+
+
+def _generic(r: Record) -> Json:
+    return {"description": by_number(r.category).name_sv}
+
+
+_BODIES: dict[int, Callable[[Record], Json]] = {
+    1: _diagnosis, 2: _medication, 3: _imaging, 4: _lab, 6: _alert, 8: _note, 9: _vaccination,
+    17: _lab,
+}
+
+
+def document(record: Record) -> Json:
+    """The record as the producer answers it."""
+    org = record.producer
+    header = {
+        "documentId": record.record_id,
+        "sourceSystemHSAId": org.source_system,
+        "patientId": {"id": record.patient_id, "type": "1.2.752.129.2.1.3.1"},
+        "accountableHealthcareProfessional": {
+            "authorTime": record.time.strftime("%Y%m%d%H%M%S"),
+            "healthcareProfessionalCareUnitHSAId": record.care_unit,
+            "healthcareProfessionalCareGiverHSAId": org.care_giver,
+        },
+        "approvedForPatient": True,
+    }
+    return {"header": header, "body": _BODIES.get(record.category, _generic)(record)}

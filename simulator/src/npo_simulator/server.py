@@ -1,0 +1,129 @@
+"""Many simulated producers in one HTTP process, virtual-hosted by logical address.
+
+``POST /producers/{logical_address}/{category}`` answers one category's records of one patient
+(the patient id travels in the body, never in the URL), optionally within a time window and for
+one care unit, paged with an opaque continuation token. Behaviour per producer (latency, errors,
+timeouts, outages) is set through ``PUT /admin/behaviour/{logical_address}``.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from npo_platform.categories import UnknownCategory, by_key
+from npo_platform.identity import AdminClaims, BearerClaims
+from npo_platform.problems import Problem
+from npo_platform.service import create_service_app
+from npo_simulator.behaviour import Behaviour, BehaviourBook, apply
+from npo_simulator.config import SimulatorSettings
+from npo_simulator.content import document
+from npo_simulator.store import RecordSource
+
+MAX_PAGE = 500
+
+
+class CategoryQuery(BaseModel):
+    """A consumer's request, in the spirit of RIVTA's Get... requests."""
+
+    patient_id: str = Field(alias="patientId", min_length=12, max_length=12)
+    from_time: datetime | None = Field(None, alias="from")
+    to_time: datetime | None = Field(None, alias="to")
+    care_unit: str | None = Field(None, alias="careUnitHSAId")
+    continuation_token: str | None = Field(None, alias="continuationToken")
+    page_size: int = Field(100, alias="pageSize", ge=1, le=MAX_PAGE)
+
+
+def _offset(token: str | None) -> int:
+    if token is None:
+        return 0
+    try:
+        kind, value = base64.urlsafe_b64decode(token.encode()).decode().split(":", 1)
+        if kind != "offset" or int(value) < 0:
+            raise ValueError(kind)
+        return int(value)
+    except ValueError:
+        raise Problem(400, "continuation.invalid", "The continuation token is not valid.") from None
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _source(request: Request) -> RecordSource:
+    source: RecordSource = request.app.state.records
+    return source
+
+
+def _book(request: Request) -> BehaviourBook:
+    book: BehaviourBook = request.app.state.behaviour
+    return book
+
+
+Source = Annotated[RecordSource, Depends(_source)]
+Book = Annotated[BehaviourBook, Depends(_book)]
+router = APIRouter()
+
+
+@router.post("/producers/{logical_address}/{category}", tags=["producers"])
+async def get_records(
+    logical_address: str, category: str, query: CategoryQuery, source: Source, book: Book,
+    _claims: BearerClaims,
+) -> JSONResponse:
+    """One page of a patient's records of one category at one producer."""
+    org = source.nation.by_logical_address(logical_address)
+    try:
+        number = by_key(category).number
+    except UnknownCategory:
+        raise Problem(404, "category.unknown", "No such information category.") from None
+    if org is None or number not in org.publishes:
+        raise Problem(404, "producer.not_serving", "This address does not serve that category.")
+    outcome = book.draw(logical_address)
+    await apply(outcome)
+    if outcome.status is not None:
+        raise Problem(outcome.status, "producer.simulated_error", "Simulated producer failure.")
+    records = source.records(query.patient_id, org, number, query.from_time, query.to_time,
+                             query.care_unit)
+    start = _offset(query.continuation_token)
+    page = records[start : start + query.page_size]
+    more = start + len(page) < len(records)
+    body: dict[str, Any] = {
+        "contract": by_key(category).contract,
+        "result": {"resultCode": "OK"},
+        "records": [document(r) for r in page],
+        "continuationToken": _token(start + len(page)) if more else None,
+    }
+    return JSONResponse(body)
+
+
+@router.put("/admin/behaviour/{logical_address}", tags=["admin"])
+async def set_behaviour(
+    logical_address: str, behaviour: Behaviour, book: Book, _claims: AdminClaims
+) -> Behaviour:
+    """Set how one producer answers from now on."""
+    book.set(logical_address, behaviour)
+    return behaviour
+
+
+@router.delete("/admin/behaviour", tags=["admin"])
+async def reset_behaviour(book: Book, _claims: AdminClaims) -> dict[str, str]:
+    """Every producer back to the default behaviour."""
+    book.reset()
+    return {"status": "reset"}
+
+
+def create_app(settings: SimulatorSettings | None = None, source: RecordSource | None = None,
+               **kwargs: Any) -> FastAPI:
+    """The producers' HTTP application; records come from the configured population."""
+    config = settings or SimulatorSettings()
+    app = create_service_app(config, title="NPO simulated producers", distribution="npo-simulator",
+                             **kwargs)
+    app.state.records = source or RecordSource(config.population, config.seed)
+    app.state.behaviour = BehaviourBook(config.seed)
+    app.include_router(router)
+    return app

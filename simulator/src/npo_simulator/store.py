@@ -1,0 +1,41 @@
+"""Records of the simulated population, looked up by patient (histories are rebuilt on demand)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+
+from npo_simulator.organisations import Organisation, nation
+from npo_simulator.population import Person, Population
+from npo_simulator.records import Histories, Record
+
+
+class RecordSource:
+    """Answers "records of this patient at this producer" for a population of ``size``."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.population = Population(size, seed)
+        self.nation = nation()
+        self.histories = Histories(self.nation, seed)
+
+    @cached_property
+    def _people(self) -> dict[str, Person]:
+        return {p.patient_id: p for p in self.population}
+
+    def person(self, patient_id: str) -> Person | None:
+        return self._people.get(patient_id)
+
+    def records(
+        self, patient_id: str, org: Organisation, category: int,
+        after: datetime | None = None, before: datetime | None = None, care_unit: str | None = None,
+    ) -> list[Record]:
+        """Announced records only: never social services, never another producer's."""
+        person = self.person(patient_id)
+        if person is None:
+            return []
+        return [
+            r for r in self.histories.of(person)
+            if r.producer == org and r.category == category and not r.social_services
+            and (after is None or r.time >= after) and (before is None or r.time <= before)
+            and (care_unit is None or r.care_unit == care_unit)
+        ]

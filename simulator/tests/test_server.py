@@ -1,0 +1,174 @@
+"""Simulated producers over HTTP: records, paging, and injected latency, errors, timeouts, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from npo_platform.identity import Principal, Role, TokenVerifier, issue_token
+from npo_simulator.config import SimulatorSettings
+from npo_simulator.organisations import Kind, nation
+from npo_simulator.server import create_app
+from npo_simulator.store import RecordSource
+
+SOURCE = RecordSource(3_000, seed=5)
+
+
+def _keys() -> tuple[bytes, bytes]:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+PRIVATE, PUBLIC = _keys()
+
+
+def token(*roles: Role) -> dict[str, str]:
+    who = Principal(sub="SE2321000016-Q001", name="Query service", roles=frozenset(roles))
+    return {"Authorization": f"Bearer {issue_token(PRIVATE, who, timedelta(minutes=5))}"}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(SimulatorSettings(population=3_000, seed=5), SOURCE,
+                     token_verifier=TokenVerifier(PUBLIC))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim.test") as c:
+        yield c
+
+
+def busy_patient() -> tuple[str, str, str, int]:
+    """A patient with several home-care notes: (patient, logical address, category key, count)."""
+    for person in SOURCE.population:
+        notes = [r for r in SOURCE.histories.of(person)
+                 if r.producer.kind is Kind.REGION and r.category == 8]
+        if len(notes) >= 3:
+            return person.patient_id, notes[0].producer.logical_address, "notes", len(notes)
+    raise AssertionError("no patient with three regional notes")
+
+
+async def test_records_are_served_and_paged(client: httpx.AsyncClient) -> None:
+    patient, address, category, count = busy_patient()
+    seen: list[str] = []
+    body: dict[str, object] = {"patientId": patient, "pageSize": 1}
+    while True:
+        answer = await client.post(f"/producers/{address}/{category}", json=body, headers=token(Role.ADMIN))
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert page["contract"] == "GetCareDocumentation"
+        seen += [r["header"]["documentId"] for r in page["records"]]
+        if page["continuationToken"] is None:
+            break
+        body["continuationToken"] = page["continuationToken"]
+    assert len(seen) == len(set(seen)) == count
+    assert patient not in address
+
+
+async def test_social_services_are_never_served(client: httpx.AsyncClient) -> None:
+    for person in SOURCE.population:
+        social = [r for r in SOURCE.histories.of(person) if r.social_services]
+        if social:
+            org = social[0].producer
+            served = SOURCE.records(person.patient_id, org, 0)
+            assert served == []
+            for category in org.publishes:
+                assert all(not r.social_services for r in SOURCE.records(person.patient_id, org, category))
+            return
+    raise AssertionError("no social-services record in the population")
+
+
+async def test_needs_a_token(client: httpx.AsyncClient) -> None:
+    patient, address, category, _ = busy_patient()
+    answer = await client.post(f"/producers/{address}/{category}", json={"patientId": patient})
+    assert answer.status_code == 401
+    assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_unknown_category_and_unserved_category(client: httpx.AsyncClient) -> None:
+    patient, address, _, _ = busy_patient()
+    body = {"patientId": patient}
+    unknown = await client.post(f"/producers/{address}/socialtjanst", json=body, headers=token(Role.ADMIN))
+    assert unknown.json()["code"] == "category.unknown"
+    provlabbet = nation().by_name("Provlabbet AB").logical_address
+    unserved = await client.post(f"/producers/{provlabbet}/notes", json=body, headers=token(Role.ADMIN))
+    assert (unserved.status_code, unserved.json()["code"]) == (404, "producer.not_serving")
+
+
+async def set_behaviour(client: httpx.AsyncClient, address: str, **behaviour: object) -> None:
+    answer = await client.put(f"/admin/behaviour/{address}", json=behaviour, headers=token(Role.ADMIN))
+    assert answer.status_code == 200, answer.text
+
+
+async def test_only_admins_change_behaviour(client: httpx.AsyncClient) -> None:
+    answer = await client.put("/admin/behaviour/x", json={"outage": True}, headers=token(Role.OPERATOR))
+    assert answer.status_code == 403
+
+
+async def test_latency_is_added(client: httpx.AsyncClient) -> None:
+    patient, address, category, _ = busy_patient()
+    await set_behaviour(client, address, latency_ms=120)
+    began = time.perf_counter()
+    answer = await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
+                               headers=token(Role.ADMIN))
+    assert answer.status_code == 200
+    assert time.perf_counter() - began >= 0.12
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[httpx.AsyncClient]:
+    """The producers served by a real uvicorn on a free loopback port, and a real HTTP client."""
+    app = create_app(SimulatorSettings(population=3_000, seed=5), SOURCE,
+                     token_verifier=TokenVerifier(PUBLIC))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=0.5) as c:
+        yield c
+    server.should_exit = True
+    await task
+
+
+async def test_a_producer_set_to_time_out_does_time_out(live: httpx.AsyncClient) -> None:
+    patient, address, category, _ = busy_patient()
+    await set_behaviour(live, address, timeout=True, hang_s=30)
+    began = time.perf_counter()
+    with pytest.raises(httpx.ReadTimeout):
+        await live.post(f"/producers/{address}/{category}", json={"patientId": patient},
+                        headers=token(Role.ADMIN))
+    assert 0.5 <= time.perf_counter() - began < 5
+
+
+async def test_outage_answers_503(client: httpx.AsyncClient) -> None:
+    patient, address, category, _ = busy_patient()
+    await set_behaviour(client, address, outage=True)
+    answer = await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
+                               headers=token(Role.ADMIN))
+    assert answer.status_code == 503
+
+
+async def test_error_rate_is_honoured_within_tolerance(client: httpx.AsyncClient) -> None:
+    patient, address, category, _ = busy_patient()
+    await set_behaviour(client, address, error_rate=0.3, error_status=502)
+    calls = 600
+    statuses = [
+        (await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
+                           headers=token(Role.ADMIN))).status_code
+        for _ in range(calls)
+    ]
+    errors = statuses.count(502)
+    assert set(statuses) == {200, 502}
+    # Binomial(600, 0.3): mean 180, standard deviation 11.2; four deviations either side.
+    assert 135 <= errors <= 225, errors
