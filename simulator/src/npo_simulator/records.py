@@ -75,23 +75,35 @@ class Histories:
         return sorted(plan.records, key=lambda r: (r.time, r.record_id))
 
 
+    def new_episode(self, person: Person, rng: random.Random, at: datetime, serial: int) -> list[Record]:
+        """Records of one new care event happening ``at`` (the live stream of ``npo simulate``)."""
+        plan = _Plan(person, rng, prefix=f"live{serial}")
+        if person.age >= 75 and rng.random() < 0.5:
+            plan.episode(person.home, (*HOME_CARE, SOCIAL_SERVICES), at=at)
+        else:
+            region = self.nation.region_of(person.home)
+            plan.episode(region, OUTPATIENT[: rng.randint(1, len(OUTPATIENT))], at=at)
+        return plan.records
+
+
 class _Plan:
     """Collects one person's records episode by episode."""
 
-    def __init__(self, person: Person, rng: random.Random) -> None:
-        self.person, self.rng = person, rng
+    def __init__(self, person: Person, rng: random.Random, prefix: str = "") -> None:
+        self.person, self.rng, self.prefix = person, rng, prefix
         self.records: list[Record] = []
 
     def episode(
-        self, org: Organisation, categories: tuple[int, ...], *, after: datetime | None = None
+        self, org: Organisation, categories: tuple[int, ...], *, after: datetime | None = None,
+        at: datetime | None = None,
     ) -> datetime:
         """Records of one visit or stay at ``org``; returns when it ended."""
-        start = self._when(after)
+        start = at or self._when(after)
         unit = org.care_unit(self.rng.randint(1, 5))
         for offset, category in enumerate(categories):
             if category in org.publishes or (category == SOCIAL_SERVICES and org.holds_social_services):
-                at = start + timedelta(hours=offset * self.rng.randint(1, 12))
-                self._add(org, category, unit, at)
+                spread = timedelta(hours=offset * self.rng.randint(1, 12))
+                self._add(org, category, unit, start if at else start + spread)
         return start + timedelta(days=self.rng.randint(1, 14))
 
     def _when(self, after: datetime | None) -> datetime:
@@ -104,7 +116,7 @@ class _Plan:
 
     def _add(self, org: Organisation, category: int, unit: str, at: datetime) -> None:
         n = len(self.records)
-        record_id = f"{org.code}-{self.person.index}-{n}"
+        record_id = f"{org.code}-{self.person.index}-{self.prefix}{n}"
         variant = self.rng.randint(0, 1_000_000)
         self.records.append(
             Record(record_id, self.person.patient_id, org, category, unit, at, variant)

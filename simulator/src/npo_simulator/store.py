@@ -17,10 +17,19 @@ class RecordSource:
         self.population = Population(size, seed)
         self.nation = nation()
         self.histories = Histories(self.nation, seed)
+        self._live: dict[str, list[Record]] = {}  # records the running simulation added
+
+    def add_live(self, records: list[Record]) -> None:
+        for record in records:
+            self._live.setdefault(record.patient_id, []).append(record)
 
     @cached_property
     def _people(self) -> dict[str, Person]:
         return {p.patient_id: p for p in self.population}
+
+    @cached_property
+    def people(self) -> list[Person]:
+        return list(self._people.values())
 
     def person(self, patient_id: str) -> Person | None:
         return self._people.get(patient_id)
@@ -34,7 +43,7 @@ class RecordSource:
         if person is None:
             return []
         return [
-            r for r in self.histories.of(person)
+            r for r in [*self.histories.of(person), *self._live.get(patient_id, [])]
             if r.producer == org and r.category == category and not r.social_services
             and (after is None or r.time >= after) and (before is None or r.time <= before)
             and (care_unit is None or r.care_unit == care_unit)

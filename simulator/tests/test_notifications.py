@@ -1,0 +1,38 @@
+"""The notifications the simulator announces reproduce the seed's coverage and never social services."""
+
+from __future__ import annotations
+
+from npo_platform.categories import AVAILABLE_CATEGORIES, find_by_code
+from npo_simulator.notifications import engagements_by_producer
+from npo_simulator.organisations import nation
+from npo_simulator.population import Population
+from npo_simulator.records import Histories
+
+SIZE = 20_000
+
+
+def announced() -> dict[str, set[int]]:
+    """Category numbers announced per data controller for a population of SIZE."""
+    histories = Histories(nation(), seed=1)
+    records = (r for p in Population(SIZE, seed=1) for r in histories.of(p))
+    out: dict[str, set[int]] = {}
+    for org, transactions in engagements_by_producer(records).items():
+        for tx in transactions:
+            e = tx.engagement
+            assert e.data_controller == org.care_giver
+            assert e.logical_address == org.logical_address
+            category = find_by_code(e.service_domain, e.categorization)
+            assert category is not None
+            out.setdefault(e.data_controller, set()).add(category.number)
+    return out
+
+
+def test_every_producer_announces_exactly_what_it_publishes() -> None:
+    by_controller = announced()
+    available = {c.number for c in AVAILABLE_CATEGORIES}
+    for org in nation().producers:
+        assert by_controller.get(org.care_giver, set()) == set(org.publishes), org.name
+        share = len(by_controller[org.care_giver] & available) / len(available)
+        assert round(share * 100 + 1e-9) == org.coverage_1_11
+    consumers = {o.care_giver for o in nation().organisations if not o.publishes}
+    assert not consumers & set(by_controller), "consuming organisations announce nothing"
