@@ -55,6 +55,9 @@ class Role(StrEnum):
     PATIENT = "patient"
     OPERATOR = "operator"
     ADMIN = "admin"
+    # A platform service calling another service or a producer on its own behalf (the query
+    # service asking the index, a producer system answering the platform); sub is its HSA-id.
+    SYSTEM = "system"
 
 
 def _hsa_id(value: str) -> str:
@@ -327,3 +330,4 @@ ComplianceOfficerClaims = Annotated[Claims, Depends(require_roles(Role.COMPLIANC
 PatientClaims = Annotated[Claims, Depends(require_roles(Role.PATIENT))]
 OperatorClaims = Annotated[Claims, Depends(require_roles(Role.OPERATOR))]
 AdminClaims = Annotated[Claims, Depends(require_roles(Role.ADMIN))]
+SystemClaims = Annotated[Claims, Depends(require_roles(Role.SYSTEM))]
