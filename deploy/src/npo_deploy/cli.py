@@ -25,10 +25,12 @@ console = Console()
 
 def _register_service_commands() -> None:
     """Services add commands without this CLI importing them, through entry points:
-    ``npo.cli`` (a Typer app, mounted as ``npo <name>``) and ``npo.bench`` (a command function,
-    mounted as ``npo bench <name>``)."""
+    ``npo.cli`` (a Typer app, mounted as ``npo <name>``), ``npo.commands`` (a command function,
+    mounted as ``npo <name>``) and ``npo.bench`` (a command function, ``npo bench <name>``)."""
     for entry in entry_points(group="npo.cli"):
         app.add_typer(entry.load(), name=entry.name)
+    for entry in entry_points(group="npo.commands"):
+        app.command(entry.name)(entry.load())
     for entry in entry_points(group="npo.bench"):
         bench_app.command(entry.name)(entry.load())
 
