@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -266,6 +268,32 @@ class TokenVerifier:
         except ValidationError as error:
             fields = sorted({".".join(map(str, e["loc"])) or "token" for e in error.errors()})
             raise InvalidToken("token.claims", f"missing or invalid claims: {fields}") from None
+
+
+class CachingTokenVerifier(TokenVerifier):
+    """Delegates to ``inner`` and remembers up to ``size`` verified tokens until they expire.
+
+    Services see the same token again and again (the query service forwards each clinician's
+    token with every call); a token's bytes verify the same way until ``exp``, so the claims
+    are kept, keyed by the exact token, and an Ed25519 check is saved per request.
+    """
+
+    def __init__(self, inner: TokenVerifier, size: int = 4096) -> None:
+        # Deliberately not calling TokenVerifier.__init__: every check is the inner verifier's.
+        self._inner = inner
+        self._size = size
+        self._claims: OrderedDict[str, Claims] = OrderedDict()
+
+    def verify(self, token: str) -> Claims:
+        cached = self._claims.get(token)
+        if cached is not None and cached.exp > time.time():
+            self._claims.move_to_end(token)
+            return cached
+        claims = self._inner.verify(token)  # raises InvalidToken; nothing is cached then
+        self._claims[token] = claims
+        if len(self._claims) > self._size:
+            self._claims.popitem(last=False)
+        return claims
 
 
 def load_token_verifier(

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
-from npo_platform.identity import TokenVerifier, load_token_verifier
+from npo_platform.identity import CachingTokenVerifier, TokenVerifier, load_token_verifier
 from npo_platform.problems import install_problem_handlers
 from npo_platform.settings import PlatformSettings
 from npo_platform.telemetry import configure_logging, configure_tracing
@@ -44,7 +44,8 @@ def create_service_app(
     """
     app = FastAPI(title=title, version=version(distribution), lifespan=lifespan)
     app.state.settings = settings
-    app.state.token_verifier = token_verifier or _configured_verifier(settings)
+    verifier = token_verifier or _configured_verifier(settings)
+    app.state.token_verifier = CachingTokenVerifier(verifier) if verifier else None
     install_problem_handlers(app)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
 

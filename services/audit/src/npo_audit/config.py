@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 
 from npo_platform.settings import PlatformSettings
+from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS
 
 
 class AuditSettings(PlatformSettings):
@@ -15,3 +16,17 @@ class AuditSettings(PlatformSettings):
     service_name: str = "npo-audit"
     http_host: str = "127.0.0.1"
     http_port: int = 8104
+    db_schema: str = "audit"
+    consumer_group: str = "npo-audit"
+    # The HTTP process also runs the consumers unless a separate worker (`npo audit worker`) does.
+    run_consumers: bool = True
+    max_batch: int = 1000
+    topic_partitions: int = 3
+    patients_per_hour: int = 40
+    sweep_interval_s: float = 10.0
+    office_start_hour: int = 7
+    office_end_hour: int = 18
+    max_export: int = 100_000
+    # Overridable for isolated tests; production uses the platform's topics.
+    access_topic_name: str = ACCESS_EVENTS.name
+    consent_topic_name: str = CONSENT_EVENTS.name

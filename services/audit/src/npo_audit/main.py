@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import uvicorn
 from fastapi import FastAPI
 
+from npo_platform.identity import TokenVerifier
 from npo_platform.service import configure_process, create_service_app
 
+from .api import AuditServices, router
 from .config import AuditSettings
+from .consumer import build_worker, notify_channel, open_store
+from .queries import AuditQueries
+from .register import RegisterKey
+from .signing import load_verifier
+from .stream import RecordHub
 
 
-def create_app(settings: AuditSettings | None = None) -> FastAPI:
+def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerifier | None = None) -> FastAPI:
     """Build the application; reads settings but connects to nothing until it serves."""
     config = settings or AuditSettings()
-    return create_service_app(config, title="NPO access log", distribution="npo-audit")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_store(config) as (pool, store):
+            queries = AuditQueries(pool)
+            hub = RecordHub(config.database_url, config.db_schema, notify_channel(config), queries)
+            await hub.start()
+            app.state.audit = AuditServices(config, store, queries, hub, RegisterKey.in_dir(config.keys_dir))
+            app.state.checkpoint_verifier = load_verifier(config.keys_dir)
+            stop = asyncio.Event()
+            worker = None
+            if config.run_consumers:
+                worker = asyncio.create_task((await build_worker(config, store)).run(stop))
+            try:
+                yield
+            finally:
+                stop.set()
+                if worker is not None:
+                    await worker
+                await hub.stop()
+
+    app = create_service_app(
+        config, title="NPO access log", distribution="npo-audit", lifespan=lifespan,
+        token_verifier=token_verifier,
+    )
+    app.include_router(router)
+    return app
 
 
 def run() -> None:

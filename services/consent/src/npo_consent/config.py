@@ -15,3 +15,10 @@ class ConsentSettings(PlatformSettings):
     service_name: str = "npo-consent"
     http_host: str = "127.0.0.1"
     http_port: int = 8103
+    db_schema: str = "consent"
+    db_pool_size: int = 10
+    consumer_group: str = "npo-consent"
+    relay_interval_s: float = 1.0  # the relay also runs at once after every change
+    expiry_interval_s: float = 5.0
+    emergency_window_minutes: int = 240
+    background: bool = True  # False: serve commands and decisions only (no consumer, relay, expiry)

@@ -1,19 +1,113 @@
-"""Entry point of npo-consent: ``create_app()`` builds the HTTP application, ``run()`` serves it."""
+"""Entry point of npo-consent: ``create_app()`` builds the HTTP application, ``run()`` serves it.
+
+Nothing connects at import or build time; the lifespan opens the database (migrating the
+``consent`` schema), creates the topics it uses, and starts the outbox relay, the access-event
+consumer and the expiry sweep.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
 
 import uvicorn
 from fastapi import FastAPI
 
+from npo_platform.contracts import AccessEvent
+from npo_platform.kafka import EventConsumer, EventPublisher
+from npo_platform.kafka_admin import ensure_topics, with_dead_letters
 from npo_platform.service import configure_process, create_service_app
+from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
+from .api import router
+from .background import OutboxRelay, expire_periodically
 from .config import ConsentSettings
+from .consumer import access_handler
+from .handlers import Clock, ConsentService, utc_now
+from .postgres import open_store
 
 
-def create_app(settings: ConsentSettings | None = None) -> FastAPI:
+@dataclass(frozen=True)
+class ConsentTopics:
+    """The topics the service uses (tests pass their own)."""
+
+    access_events: Topic = ACCESS_EVENTS
+    consent_events: Topic = CONSENT_EVENTS
+
+
+@dataclass
+class Runtime:
+    """What the lifespan started, on ``app.state.runtime`` for health checks and tests."""
+
+    service: ConsentService
+    relay: OutboxRelay | None = None
+    consumer: EventConsumer[AccessEvent] | None = None
+
+
+def create_app(
+    settings: ConsentSettings | None = None,
+    *,
+    topics: ConsentTopics | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
     """Build the application; reads settings but connects to nothing until it serves."""
     config = settings or ConsentSettings()
-    return create_service_app(config, title="NPO consent and access decisions", distribution="npo-consent")
+    wanted = topics or ConsentTopics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await open_store(config.database_url, config.db_schema, config.db_pool_size)
+        window = timedelta(minutes=config.emergency_window_minutes)
+        service = ConsentService(store, clock=clock, emergency_window=window)
+        app.state.consent_service = service
+        app.state.runtime = Runtime(service)
+        try:
+            if not config.background:
+                yield
+                return
+            async with _background(config, wanted, service) as runtime:
+                app.state.runtime = runtime
+                yield
+        finally:
+            await store.close()
+
+    app = create_service_app(
+        config, title="NPO consent and access decisions", distribution="npo-consent", lifespan=lifespan
+    )
+    app.include_router(router)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _background(
+    config: ConsentSettings, topics: ConsentTopics, service: ConsentService
+) -> AsyncIterator[Runtime]:
+    bootstrap = config.kafka_bootstrap_servers
+    await ensure_topics(bootstrap, with_dead_letters([topics.access_events, topics.consent_events]))
+    publisher = EventPublisher(bootstrap, client_id=config.service_name)
+    await publisher.start()
+    relay = OutboxRelay(service.store, publisher, topics.consent_events, config.relay_interval_s)
+    service.on_change = relay.wake
+    consumer = EventConsumer(
+        bootstrap_servers=bootstrap, group_id=config.consumer_group, topic=topics.access_events,
+        message_type=AccessEvent, handler=access_handler(service), publisher=publisher,
+    )
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(relay.run(stop), name="consent-outbox-relay"),
+        asyncio.create_task(consumer.run(stop), name="consent-access-consumer"),
+        asyncio.create_task(expire_periodically(service, stop, config.expiry_interval_s)),
+    ]
+    try:
+        yield Runtime(service, relay, consumer)
+    finally:
+        stop.set()
+        service.on_change = None
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await publisher.stop()
 
 
 def run() -> None:

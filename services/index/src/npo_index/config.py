@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic_settings import SettingsConfigDict
 
 from npo_platform.settings import PlatformSettings
+from npo_platform.topics import ENGAGEMENT_UPDATES, INDEX_CHANGES, Topic
 
 
 class IndexSettings(PlatformSettings):
@@ -15,3 +18,23 @@ class IndexSettings(PlatformSettings):
     service_name: str = "npo-index"
     http_host: str = "127.0.0.1"
     http_port: int = 8101
+    db_schema: str = "npo_index"
+    db_pool_size: int = 10
+    consumer_group: str = "npo-index"
+    # Topic names default to the platform constants; tests and benchmarks point them elsewhere.
+    updates_topic: str = ENGAGEMENT_UPDATES.name
+    changes_topic: str = INDEX_CHANGES.name
+    max_batch: int = 2000
+    consumers: int = 3  # group members per process (at most one per partition does work)
+    run_consumer: bool = True  # the HTTP process also ingests; off for API-only replicas
+    # Loop protection (EI006): no engagement may point at the platform's own addresses.
+    own_addresses: frozenset[str] = frozenset({"SE5565594230-NPOIDX", "SE5565594230-NPOAGP"})
+    find_content_max_page: int = 1000
+
+    @property
+    def updates(self) -> Topic:
+        return replace(ENGAGEMENT_UPDATES, name=self.updates_topic)
+
+    @property
+    def changes(self) -> Topic:
+        return replace(INDEX_CHANGES, name=self.changes_topic)

@@ -2,18 +2,74 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
 import uvicorn
 from fastapi import FastAPI
 
+from npo_platform.identity import TokenVerifier
+from npo_platform.kafka import EventPublisher
 from npo_platform.service import configure_process, create_service_app
+from npo_producer import EngagementProducer
+from npo_producer.validation import Rules
 
+from .api import router
 from .config import IndexSettings
+from .consumer import open_worker
+from .store import IndexStore
 
 
-def create_app(settings: IndexSettings | None = None) -> FastAPI:
-    """Build the application; reads settings but connects to nothing until it serves."""
+def create_app(
+    settings: IndexSettings | None = None,
+    *,
+    store: IndexStore | None = None,
+    publisher: EventPublisher | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """Build the application; connects to nothing until it serves.
+
+    With ``store`` and ``publisher`` given (tests), the app uses them and starts no consumer;
+    otherwise its lifespan opens the PostgreSQL store, the publisher and (``run_consumer``) the
+    ingest consumer in the background.
+    """
     config = settings or IndexSettings()
-    return create_service_app(config, title="NPO engagement index", distribution="npo-index")
+    lifespan = None if store is not None else _lifespan(config)
+    app = create_service_app(
+        config, title="NPO engagement index", distribution="npo-index",
+        lifespan=lifespan, token_verifier=token_verifier,
+    )
+    app.include_router(router)
+    if store is not None and publisher is not None:
+        _attach(app, config, store, publisher)
+    return app
+
+
+def _attach(app: FastAPI, settings: IndexSettings, store: IndexStore, publisher: EventPublisher) -> None:
+    rules = Rules(own_addresses=settings.own_addresses)
+    factory: Callable[[str], EngagementProducer] = lambda sub: EngagementProducer(  # noqa: E731
+        publisher, sub, topic=settings.updates, rules=rules
+    )
+    app.state.store = store
+    app.state.producer_factory = factory
+
+
+def _lifespan(settings: IndexSettings) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_worker(settings) as worker:
+            _attach(app, settings, worker.store, worker.publisher)
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop)) if settings.run_consumer else None
+            try:
+                yield
+            finally:
+                stop.set()
+                if task is not None:
+                    await task
+
+    return lifespan
 
 
 def run() -> None:

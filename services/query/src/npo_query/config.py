@@ -2,16 +2,67 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from pydantic_settings import SettingsConfigDict
 
 from npo_platform.settings import PlatformSettings
+from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, INDEX_CHANGES, Topic
 
 
 class QuerySettings(PlatformSettings):
-    """What npo-query reads from its environment; its HTTP port is defined here only."""
+    """What npo-query reads from its environment; its HTTP port is defined here only.
+
+    Timeouts are seconds. AGP's defaults (2 s connect, 27 s read, 28 s overall) are far too
+    long for a clinician waiting on a screen; ours are shorter and every one is configurable.
+    """
 
     model_config = SettingsConfigDict(env_prefix="QUERY_", extra="ignore", populate_by_name=True)
 
     service_name: str = "npo-query"
     http_host: str = "127.0.0.1"
     http_port: int = 8102
+    db_schema: str = "npo_query"
+    db_pool_size: int = 5
+    # Where the other services are (the local stack's default ports).
+    index_url: str = "http://127.0.0.1:8101"
+    consent_url: str = "http://127.0.0.1:8103"
+    # The system HSA-id this deployment reads for (the routing table's consumer system).
+    consumer_system: str = "SE5565594230-NPOVIEW"
+    # The query service's own HSA-id, the subject of its system tokens.
+    system_hsa_id: str = "SE5565594230-NPOAGP"
+    # A system token to use as is; when empty one is signed with the local issuer's key.
+    system_token: str = ""
+    routing_file: Path | None = None
+    # Per producer: connect, and the whole call including continuation pages.
+    producer_connect_timeout_s: float = 1.0
+    producer_timeout_s: float = 5.0
+    overall_deadline_s: float = 8.0  # the whole aggregation, all producers
+    producer_page_size: int = 200
+    max_pages_per_producer: int = 50
+    max_connections: int = 500
+    index_timeout_s: float = 3.0
+    index_page_size: int = 500
+    consent_timeout_s: float = 2.0
+    decision_cache_ttl_s: float = 5.0  # short: a revocation also invalidates at once
+    decision_cache_size: int = 10_000
+    audit_timeout_s: float = 5.0  # bound on the broker's acks=all acknowledgement
+    push_max_s: float = 3600.0  # a subscription never outlives this (or the reader's token)
+    run_consumers: bool = True
+    ensure_topics: bool = True
+    access_topic: str = ACCESS_EVENTS.name
+    consent_topic: str = CONSENT_EVENTS.name
+    changes_topic: str = INDEX_CHANGES.name
+
+    @property
+    def access(self) -> Topic:
+        return replace(ACCESS_EVENTS, name=self.access_topic)
+
+    @property
+    def consent(self) -> Topic:
+        return replace(CONSENT_EVENTS, name=self.consent_topic)
+
+    @property
+    def changes(self) -> Topic:
+        return replace(INDEX_CHANGES, name=self.changes_topic)

@@ -1,19 +1,164 @@
-"""Entry point of npo-query: ``create_app()`` builds the HTTP application, ``run()`` serves it."""
+"""Entry point of npo-query: ``create_app()`` builds the HTTP application, ``run()`` serves it.
+
+Nothing connects at import or build time: the lifespan opens the pooled HTTP client, the
+publisher, the routing store and the two consumers (consent events invalidate cached
+decisions; index changes feed push subscriptions). Tests pass fakes for index and consent.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from npo_platform.contracts import ConsentEvent, IndexChange
+from npo_platform.db import apply_migrations, create_pool
+from npo_platform.identity import TokenVerifier
+from npo_platform.kafka import EventConsumer, EventPublisher
+from npo_platform.kafka_admin import ensure_topics, with_dead_letters
 from npo_platform.service import configure_process, create_service_app
 
+from . import admin, api, push
+from .admin import RoutingView
+from .aggregator import Aggregator, Timeouts
+from .audit import Auditor
+from .clients import ConsentClient, HttpConsentClient, HttpIndexClient, IndexClient, TokenSource
 from .config import QuerySettings
+from .decision import DecisionCache
+from .producers import HttpProducerClient, ProducerClient
+from .store import PostgresRoutingStore, RoutingStore
+from .tokens import token_source
 
 
-def create_app(settings: QuerySettings | None = None) -> FastAPI:
+@dataclass
+class Parts:
+    """Collaborators a test or benchmark may supply instead of the configured ones."""
+
+    index: IndexClient | None = None
+    consent: ConsentClient | None = None
+    producers: ProducerClient | None = None
+    routing_store: RoutingStore | None = None
+    publisher: EventPublisher | None = None
+    tokens: TokenSource | None = None
+    offset_reset: str = "latest"
+
+
+def create_app(settings: QuerySettings | None = None, *, parts: Parts | None = None,
+               token_verifier: TokenVerifier | None = None) -> FastAPI:
     """Build the application; reads settings but connects to nothing until it serves."""
     config = settings or QuerySettings()
-    return create_service_app(config, title="NPO patient overview query", distribution="npo-query")
+    app = create_service_app(config, title="NPO patient overview query", distribution="npo-query",
+                             lifespan=_lifespan(config, parts or Parts()),
+                             token_verifier=token_verifier)
+    for router in (api.router, push.router, admin.router):
+        app.include_router(router)
+    return app
+
+
+def _lifespan(settings: QuerySettings, parts: Parts) -> Callable[[FastAPI], Any]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            await _wire(app, settings, parts, stack)
+            yield
+
+    return lifespan
+
+
+async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
+                stack: contextlib.AsyncExitStack) -> None:
+    limits = httpx.Limits(max_connections=settings.max_connections,
+                          max_keepalive_connections=settings.max_connections)
+    http = await stack.enter_async_context(httpx.AsyncClient(limits=limits))
+    tokens = _tokens(parts.tokens or token_source(settings))
+    if settings.ensure_topics:
+        topics = [settings.access, settings.consent, settings.changes]
+        await ensure_topics(settings.kafka_bootstrap_servers, with_dead_letters(topics))
+    publisher = parts.publisher or await _publisher(settings, stack)
+    store = parts.routing_store or await _store(settings, stack)
+    routing = RoutingView(store)
+    if settings.routing_file is not None:
+        await routing.load_file(settings.routing_file)
+    cache = DecisionCache(settings.decision_cache_ttl_s, settings.decision_cache_size)
+    consent = parts.consent or HttpConsentClient(http, settings.consent_url,
+                                                 settings.consent_timeout_s)
+    index = parts.index or HttpIndexClient(http, settings.index_url, tokens,
+                                           settings.index_timeout_s, settings.index_page_size)
+    producers = parts.producers or HttpProducerClient(
+        await _session(settings, stack), tokens,
+        connect_timeout_s=settings.producer_connect_timeout_s,
+        page_size=settings.producer_page_size, max_pages=settings.max_pages_per_producer)
+    timeouts = Timeouts(settings.producer_timeout_s, settings.overall_deadline_s)
+    aggregator = Aggregator(index, consent, producers, routing.table, cache,
+                            settings.consumer_system, timeouts)
+    auditor = Auditor(publisher, settings.access, settings.service_name, settings.audit_timeout_s)
+    hub = push.Hub()
+    app.state.query = api.QueryContext(aggregator, auditor, settings.consumer_system)
+    app.state.routing, app.state.consent, app.state.hub = routing, consent, hub
+    app.state.decision_cache = cache
+    if settings.run_consumers:
+        await _consume(settings, parts, publisher, cache, hub, stack)
+
+
+async def _session(settings: QuerySettings,
+                   stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0)
+    session = aiohttp.ClientSession(connector=connector)
+    stack.push_async_callback(session.close)
+    return session
+
+
+def _tokens(source: TokenSource | str) -> TokenSource:
+    return (lambda: source) if isinstance(source, str) else source
+
+
+async def _publisher(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> EventPublisher:
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name,
+                               linger_ms=0)  # no added wait: concurrent reads batch by themselves
+    await publisher.start()
+    stack.push_async_callback(publisher.stop)
+    return publisher
+
+
+async def _store(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> RoutingStore:
+    await apply_migrations(settings.database_url, schema=settings.db_schema,
+                           package="npo_query.migrations")
+    pool = await create_pool(settings.database_url, schema=settings.db_schema,
+                             max_size=settings.db_pool_size)
+    stack.push_async_callback(pool.close)
+    return PostgresRoutingStore(pool)
+
+
+async def _consume(settings: QuerySettings, parts: Parts, publisher: EventPublisher,
+                   cache: DecisionCache, hub: push.Hub, stack: contextlib.AsyncExitStack) -> None:
+    # One group per replica: every replica must see every consent event and index change.
+    replica = uuid.uuid4().hex[:12]
+    consumers: list[EventConsumer[Any]] = [
+        EventConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                      group_id=f"npo-query-decisions-{replica}", topic=settings.consent,
+                      message_type=ConsentEvent, handler=push.invalidating(cache),
+                      publisher=publisher, auto_offset_reset=parts.offset_reset),
+        EventConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                      group_id=f"npo-query-push-{replica}", topic=settings.changes,
+                      message_type=IndexChange, handler=hub.handle, publisher=publisher,
+                      auto_offset_reset=parts.offset_reset),
+    ]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(c.run(stop)) for c in consumers]
+
+    async def _stop() -> None:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    stack.push_async_callback(_stop)
 
 
 def run() -> None:

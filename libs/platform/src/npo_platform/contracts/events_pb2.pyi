@@ -46,6 +46,7 @@ class ProcessingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NO_DATA_SYNCH_FAILED: _ClassVar[ProcessingStatus]
     WITHHELD_BY_DECISION: _ClassVar[ProcessingStatus]
     NOT_AUTHORISED_BY_ROUTING: _ClassVar[ProcessingStatus]
+    REQUESTED: _ClassVar[ProcessingStatus]
 ACTIVITY_TYPE_UNSPECIFIED: ActivityType
 READ: ActivityType
 WRITE: ActivityType
@@ -71,6 +72,7 @@ DATA_FROM_CACHE_SYNCH_FAILED: ProcessingStatus
 NO_DATA_SYNCH_FAILED: ProcessingStatus
 WITHHELD_BY_DECISION: ProcessingStatus
 NOT_AUTHORISED_BY_ROUTING: ProcessingStatus
+REQUESTED: ProcessingStatus
 
 class EventMeta(_message.Message):
     __slots__ = ("event_id", "event_time", "source", "correlation_id")
@@ -177,7 +179,7 @@ class Actor(_message.Message):
     def __init__(self, user_hsa_id: _Optional[str] = ..., name: _Optional[str] = ..., title: _Optional[str] = ..., assignment_id: _Optional[str] = ..., purpose: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., care_giver_hsa_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., system_hsa_id: _Optional[str] = ...) -> None: ...
 
 class ProducerResult(_message.Message):
-    __slots__ = ("logical_address", "source_system", "data_controller", "care_unit_hsa_id", "categories", "status", "cause_code", "causing_agent", "http_status", "record_count", "duration_ms")
+    __slots__ = ("logical_address", "source_system", "data_controller", "care_unit_hsa_id", "categories", "status", "cause_code", "causing_agent", "http_status", "record_count", "duration_ms", "social_services")
     LOGICAL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     DATA_CONTROLLER_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +191,7 @@ class ProducerResult(_message.Message):
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    SOCIAL_SERVICES_FIELD_NUMBER: _ClassVar[int]
     logical_address: str
     source_system: str
     data_controller: str
@@ -200,7 +203,8 @@ class ProducerResult(_message.Message):
     http_status: int
     record_count: int
     duration_ms: int
-    def __init__(self, logical_address: _Optional[str] = ..., source_system: _Optional[str] = ..., data_controller: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[ProcessingStatus, str]] = ..., cause_code: _Optional[str] = ..., causing_agent: _Optional[str] = ..., http_status: _Optional[int] = ..., record_count: _Optional[int] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+    social_services: bool
+    def __init__(self, logical_address: _Optional[str] = ..., source_system: _Optional[str] = ..., data_controller: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[ProcessingStatus, str]] = ..., cause_code: _Optional[str] = ..., causing_agent: _Optional[str] = ..., http_status: _Optional[int] = ..., record_count: _Optional[int] = ..., duration_ms: _Optional[int] = ..., social_services: _Optional[bool] = ...) -> None: ...
 
 class AccessEvent(_message.Message):
     __slots__ = ("meta", "actor", "patient_id", "activity", "categories", "basis", "emergency_reason", "outcome", "reason_code", "blocked_information_exists", "protected_identity", "producers", "trace_id")

@@ -1,0 +1,78 @@
+"""The engagement record's identity and versions (design.md §5.1), shared by producers and the index.
+
+Identity: the nine fields that identify an engagement, with empty optional parts written as
+``NA`` (as Inera's EI does), hashed with SHA-256 into the key. Version: the total order of
+transactions on one record (event time, content time, event id), by which the index keeps only
+the newest state. No I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+NOT_APPLICABLE = "NA"  # EI's normalised form of an empty optional key part
+_SEPARATOR = "\x1f"  # unit separator: no two different identities hash the same text
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The nine fields that identify an engagement, optional parts already normalised to ``NA``."""
+
+    patient: str
+    service_domain: str
+    categorization: str
+    logical_address: str
+    business_object_instance_identifier: str
+    clinical_process_interest_id: str
+    source_system: str
+    data_controller: str
+    owner: str
+
+    @cached_property
+    def key(self) -> bytes:
+        """SHA-256 over the nine fields, as EI stores it (raw 32 bytes; ``.hex()`` on the wire)."""
+        return hashlib.sha256(_SEPARATOR.join(self.parts()).encode()).digest()
+
+    def parts(self) -> tuple[str, ...]:
+        return (
+            self.patient, self.service_domain, self.categorization, self.logical_address,
+            self.business_object_instance_identifier, self.clinical_process_interest_id,
+            self.source_system, self.data_controller, self.owner,
+        )
+
+
+def normalise_optional(value: str) -> str:
+    """Empty optional key parts become ``NA``, the same way every time."""
+    return value if value else NOT_APPLICABLE
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Total order of transactions on one record: event time, content time, event id."""
+
+    event_time: datetime
+    most_recent_content: str
+    event_id: str
+
+    def as_tuple(self) -> tuple[datetime, str, str]:
+        return (self.event_time, self.most_recent_content, self.event_id)
+
+    def __gt__(self, other: Version) -> bool:
+        return self.as_tuple() > other.as_tuple()
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One validated engagement transaction of an update event."""
+
+    identity: Identity
+    most_recent_content: str
+    delete: bool
+    version: Version
+
+    @property
+    def key(self) -> bytes:
+        return self.identity.key

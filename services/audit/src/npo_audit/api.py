@@ -1,0 +1,270 @@
+"""HTTP: compliance search/export/stream/follow-up, the patient's extract, chain verification.
+
+No route updates or deletes a record; patient ids travel in request bodies, never in URLs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome
+from npo_platform.identity import (
+    AdminClaims,
+    Claims,
+    ComplianceOfficerClaims,
+    HsaIdStr,
+    PatientClaims,
+    PatientIdStr,
+    Role,
+    require_roles,
+)
+from npo_platform.problems import Problem
+
+from . import fhir
+from .config import AuditSettings
+from .domain import Record
+from .handlers import record_review
+from .queries import AuditQueries, SearchFilter
+from .register import RegisterKey
+from .rules import Person, Rule
+from .store import AuditStore
+from .stream import Live, RecordHub
+from .verify import verify_log
+from .views import decode_cursor, encode_cursor, extract_view, record_view, to_csv_rows
+
+BasisName = Literal["own_care_giver", "consent", "emergency", "patient_self", "no_basis"]
+OutcomeName = Literal["allowed", "partial", "denied"]
+INERA_EXTRACT_LIMIT = 10_000
+
+
+@dataclass
+class AuditServices:
+    settings: AuditSettings
+    store: AuditStore
+    queries: AuditQueries
+    hub: RecordHub
+    register_key: RegisterKey
+
+
+def services(request: Request) -> AuditServices:
+    found: AuditServices = request.app.state.audit
+    return found
+
+
+Services = Annotated[AuditServices, Depends(services)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_Strict):
+    patient_id: PatientIdStr | None = None
+    user_hsa_id: HsaIdStr | None = None
+    care_unit: HsaIdStr | None = None
+    care_giver: HsaIdStr | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+    basis: BasisName | None = None
+    outcome: OutcomeName | None = None
+    rule: Rule | None = None
+    kind: Literal["access", "consent", "review"] = "access"
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+    def to_filter(self) -> SearchFilter:
+        return SearchFilter(
+            patient_id=self.patient_id, user_hsa_id=self.user_hsa_id, care_unit=self.care_unit,
+            care_giver=self.care_giver, time_from=self.time_from, time_to=self.time_to,
+            basis=AccessBasis.Value(self.basis.upper()) if self.basis else None,
+            outcome=AccessOutcome.Value(self.outcome.upper()) if self.outcome else None,
+            rule=self.rule.value if self.rule else None, kind=self.kind,
+        )
+
+
+class ExtractRequest(_Strict):
+    limit: int = Field(1000, ge=1, le=INERA_EXTRACT_LIMIT)
+    cursor: str | None = None
+
+
+class ReviewRequest(_Strict):
+    event_id: str | None = None
+    flag_id: int | None = None
+    note: str = Field(min_length=1, max_length=4000)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ReviewRequest:
+        if (self.event_id is None) == (self.flag_id is None):
+            raise ValueError("name exactly one of event_id and flag_id")
+        return self
+
+
+class FlagSearchRequest(_Strict):
+    rule: Rule | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+    after_flag_id: int = 0
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class StreamRequest(_Strict):
+    flags_only: bool = False
+    rule: Rule | None = None
+    care_unit: HsaIdStr | None = None
+    care_giver: HsaIdStr | None = None
+    user_hsa_id: HsaIdStr | None = None
+
+    def wants(self, live: Live) -> bool:
+        e = live.record.entry
+        checks = [
+            (not self.flags_only or bool(live.rules)),
+            (self.rule is None or self.rule.value in live.rules),
+            (self.care_unit is None or e.care_unit == self.care_unit),
+            (self.care_giver is None or e.care_giver == self.care_giver),
+            (self.user_hsa_id is None or e.user_hsa_id == self.user_hsa_id),
+        ]
+        return all(checks)
+
+
+class RegisterEntry(_Strict):
+    person: str = Field(min_length=1, max_length=64)  # patient id or staff HSA-id
+    surname: str = Field(min_length=1, max_length=200)
+    address: str = Field("", max_length=500)
+
+
+class RegisterRequest(_Strict):
+    persons: list[RegisterEntry] = Field(min_length=1, max_length=10_000)
+
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+async def _page(svc: AuditServices, body: SearchRequest) -> tuple[list[Record], dict[str, list[str]]]:
+    records = await svc.queries.search(body.to_filter(), body.limit, decode_cursor(body.cursor))
+    return records, await svc.queries.flags_of([r.entry.event_id for r in records])
+
+
+@router.post("/search")
+async def search(body: SearchRequest, svc: Services, _: ComplianceOfficerClaims) -> dict[str, Any]:
+    """Compliance search, newest first; ``next_cursor`` continues it."""
+    records, flags = await _page(svc, body)
+    return {
+        "items": [record_view(r, flags.get(r.entry.event_id, ())) for r in records],
+        "next_cursor": encode_cursor(records[-1]) if len(records) == body.limit else None,
+    }
+
+
+@router.post("/export")
+async def export(
+    body: SearchRequest, svc: Services, _: ComplianceOfficerClaims,
+    format: Annotated[Literal["csv", "json", "fhir"], Query()] = "json",
+) -> StreamingResponse:
+    """Every matching record (up to AUDIT_MAX_EXPORT), as CSV, JSON lines or a FHIR Bundle."""
+    media = {"csv": "text/csv", "json": "application/x-ndjson", "fhir": "application/fhir+json"}
+    return StreamingResponse(_export(svc, body, format), media_type=media[format])
+
+
+async def _export(svc: AuditServices, body: SearchRequest, kind: str) -> AsyncIterator[str]:
+    page = body.model_copy(update={"limit": 1000})
+    sent = 0
+    if kind == "fhir":
+        yield '{"resourceType":"Bundle","type":"collection","entry":['
+    while sent < svc.settings.max_export:
+        records, flags = await _page(svc, page)
+        if kind == "csv":
+            views = (record_view(r, flags.get(r.entry.event_id, ())) for r in records)
+            yield to_csv_rows(views, header=sent == 0)
+        elif kind == "json":
+            yield "".join(json.dumps(record_view(r, flags.get(r.entry.event_id, ()))) + "\n" for r in records)
+        else:
+            parts = [json.dumps({"resource": fhir.audit_event(r)}) for r in records]
+            yield ("," if sent and parts else "") + ",".join(parts)
+        sent += len(records)
+        if len(records) < page.limit:
+            break
+        page = page.model_copy(update={"cursor": encode_cursor(records[-1])})
+    if kind == "fhir":
+        yield "]}"
+
+
+@router.post("/stream", response_class=EventSourceResponse)
+async def stream(
+    body: StreamRequest, svc: Services, _: ComplianceOfficerClaims
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: each new record (``record``) as it is committed, with its flags."""
+    yield ServerSentEvent(event="ready", raw_data="{}")
+    async for live in svc.hub.subscribe():
+        if live is None:
+            yield ServerSentEvent(comment="keepalive")
+        elif body.wants(live):
+            view = record_view(live.record, live.rules)
+            kind = "flag" if live.rules else "record"
+            position = f"{live.record.chain}:{live.record.seq}"
+            yield ServerSentEvent(event=kind, id=position, raw_data=json.dumps(view))
+
+
+@router.post("/flags/search")
+async def flags(body: FlagSearchRequest, svc: Services, _: ComplianceOfficerClaims) -> dict[str, Any]:
+    rows = await svc.queries.flags(body.rule.value if body.rule else None, body.time_from, body.time_to,
+                                   body.limit, body.after_flag_id)
+    items = [{**row.__dict__, "event_time": row.event_time.isoformat()} for row in rows]
+    return {"items": items}
+
+
+@router.post("/reviews", status_code=201)
+async def review(body: ReviewRequest, svc: Services, officer: ComplianceOfficerClaims) -> dict[str, Any]:
+    """Mark a record or flag reviewed with a note; the review is itself a chained record."""
+    event_id = body.event_id
+    if body.flag_id is not None:
+        found = await svc.queries.flags(None, None, None, 1, body.flag_id - 1)
+        if not found or found[0].flag_id != body.flag_id:
+            raise Problem(404, "flag.unknown", "No such flag.")
+        event_id = found[0].event_id
+    target = await svc.queries.find(event_id or "")
+    if target is None:
+        raise Problem(404, "record.unknown", "No record with that event id.")
+    subject = f"flag:{body.flag_id}" if body.flag_id is not None else target.entry.event_id
+    appended = await record_review(svc.store, officer, target.entry, subject, body.note)
+    return record_view(appended.stored[0])
+
+
+@router.post("/extract")
+async def extract(body: ExtractRequest, svc: Services, patient: PatientClaims) -> dict[str, Any]:
+    """The patient's own log extract (Inera's contract: at most 10,000 records per call)."""
+    if patient.patient is None:
+        raise Problem(403, "patient.missing", "The token names no patient.")
+    records = await svc.queries.extract(patient.patient, body.limit, decode_cursor(body.cursor))
+    return {
+        "items": [extract_view(r) for r in records],
+        "next_cursor": encode_cursor(records[-1]) if len(records) == body.limit else None,
+    }
+
+
+VerifierClaims = Annotated[Claims, Depends(require_roles(Role.COMPLIANCE_OFFICER, Role.OPERATOR))]
+
+
+@router.post("/verify")
+async def verify(request: Request, svc: Services, _: VerifierClaims) -> dict[str, Any]:
+    """Recompute every chain against the signed checkpoints (slow on a large log)."""
+    report = await verify_log(svc.store, request.app.state.checkpoint_verifier)
+    return {"ok": report.ok, "verified": report.verified,
+            "findings": [f.describe() for f in report.findings[:100]]}
+
+
+@router.put("/register", status_code=204)
+async def register(body: RegisterRequest, svc: Services, _: AdminClaims) -> None:
+    """Load population/staff register facts for the kinship rule (addresses kept as digests)."""
+    persons = {
+        p.person: Person(p.surname.casefold(), svc.register_key.digest(p.address) if p.address else "")
+        for p in body.persons
+    }
+    await svc.store.register_persons(persons)

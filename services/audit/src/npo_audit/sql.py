@@ -1,0 +1,37 @@
+"""SQL of the periodic sample-check sweep (rule: many patients per reader per hour)."""
+
+from __future__ import annotations
+
+# Chains with records the sweep has not read yet, and how far it read them.
+SWEEP_HEADS = """
+SELECT h.chain, coalesce(p.seq, 0) AS done, h.seq AS head FROM chain_head h
+LEFT JOIN sweep_position p ON p.chain = h.chain
+WHERE h.chain LIKE 'access-%' AND h.seq > coalesce(p.seq, 0)
+"""
+SWEEP_PAIRS = """
+SELECT DISTINCT r.user_hsa_id AS u, date_trunc('hour', r.event_time, 'UTC') AS h
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(chain, done, head)
+JOIN record r ON r.chain = k.chain AND r.seq > k.done AND r.seq <= k.head
+"""
+# Per (reader, hour): each patient's first access, ranked; the (limit+1)-th is the crossing one.
+SWEEP_FLAGS = """
+WITH firsts AS (
+    SELECT DISTINCT ON (k.u, k.h, r.patient_id)
+        k.u, k.h, r.patient_id, r.event_time, r.event_id, r.care_unit
+    FROM unnest($1::text[], $2::timestamptz[]) AS k(u, h)
+    JOIN record r ON r.user_hsa_id = k.u AND r.event_time >= k.h
+        AND r.event_time < k.h + interval '1 hour' AND r.kind = 'access'
+    ORDER BY k.u, k.h, r.patient_id, r.event_time, r.event_id
+), ranked AS (
+    SELECT *, row_number() OVER w AS rank, count(*) OVER (PARTITION BY u, h) AS patients
+    FROM firsts WINDOW w AS (PARTITION BY u, h ORDER BY event_time, event_id)
+)
+INSERT INTO flag (rule, event_id, event_time, patient_id, user_hsa_id, care_unit, detail)
+SELECT 'many_patients_per_hour', event_id, event_time, patient_id, u, care_unit,
+    patients || ' distinct patients within the hour (limit ' || $3::int || ')'
+FROM ranked WHERE rank = $3::int + 1 AND NOT EXISTS (
+    SELECT 1 FROM flag f WHERE f.rule = 'many_patients_per_hour' AND f.user_hsa_id = ranked.u
+        AND f.event_time >= ranked.h AND f.event_time < ranked.h + interval '1 hour')
+ON CONFLICT (rule, event_id) DO NOTHING
+RETURNING rule, event_id, detail
+"""

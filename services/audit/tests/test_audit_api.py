@@ -1,0 +1,242 @@
+"""The HTTP API over the real database: roles, search, export, follow-up, extract, stream."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+import uvicorn
+from audit_fixtures import OFFICE_TIME, access_event, patient, token
+from fastapi import FastAPI
+
+from npo_audit.config import AuditSettings
+from npo_audit.domain import access_entry
+from npo_audit.main import create_app
+from npo_deploy.processes import free_port
+from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome
+from npo_platform.identity import Role
+
+pytestmark = pytest.mark.integration
+ALICE, BOB = patient(1), patient(2)
+
+
+@pytest.fixture
+async def app(audit_settings: AuditSettings) -> AsyncIterator[FastAPI]:
+    application = create_app(audit_settings)
+    async with application.router.lifespan_context(application):
+        store = application.state.audit.store
+        await store.append(
+            "access-p0",
+            [access_entry(access_event(ALICE, at=OFFICE_TIME + timedelta(minutes=i))) for i in range(5)]
+            + [
+                access_entry(access_event(BOB, at=OFFICE_TIME, basis=AccessBasis.EMERGENCY)),
+                access_entry(
+                    access_event(BOB, at=OFFICE_TIME + timedelta(hours=1), outcome=AccessOutcome.DENIED)
+                ),
+            ],
+        )
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://npo-audit.test") as http:
+        yield http
+
+
+def _auth(settings: AuditSettings, role: str, patient_id: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(settings.keys_dir, role, patient_id=patient_id)}"}
+
+
+async def test_a_clinician_cannot_search_the_log(
+    client: httpx.AsyncClient, audit_settings: AuditSettings
+) -> None:
+    for path in ("/audit/search", "/audit/flags/search", "/audit/export"):
+        response = await client.post(path, json={}, headers=_auth(audit_settings, Role.CLINICIAN))
+        assert response.status_code == 403
+        assert response.json()["code"] == "role.missing"
+    assert (await client.post("/audit/search", json={})).status_code == 401
+
+
+async def test_compliance_search_by_patient_in_the_body(
+    client: httpx.AsyncClient, audit_settings: AuditSettings
+) -> None:
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+
+    page1 = (
+        await client.post("/audit/search", json={"patient_id": ALICE, "limit": 3}, headers=officer)
+    ).json()
+    page2 = (
+        await client.post(
+            "/audit/search",
+            json={"patient_id": ALICE, "limit": 3, "cursor": page1["next_cursor"]},
+            headers=officer,
+        )
+    ).json()
+
+    times = [item["event_time"] for item in page1["items"] + page2["items"]]
+    assert len(times) == 5
+    assert times == sorted(times, reverse=True)
+    assert {item["patient_id"] for item in page1["items"]} == {ALICE}
+    assert page2["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"basis": "emergency"}, 1),
+        ({"outcome": "denied"}, 1),
+        ({"rule": "emergency"}, 1),
+        ({"user_hsa_id": "SE2321000016-9001"}, 7),
+        ({"care_unit": "SE2321000016-1001"}, 7),
+        ({"care_giver": "SE2321000016-0001", "time_from": "2026-03-10T09:30:00Z"}, 1),
+        ({"time_to": "2026-03-10T09:01:00Z"}, 2),
+    ],
+)
+async def test_compliance_search_filters(
+    client: httpx.AsyncClient, audit_settings: AuditSettings, query: dict[str, str], expected: int
+) -> None:
+    response = await client.post(
+        "/audit/search", json=query, headers=_auth(audit_settings, Role.COMPLIANCE_OFFICER)
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["items"]) == expected
+
+
+async def test_exports_as_csv_json_and_fhir_audit_events(
+    client: httpx.AsyncClient, audit_settings: AuditSettings
+) -> None:
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+    body = {"patient_id": BOB}
+
+    csv_text = (await client.post("/audit/export?format=csv", json=body, headers=officer)).text
+    lines = (await client.post("/audit/export?format=json", json=body, headers=officer)).text.splitlines()
+    bundle = (await client.post("/audit/export?format=fhir", json=body, headers=officer)).json()
+
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert [row["basis"] for row in rows] == ["no_basis" if False else "consent", "emergency"]
+    assert rows[1]["flags"] == "emergency"
+    assert [json.loads(line)["outcome"] for line in lines] == ["denied", "allowed"]
+    events = [entry["resource"] for entry in bundle["entry"]]
+    assert [e["resourceType"] for e in events] == ["AuditEvent", "AuditEvent"]
+    assert [e["outcome"] for e in events] == ["8", "0"]
+    assert events[1]["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
+    assert events[1]["entity"][0]["what"]["identifier"]["value"] == BOB
+    assert events[1]["agent"][0]["who"]["identifier"]["value"] == "SE2321000016-9001"
+
+
+async def test_a_patient_reads_only_their_own_extract(
+    client: httpx.AsyncClient, audit_settings: AuditSettings
+) -> None:
+    alice = _auth(audit_settings, Role.PATIENT, ALICE)
+
+    own = await client.post("/audit/extract", json={"limit": 10}, headers=alice)
+    other = await client.post("/audit/extract", json={"patient_id": BOB}, headers=alice)
+    too_many = await client.post("/audit/extract", json={"limit": 10_001}, headers=alice)
+    officer = await client.post(
+        "/audit/extract", json={}, headers=_auth(audit_settings, Role.COMPLIANCE_OFFICER)
+    )
+
+    assert own.status_code == 200
+    items = own.json()["items"]
+    assert len(items) == 5
+    assert set(items[0]) == {
+        "care_giver",
+        "care_unit",
+        "access_time",
+        "purpose",
+        "activity",
+        "resource_types",
+        "emergency",
+    }
+    assert BOB not in own.text
+    assert ALICE not in own.text
+    assert other.status_code == 422  # there is no way to name another patient
+    assert too_many.status_code == 422
+    assert officer.status_code == 403
+
+
+async def test_marking_a_flag_reviewed_is_itself_audited(
+    client: httpx.AsyncClient, audit_settings: AuditSettings
+) -> None:
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+    flags = (await client.post("/audit/flags/search", json={"rule": "emergency"}, headers=officer)).json()
+    flag = flags["items"][0]
+    assert flag["reviewed"] is False
+
+    review = await client.post(
+        "/audit/reviews", json={"flag_id": flag["flag_id"], "note": "checked: ER"}, headers=officer
+    )
+
+    assert review.status_code == 201, review.text
+    assert review.json()["kind"] == "review"
+    assert review.json()["review"]["note"] == "checked: ER"
+    after = (await client.post("/audit/flags/search", json={"rule": "emergency"}, headers=officer)).json()
+    assert after["items"][0]["reviewed"] is True
+    reviews = (await client.post("/audit/search", json={"kind": "review"}, headers=officer)).json()
+    assert [r["subject"] for r in reviews["items"]] == [f"flag:{flag['flag_id']}"]
+    verified = (await client.post("/audit/verify", headers=officer)).json()
+    assert verified["ok"] is True
+    assert verified["verified"]["review"] == 1
+
+
+async def test_no_route_updates_or_deletes_records(app: FastAPI) -> None:
+    paths = app.openapi()["paths"]
+    methods = {(path, method) for path, operations in paths.items() for method in operations}
+    assert not {m for _, m in methods} & {"delete", "patch"}
+    # The only PUT loads reference data for the kinship rule, not the log.
+    assert [path for path, method in methods if method == "put"] == ["/audit/register"]
+
+
+async def test_the_live_stream_delivers_new_records_and_flags(
+    app: FastAPI, audit_settings: AuditSettings
+) -> None:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
+            await asyncio.sleep(0.05)
+        got = await _first_stream_events(app, port, audit_settings)
+    finally:
+        server.should_exit = True
+        await serving
+    assert [name for name, _ in got] == ["ready", "flag"]
+    assert got[1][1]["flags"] == ["emergency"]
+
+
+async def _first_stream_events(
+    app: FastAPI, port: int, settings: AuditSettings
+) -> list[tuple[str, dict[str, object]]]:
+    officer = _auth(settings, Role.COMPLIANCE_OFFICER)
+    events: list[tuple[str, dict[str, object]]] = []
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+        http.stream(
+            "POST", "/audit/stream", json={"flags_only": True, "rule": "emergency"}, headers=officer
+        ) as response,
+    ):
+        name = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+                if name == "ready":
+                    store = app.state.audit.store
+                    await store.append("access-p1", [access_entry(access_event(patient(3)))])
+                    await store.append(
+                        "access-p1", [access_entry(access_event(patient(3), basis=AccessBasis.EMERGENCY))]
+                    )
+                else:
+                    break
+    return events

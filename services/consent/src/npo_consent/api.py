@@ -1,0 +1,233 @@
+"""HTTP in, use cases out: authenticated commands, the access decision and the follow-up lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from npo_platform.identity import (
+    Claims,
+    ClinicianClaims,
+    ComplianceOfficerClaims,
+    HsaIdStr,
+    PatientIdStr,
+    Role,
+    require_roles,
+)
+from npo_platform.problems import Problem
+
+from . import commands as c
+from .checks import FollowUpTask, Violation
+from .domain import Decision, EngagementRef, Kind, Reader, Record
+from .handlers import ConsentService
+
+StaffClaims = Annotated[Claims, Depends(require_roles(Role.CLINICIAN, Role.ADMIN))]
+router = APIRouter(prefix="/v1")
+
+
+async def _service(request: Request) -> ConsentService:
+    service: ConsentService = request.app.state.consent_service
+    return service
+
+
+Service = Annotated[ConsentService, Depends(_service)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RelationIn(_Body):
+    patient_id: PatientIdStr = Field(repr=False)
+    care_unit: HsaIdStr | None = None  # default: the registering clinician's unit
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime | None = None
+
+
+class ConsentIn(_Body):
+    patient_id: PatientIdStr = Field(repr=False)
+    care_unit: HsaIdStr | None = None
+    user: HsaIdStr | None = None
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime
+
+
+class BlockIn(_Body):
+    patient_id: PatientIdStr = Field(repr=False)
+    care_giver: HsaIdStr
+    care_unit: HsaIdStr | None = None
+    reason: str = Field("", max_length=1000)
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime | None = None
+
+
+class LiftIn(_Body):
+    patient_id: PatientIdStr = Field(repr=False)
+    block_id: UUID
+    reason: str = Field("", max_length=1000)
+    valid_to: AwareDatetime
+    patient_consent: bool = False
+    user: HsaIdStr | None = None
+    care_unit: HsaIdStr | None = None
+    valid_from: AwareDatetime | None = None
+
+
+class EmergencyIn(_Body):
+    patient_id: PatientIdStr = Field(repr=False)
+    reason: str = Field("", max_length=1000)  # mandatory: refused with emergency.reason_required
+    valid_to: AwareDatetime | None = None
+
+
+class ProtectedIdentityIn(_Body):
+    patient_id: PatientIdStr = Field(repr=False)
+    reason: str = Field("", max_length=1000)
+
+
+class RecordOut(BaseModel):
+    record_id: str
+    kind: str
+    valid_from: datetime
+    valid_to: datetime | None
+
+
+class EngagementIn(_Body):
+    id: str = Field(min_length=1, max_length=200)
+    data_controller: str = Field("", max_length=64)
+    care_unit: str = Field("", max_length=64)
+    logical_address: str = Field("", max_length=64)
+    social_services: bool = False
+
+
+class DecisionIn(_Body):
+    patient_id: PatientIdStr = Field(repr=False)
+    categories: list[str] = Field(max_length=17)
+    engagements: list[EngagementIn] = Field(max_length=5000)
+
+
+class EngagementDecisionOut(BaseModel):
+    id: str
+    allowed: bool
+    basis: str
+    reason_code: str | None
+
+
+class DecisionOut(BaseModel):
+    outcome: str
+    basis: str
+    reason_code: str | None
+    blocked_information_exists: bool
+    protected_identity: bool
+    protected_fields: list[str]
+    engagements: list[EngagementDecisionOut]
+
+
+def _staff(claims: Claims) -> c.Staff:
+    return c.Staff(claims.sub, claims.name, claims.care_unit, claims.care_giver)
+
+
+def _out(record: Record) -> RecordOut:
+    return RecordOut(record_id=record.id, kind=record.kind.value, valid_from=record.valid_from,
+                     valid_to=record.valid_to)
+
+
+async def _register(service: ConsentService, command: c.Command, claims: Claims) -> RecordOut:
+    try:
+        record = await service.register(command, _staff(claims))
+    except c.CommandRejected as rejected:
+        raise Problem(rejected.status, rejected.code, rejected.detail) from None
+    return _out(record)
+
+
+@router.post("/relations", status_code=201, tags=["commands"])
+async def register_relation(body: RelationIn, claims: StaffClaims, service: Service) -> RecordOut:
+    unit = body.care_unit or claims.care_unit
+    if Role.ADMIN not in claims.roles and unit != claims.care_unit:
+        raise Problem(403, "relation.not_own_unit", "A clinician registers relations for their own unit.")
+    command = c.RegisterRelation(body.patient_id, unit or "", body.valid_from, body.valid_to)
+    return await _register(service, command, claims)
+
+
+@router.post("/consents", status_code=201, tags=["commands"])
+async def register_consent(body: ConsentIn, claims: StaffClaims, service: Service) -> RecordOut:
+    command = c.RegisterConsent(body.patient_id, body.valid_to, body.care_unit, body.user, body.valid_from)
+    return await _register(service, command, claims)
+
+
+@router.post("/blocks", status_code=201, tags=["commands"])
+async def register_block(body: BlockIn, claims: StaffClaims, service: Service) -> RecordOut:
+    command = c.RegisterBlock(body.patient_id, body.care_giver, body.care_unit, body.reason,
+                              body.valid_from, body.valid_to)
+    return await _register(service, command, claims)
+
+
+@router.post("/lifts", status_code=201, tags=["commands"])
+async def register_lift(body: LiftIn, claims: StaffClaims, service: Service) -> RecordOut:
+    command = c.RegisterLift(body.patient_id, str(body.block_id), body.reason, body.valid_to,
+                             body.patient_consent, body.user, body.care_unit, body.valid_from)
+    return await _register(service, command, claims)
+
+
+@router.post("/emergency-accesses", status_code=201, tags=["commands"])
+async def register_emergency(body: EmergencyIn, claims: ClinicianClaims, service: Service) -> RecordOut:
+    command = c.RegisterEmergencyAccess(body.patient_id, body.reason, body.valid_to)
+    return await _register(service, command, claims)
+
+
+@router.post("/protected-identities", status_code=201, tags=["commands"])
+async def mark_protected(body: ProtectedIdentityIn, claims: StaffClaims, service: Service) -> RecordOut:
+    return await _register(service, c.MarkProtectedIdentity(body.patient_id, body.reason), claims)
+
+
+_REVOCABLE = {
+    "relations": Kind.RELATION, "consents": Kind.CONSENT, "blocks": Kind.BLOCK, "lifts": Kind.LIFT,
+    "protected-identities": Kind.PROTECTED_IDENTITY,
+}
+
+
+@router.post("/{collection}/{record_id}/revoke", tags=["commands"])
+async def revoke(collection: str, record_id: UUID, claims: StaffClaims, service: Service) -> RecordOut:
+    kind = _REVOCABLE.get(collection)
+    if kind is None:
+        raise Problem(404, "record.not_revocable", "Nothing revocable is kept under that name.")
+    try:
+        record = await service.revoke(kind, str(record_id), _staff(claims))
+    except c.CommandRejected as rejected:
+        raise Problem(rejected.status, rejected.code, rejected.detail) from None
+    return _out(record)
+
+
+@router.post("/decisions", tags=["decision"])
+async def decide(body: DecisionIn, claims: ClinicianClaims, service: Service) -> DecisionOut:
+    """The reader is the caller's verified token (the query service forwards the clinician's)."""
+    reader = Reader(claims.sub, claims.care_unit or "", claims.care_giver or "", claims.purpose or "")
+    engagements = [EngagementRef(e.id, e.data_controller, e.care_unit, e.logical_address,
+                                 e.social_services) for e in body.engagements]
+    return decision_out(await service.decide(reader, body.patient_id, body.categories, engagements))
+
+
+def decision_out(decision: Decision) -> DecisionOut:
+    return DecisionOut(
+        outcome=decision.outcome.value, basis=decision.basis.value,
+        reason_code=decision.reason.value if decision.reason else None,
+        blocked_information_exists=decision.blocked_information_exists,
+        protected_identity=decision.protected_identity, protected_fields=list(decision.protected_fields),
+        engagements=[
+            EngagementDecisionOut(id=e.id, allowed=e.allowed, basis=e.basis.value,
+                                  reason_code=e.reason.value if e.reason else None)
+            for e in decision.engagements
+        ],
+    )
+
+
+@router.get("/follow-up-tasks", tags=["follow-up"])
+async def follow_up_tasks(claims: ComplianceOfficerClaims, service: Service) -> list[FollowUpTask]:
+    return await service.store.follow_up_tasks()
+
+
+@router.get("/violations", tags=["follow-up"])
+async def violations(claims: ComplianceOfficerClaims, service: Service) -> list[Violation]:
+    return await service.store.violations()

@@ -1,0 +1,116 @@
+"""Second line of defence: re-check a logged access against the rules as they stood; no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from .domain import Basis, Decision, EngagementRef, PatientState, Reader, Reason, decide
+
+
+class TaskKind(StrEnum):
+    EMERGENCY_ACCESS = "emergency_access"
+    PROTECTED_IDENTITY_ACCESS = "protected_identity_access"
+
+
+# Violation codes beyond the decision's own reason codes.
+EMERGENCY_WITHOUT_REASON = "emergency_without_reason"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAccess:
+    """What an access event says happened: who read what, on which basis, and when."""
+
+    event_id: str
+    patient_id: str
+    at: datetime
+    reader: Reader
+    categories: tuple[str, ...]
+    emergency: bool
+    emergency_reason: str
+    protected_identity: bool
+    released: tuple[EngagementRef, ...]  # producers whose information reached the reader
+    patient_self: bool = False  # the patient reading their own record (no PDL reader rules)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpTask:
+    access_event_id: str
+    kind: TaskKind
+    patient_id: str
+    user: str
+    care_unit: str
+    care_giver: str
+    reason: str
+    access_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    access_event_id: str
+    patient_id: str
+    user: str
+    care_unit: str
+    data_controller: str
+    engagement_unit: str
+    reason_code: str
+    access_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    tasks: tuple[FollowUpTask, ...]
+    violations: tuple[Violation, ...]
+
+
+def check_access(access: LoggedAccess, state: PatientState) -> CheckResult:
+    """Follow-up tasks the access needs and every release the decision would not have allowed.
+
+    A patient reading their own record is outside the reader rules: only a social-services
+    release is flagged, and no task is opened.
+    """
+    if access.patient_self:
+        social = [e for e in access.released if e.social_services]
+        return CheckResult((), tuple(_violation(access, e, str(Reason.SOCIAL_SERVICES)) for e in social))
+    # The logged categories may be empty; that must not turn a release into "no categories".
+    categories = access.categories or ("*",)
+    decision = decide(access.reader, state, categories, access.released, access.at)
+    return CheckResult(_tasks(access, decision), _violations(access, decision))
+
+
+def _tasks(access: LoggedAccess, decision: Decision) -> tuple[FollowUpTask, ...]:
+    kinds = []
+    if access.emergency or decision.basis is Basis.EMERGENCY:
+        kinds.append(TaskKind.EMERGENCY_ACCESS)
+    if access.protected_identity or decision.protected_identity:
+        kinds.append(TaskKind.PROTECTED_IDENTITY_ACCESS)
+    return tuple(_task(access, kind) for kind in kinds)
+
+
+def _task(access: LoggedAccess, kind: TaskKind) -> FollowUpTask:
+    reader = access.reader
+    reason = access.emergency_reason if kind is TaskKind.EMERGENCY_ACCESS else ""
+    return FollowUpTask(
+        access.event_id, kind, access.patient_id, reader.user, reader.care_unit,
+        reader.care_giver, reason, access.at,
+    )
+
+
+def _violations(access: LoggedAccess, decision: Decision) -> tuple[Violation, ...]:
+    by_id = {e.id: e for e in access.released}
+    found = [
+        _violation(access, by_id[d.id], str(d.reason)) for d in decision.engagements if not d.allowed
+    ]
+    if access.emergency and not access.emergency_reason.strip():
+        unit = access.reader.care_unit
+        found.append(_violation(access, EngagementRef("", "", unit), EMERGENCY_WITHOUT_REASON))
+    return tuple(found)
+
+
+def _violation(access: LoggedAccess, engagement: EngagementRef, code: str) -> Violation:
+    return Violation(
+        access.event_id, access.patient_id, access.reader.user, access.reader.care_unit,
+        engagement.data_controller, engagement.care_unit or engagement.logical_address, code,
+        access.at,
+    )

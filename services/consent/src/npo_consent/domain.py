@@ -1,0 +1,323 @@
+"""PDL access rules (design.md §5.5) as pure functions over a patient's recorded state; no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+PURPOSE_CARE = "care"  # vård och behandling; the only purpose the overview serves
+PROTECTED_FIELDS = ("address", "phone", "relatives", "location")
+
+
+class Kind(StrEnum):
+    """What a recorded fact is; each kind has its own scope fields (see Record)."""
+
+    RELATION = "relation"
+    CONSENT = "consent"
+    BLOCK = "block"
+    LIFT = "lift"
+    EMERGENCY = "emergency"
+    PROTECTED_IDENTITY = "protected_identity"
+
+
+class Basis(StrEnum):
+    NONE = "none"
+    OWN_CARE_GIVER = "own_care_giver"
+    CONSENT = "consent"
+    EMERGENCY = "emergency"
+
+
+class Reason(StrEnum):
+    """Stable reason codes of a withheld engagement or a denied decision."""
+
+    READER_INCOMPLETE = "reader_incomplete"
+    PURPOSE_NOT_CARE = "purpose_not_care"
+    NO_CATEGORIES = "no_categories"
+    UNKNOWN_CATEGORY = "unknown_category"
+    ENGAGEMENT_INCOMPLETE = "engagement_incomplete"
+    SOCIAL_SERVICES = "social_services"
+    BLOCKED = "blocked"
+    NO_RELATION = "no_relation"
+    NO_CONSENT = "no_consent"
+    DECISION_ERROR = "decision_error"
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    PARTIAL = "partial"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One fact about a patient, kept for ever: revocation and expiry only close its window.
+
+    Scope fields by kind: RELATION care_unit; CONSENT care_unit or (exceptionally) user;
+    BLOCK care_giver and optionally care_unit (a unit-level block); LIFT block_id and
+    user or care_unit (the reader or the unit it opens for); EMERGENCY user and care_unit
+    of the reader; PROTECTED_IDENTITY none.
+    """
+
+    id: str
+    kind: Kind
+    patient_id: str
+    valid_from: datetime
+    registered_at: datetime
+    registered_by: str
+    valid_to: datetime | None = None
+    revoked_at: datetime | None = None
+    care_giver: str | None = None
+    care_unit: str | None = None
+    user: str | None = None
+    block_id: str | None = None
+    reason: str = ""
+
+    def in_force(self, at: datetime) -> bool:
+        """Known, started, not ended and not revoked at ``at`` (what the decision saw then)."""
+        return (
+            self.registered_at <= at
+            and self.valid_from <= at
+            and (self.valid_to is None or at < self.valid_to)
+            and (self.revoked_at is None or at < self.revoked_at)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """The reader's signed claims."""
+
+    user: str
+    care_unit: str
+    care_giver: str
+    purpose: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRef:
+    """Where information found in the index is: its data controller (care giver) and unit."""
+
+    id: str
+    data_controller: str
+    care_unit: str = ""
+    logical_address: str = ""
+    social_services: bool = False
+
+    def held_by_unit(self, unit: str) -> bool:
+        return unit in (self.care_unit, self.logical_address)
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementDecision:
+    id: str
+    allowed: bool
+    basis: Basis
+    reason: Reason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    engagements: tuple[EngagementDecision, ...]
+    reason: Reason | None = None
+    blocked_information_exists: bool = False
+    protected_identity: bool = False
+    protected_fields: tuple[str, ...] = ()
+    basis: Basis = Basis.NONE
+
+    def allowed_ids(self) -> set[str]:
+        return {e.id for e in self.engagements if e.allowed}
+
+
+@dataclass(frozen=True)
+class PatientState:
+    """Every record of one patient, with the views the rules need as of a time."""
+
+    records: tuple[Record, ...] = ()
+    _by_kind: dict[Kind, tuple[Record, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        grouped: dict[Kind, list[Record]] = {}
+        for record in self.records:
+            grouped.setdefault(record.kind, []).append(record)
+        object.__setattr__(self, "_by_kind", {k: tuple(v) for k, v in grouped.items()})
+
+    def in_force(self, kind: Kind, at: datetime) -> list[Record]:
+        return [r for r in self._by_kind.get(kind, ()) if r.in_force(at)]
+
+
+# Withheld reasons in the order they are reported for a whole denied decision.
+_PRIORITY = (
+    Reason.SOCIAL_SERVICES,
+    Reason.ENGAGEMENT_INCOMPLETE,
+    Reason.BLOCKED,
+    Reason.NO_RELATION,
+    Reason.NO_CONSENT,
+)
+
+# The decision's overall basis: the one needing the most follow-up among the allowed ones.
+_BASIS_PRIORITY = (Basis.EMERGENCY, Basis.CONSENT, Basis.OWN_CARE_GIVER)
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """The records in force for this reader at the decision's time."""
+
+    reader: Reader
+    relation: bool
+    consent: bool
+    emergency: bool
+    blocks: tuple[Record, ...]
+    lifted_block_ids: frozenset[str]
+
+
+def decide(
+    reader: Reader,
+    state: PatientState,
+    categories: Sequence[str],
+    engagements: Sequence[EngagementRef],
+    at: datetime,
+    known_categories: frozenset[str] | None = None,
+) -> Decision:
+    """The access decision as of ``at``; any unexpected error denies everything (fails closed)."""
+    try:
+        return _decide(reader, state, categories, engagements, at, known_categories)
+    except Exception:  # fail closed: a bug in the rules must never release information
+        return deny_all(engagements, Reason.DECISION_ERROR)
+
+
+def deny_all(engagements: Sequence[EngagementRef], reason: Reason, protected: bool = False) -> Decision:
+    withheld = tuple(EngagementDecision(e.id, False, Basis.NONE, reason) for e in engagements)
+    fields = PROTECTED_FIELDS if protected else ()
+    return Decision(Outcome.DENIED, withheld, reason, False, protected, fields)
+
+
+def _decide(
+    reader: Reader,
+    state: PatientState,
+    categories: Sequence[str],
+    engagements: Sequence[EngagementRef],
+    at: datetime,
+    known_categories: frozenset[str] | None,
+) -> Decision:
+    protected = bool(state.in_force(Kind.PROTECTED_IDENTITY, at))
+    refused = _refuse_request(reader, categories, known_categories)
+    if refused is not None:
+        return deny_all(engagements, refused, protected)
+    view = _view(reader, state, at)
+    decided = [_decide_one(view, engagement) for engagement in engagements]
+    return _summarise([d for d, _ in decided], any(b for _, b in decided), protected)
+
+
+def _refuse_request(
+    reader: Reader, categories: Sequence[str], known: frozenset[str] | None
+) -> Reason | None:
+    if not all((reader.user, reader.care_unit, reader.care_giver, reader.purpose)):
+        return Reason.READER_INCOMPLETE
+    if reader.purpose != PURPOSE_CARE:
+        return Reason.PURPOSE_NOT_CARE
+    if not categories:
+        return Reason.NO_CATEGORIES
+    if known is not None and not known.issuperset(categories):
+        return Reason.UNKNOWN_CATEGORY
+    return None
+
+
+def _view(reader: Reader, state: PatientState, at: datetime) -> _View:
+    lifts = state.in_force(Kind.LIFT, at)
+    return _View(
+        reader=reader,
+        relation=any(r.care_unit == reader.care_unit for r in state.in_force(Kind.RELATION, at)),
+        consent=any(_covers(c, reader) for c in state.in_force(Kind.CONSENT, at)),
+        emergency=any(
+            e.user == reader.user and e.care_unit == reader.care_unit
+            for e in state.in_force(Kind.EMERGENCY, at)
+        ),
+        blocks=tuple(state.in_force(Kind.BLOCK, at)),
+        lifted_block_ids=frozenset(
+            lift.block_id or "" for lift in lifts if _covers(lift, reader)
+        ),
+    )
+
+
+def _covers(scoped: Record, reader: Reader) -> bool:
+    """A consent or lift scoped to a named user covers that user only; else the unit."""
+    if scoped.user:
+        return scoped.user == reader.user
+    return scoped.care_unit == reader.care_unit
+
+
+def _decide_one(view: _View, engagement: EngagementRef) -> tuple[EngagementDecision, bool]:
+    """The decision for one engagement and whether an unopened block withholds it."""
+    if engagement.social_services:
+        return _withhold(engagement, Reason.SOCIAL_SERVICES), False
+    if not engagement.data_controller:
+        return _withhold(engagement, Reason.ENGAGEMENT_INCOMPLETE), False
+    closed, opened_by_emergency = _blocks(view, engagement)
+    if closed:
+        return _withhold(engagement, Reason.BLOCKED), True
+    basis = _basis(view, engagement)
+    if isinstance(basis, Reason):
+        return _withhold(engagement, basis), False
+    if opened_by_emergency:
+        basis = Basis.EMERGENCY
+    return EngagementDecision(engagement.id, True, basis), False
+
+
+def _basis(view: _View, engagement: EngagementRef) -> Basis | Reason:
+    if engagement.data_controller == view.reader.care_giver:
+        return Basis.OWN_CARE_GIVER
+    if not view.relation:
+        return Reason.NO_RELATION
+    if view.consent:
+        return Basis.CONSENT
+    if view.emergency:
+        return Basis.EMERGENCY
+    return Reason.NO_CONSENT
+
+
+def _blocks(view: _View, engagement: EngagementRef) -> tuple[bool, bool]:
+    """(a block still withholds it, a block was opened by emergency access)."""
+    applicable = [b for b in view.blocks if _block_applies(b, view.reader, engagement)]
+    unlifted = [b for b in applicable if b.id not in view.lifted_block_ids]
+    if not unlifted:
+        return False, False
+    if view.emergency:
+        return False, True
+    return True, False
+
+
+def _block_applies(block: Record, reader: Reader, engagement: EngagementRef) -> bool:
+    """A block hides the blocked giver's (or unit's) information from everyone outside it.
+
+    A unit-level block also applies inside its own care giver (an internal block). An
+    engagement whose unit is unknown counts as inside the blocked unit (fail closed).
+    """
+    if engagement.data_controller != block.care_giver:
+        return False
+    if not block.care_unit:
+        return reader.care_giver != block.care_giver
+    unit_unknown = not (engagement.care_unit or engagement.logical_address)
+    in_unit = unit_unknown or engagement.held_by_unit(block.care_unit)
+    return in_unit and reader.care_unit != block.care_unit
+
+
+def _withhold(engagement: EngagementRef, reason: Reason) -> EngagementDecision:
+    return EngagementDecision(engagement.id, False, Basis.NONE, reason)
+
+
+def _summarise(decided: list[EngagementDecision], blocked: bool, protected: bool) -> Decision:
+    allowed = [d for d in decided if d.allowed]
+    withheld = [d for d in decided if not d.allowed]
+    outcome = Outcome.ALLOWED if not withheld else Outcome.PARTIAL if allowed else Outcome.DENIED
+    reason = _first_reason(withheld)
+    bases = {d.basis for d in allowed}
+    basis = next((b for b in _BASIS_PRIORITY if b in bases), Basis.NONE)
+    fields = PROTECTED_FIELDS if protected else ()
+    return Decision(outcome, tuple(decided), reason, blocked, protected, fields, basis)
+
+
+def _first_reason(withheld: list[EngagementDecision]) -> Reason | None:
+    reasons = {d.reason for d in withheld}
+    return next((r for r in _PRIORITY if r in reasons), None)

@@ -1,0 +1,119 @@
+"""Use cases: commands → records + ConsentEvents, decisions, expiry and access checks over a store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from npo_platform.categories import CATEGORIES
+from npo_platform.contracts import ConsentEvent
+from npo_platform.contracts.events_pb2 import Actor
+from npo_platform.events import new_meta
+
+from .checks import LoggedAccess, check_access
+from .commands import Command, CommandRejected, Staff, new_record
+from .domain import Decision, EngagementRef, Kind, Reader, Reason, Record, decide, deny_all
+from .store import ConsentStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+KNOWN_CATEGORIES = frozenset(category.key for category in CATEGORIES)
+SOURCE = "npo-consent"
+
+_SUBJECTS = {
+    Kind.RELATION: ConsentEvent.PATIENT_RELATION,
+    Kind.CONSENT: ConsentEvent.CONSENT,
+    Kind.BLOCK: ConsentEvent.BLOCK,
+    Kind.LIFT: ConsentEvent.BLOCK_LIFT,
+    Kind.EMERGENCY: ConsentEvent.EMERGENCY_ACCESS,
+    Kind.PROTECTED_IDENTITY: ConsentEvent.PROTECTED_IDENTITY,
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def consent_event(
+    record: Record, change: ConsentEvent.Change, at: datetime, by: Staff | None
+) -> ConsentEvent:
+    """The ConsentEvent announcing ``change`` of ``record`` (no patient id outside the payload)."""
+    event = ConsentEvent(
+        meta=new_meta(SOURCE, at=at), subject=_SUBJECTS[record.kind], change=change,
+        patient_id=record.patient_id, record_id=record.id, care_giver_hsa_id=record.care_giver or "",
+        care_unit_hsa_id=record.care_unit or "", user_hsa_id=record.user or "", reason=record.reason,
+    )
+    event.valid_from.FromDatetime(record.valid_from)
+    if record.valid_to is not None:
+        event.valid_to.FromDatetime(record.valid_to)
+    if by is not None:
+        event.actor.CopyFrom(Actor(user_hsa_id=by.user, name=by.name, care_unit_hsa_id=by.care_unit or "",
+                                   care_giver_hsa_id=by.care_giver or ""))
+    return event
+
+
+@dataclass
+class ConsentService:
+    """Everything the API, the consumer and the periodic tasks do, over one store."""
+
+    store: ConsentStore
+    clock: Clock = utc_now
+    emergency_window: timedelta = timedelta(hours=4)
+    on_change: Callable[[], None] | None = None  # wakes the outbox relay
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    async def register(self, command: Command, by: Staff) -> Record:
+        now = self.clock()
+        state = await self.store.load_patient(command.patient_id)
+        record = new_record(command, by, now, state, self.emergency_window)
+        await self.store.add(record, consent_event(record, ConsentEvent.REGISTERED, now, by))
+        self._changed()
+        return record
+
+    async def revoke(self, kind: Kind, record_id: str, by: Staff) -> Record:
+        record = await self.store.get(record_id)
+        if record is None or record.kind is not kind:
+            raise CommandRejected("record.not_found", f"no {kind.value} with that id", 404)
+        now = self.clock()
+        event = consent_event(record, ConsentEvent.REVOKED, now, by)
+        if not await self.store.revoke(record_id, now, by.user, event):
+            raise CommandRejected("record.already_revoked", f"the {kind.value} was revoked before", 409)
+        self._changed()
+        return record
+
+    async def decide(
+        self,
+        reader: Reader,
+        patient_id: str,
+        categories: Sequence[str],
+        engagements: Sequence[EngagementRef],
+        at: datetime | None = None,
+    ) -> Decision:
+        """Fails closed: when the state cannot be read, every engagement is withheld."""
+        try:
+            state = await self.store.load_patient(patient_id)
+        except Exception:
+            log.exception("consent state unavailable: denying")
+            return deny_all(engagements, Reason.DECISION_ERROR)
+        return decide(reader, state, categories, engagements, at or self.clock(), KNOWN_CATEGORIES)
+
+    async def expire(self) -> int:
+        """Announce every consent, lift, relation (or other windowed record) that ran out."""
+        now = self.clock()
+        expired = await self.store.expire_due(
+            now, lambda record: consent_event(record, ConsentEvent.EXPIRED, record.valid_to or now, None)
+        )
+        if expired:
+            self._changed()
+        return len(expired)
+
+    async def check(self, access: LoggedAccess) -> bool:
+        """Follow-up tasks and violation flags for one access; False when seen before."""
+        state = await self.store.load_patient(access.patient_id)
+        return await self.store.save_check(access.event_id, check_access(access, state))

@@ -1,0 +1,103 @@
+"""The pure rules and the re-check, without I/O (the PDL table runs over the database)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from consent_support import ANNA, CG_B, ENGAGEMENTS, T0, UA1, UB1
+
+from npo_consent.checks import EMERGENCY_WITHOUT_REASON, LoggedAccess, TaskKind, check_access
+from npo_consent.domain import (
+    Basis,
+    EngagementRef,
+    Kind,
+    Outcome,
+    PatientState,
+    Reader,
+    Reason,
+    Record,
+    decide,
+)
+from npo_consent.handlers import ConsentService
+from npo_consent.store import InMemoryConsentStore
+
+PATIENT = "191212121212"
+
+
+def rec(kind: Kind, **fields: object) -> Record:
+    values: dict[str, object] = {"valid_from": T0, "registered_at": T0, "registered_by": "x", **fields}
+    return Record(str(uuid.uuid4()), kind, PATIENT, **values)  # type: ignore[arg-type]
+
+
+CONSENTED = PatientState((rec(Kind.RELATION, care_unit=UA1), rec(Kind.CONSENT, care_unit=UA1)))
+
+
+class Exploding(PatientState):
+    def in_force(self, kind: Kind, at: object) -> list[Record]:  # type: ignore[override]
+        raise RuntimeError("corrupt state")
+
+
+def test_a_bug_in_the_rules_withholds_everything() -> None:
+    decision = decide(ANNA, Exploding(), ["notes"], [ENGAGEMENTS["own_a1"]], T0)
+    assert decision.outcome is Outcome.DENIED
+    assert decision.reason is Reason.DECISION_ERROR
+    assert decision.allowed_ids() == set()
+
+
+def test_a_record_is_not_in_force_before_it_was_registered() -> None:
+    late = rec(Kind.CONSENT, care_unit=UA1, registered_at=T0 + timedelta(hours=1))
+    state = PatientState((rec(Kind.RELATION, care_unit=UA1), late))
+    b1 = [ENGAGEMENTS["b1"]]
+    assert decide(ANNA, state, ["notes"], b1, T0 + timedelta(minutes=30)).reason is Reason.NO_CONSENT
+    assert decide(ANNA, state, ["notes"], b1, T0 + timedelta(hours=2)).basis is Basis.CONSENT
+
+
+def test_no_engagements_is_an_empty_allowed_decision() -> None:
+    decision = decide(ANNA, CONSENTED, ["notes"], [], T0)
+    assert (decision.outcome, decision.engagements) == (Outcome.ALLOWED, ())
+
+
+def access(released: tuple[EngagementRef, ...], *, emergency: bool = False, reason: str = "") -> LoggedAccess:
+    return LoggedAccess("e1", PATIENT, T0 + timedelta(minutes=1), ANNA, ("notes",), emergency, reason,
+                        False, released)
+
+
+def test_recheck_flags_only_what_the_rules_would_have_withheld() -> None:
+    blocked = PatientState((*CONSENTED.records, rec(Kind.BLOCK, care_giver=CG_B, care_unit=UB1)))
+    result = check_access(access((ENGAGEMENTS["b1"], ENGAGEMENTS["b2"])), blocked)
+    assert [(v.data_controller, v.engagement_unit, v.reason_code) for v in result.violations] == [
+        (CG_B, UB1, "blocked")]
+    assert result.tasks == ()
+
+
+def test_emergency_access_always_gets_a_task_and_without_reason_a_flag() -> None:
+    result = check_access(access((ENGAGEMENTS["b1"],), emergency=True), CONSENTED)
+    assert [t.kind for t in result.tasks] == [TaskKind.EMERGENCY_ACCESS]
+    assert [v.reason_code for v in result.violations] == [EMERGENCY_WITHOUT_REASON]
+
+
+def test_access_to_a_protected_identity_gets_a_task() -> None:
+    state = PatientState((*CONSENTED.records, rec(Kind.PROTECTED_IDENTITY)))
+    result = check_access(access((ENGAGEMENTS["own_a1"],)), state)
+    assert [t.kind for t in result.tasks] == [TaskKind.PROTECTED_IDENTITY_ACCESS]
+    assert result.violations == ()
+
+
+def test_a_patient_reading_their_own_record_is_flagged_only_for_social_services() -> None:
+    own = LoggedAccess("e2", PATIENT, T0, Reader("", "", "", ""), (), False, "", True,
+                       (ENGAGEMENTS["b1"], ENGAGEMENTS["soc"]), patient_self=True)
+    result = check_access(own, PatientState((rec(Kind.PROTECTED_IDENTITY),)))
+    assert result.tasks == ()
+    assert [v.reason_code for v in result.violations] == ["social_services"]
+
+
+class BrokenStore(InMemoryConsentStore):
+    async def load_patient(self, patient_id: str) -> PatientState:
+        raise ConnectionError("database down")
+
+
+async def test_an_unreadable_state_withholds_everything() -> None:
+    service = ConsentService(BrokenStore())
+    decision = await service.decide(ANNA, PATIENT, ["notes"], [ENGAGEMENTS["own_a1"]])
+    assert (decision.outcome, decision.reason) == (Outcome.DENIED, Reason.DECISION_ERROR)

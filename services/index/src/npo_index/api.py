@@ -1,0 +1,176 @@
+"""HTTP: FindContent, coverage statistics and producer ingest. Translates HTTP; no SQL here.
+
+Roles: FindContent and coverage need ``operator`` or ``admin``. The platform has no system role
+for service-to-service calls yet; the query service calls with an ``admin`` token meanwhile.
+Patient ids travel in request bodies only, never in URLs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
+from npo_platform.identity import Claims, ProducerClaims, Role, require_roles
+from npo_platform.problems import Problem
+from npo_producer import EngagementProducer
+from npo_producer.validation import InvalidUpdate
+
+from .coverage import ControllerCoverage, coverage_report
+from .domain import Record
+from .store import FindQuery, IndexStore
+
+router = APIRouter()
+ReaderClaims = Annotated[Claims, Depends(require_roles(Role.SYSTEM, Role.OPERATOR, Role.ADMIN))]
+_CONTENT_TIME = r"^[0-9]{14}$"
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class FindContentRequest(_Camel):
+    registered_resident_identification: str = Field(min_length=1, max_length=32)
+    service_domain: str = Field(min_length=1, max_length=255)
+    categorization: str | None = None
+    logical_address: str | None = None
+    business_object_instance_identifier: str | None = None
+    clinical_process_interest_id: str | None = None
+    source_system: str | None = None
+    data_controller: str | None = None
+    owner: str | None = None
+    most_recent_content: str | None = Field(None, pattern=_CONTENT_TIME, description="on or after")
+    page_size: int = Field(100, ge=1)
+    page_token: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
+class EngagementBody(_Camel):
+    registered_resident_identification: str
+    service_domain: str
+    categorization: str
+    logical_address: str
+    business_object_instance_identifier: str = ""
+    clinical_process_interest_id: str = ""
+    most_recent_content: str = ""
+    source_system: str
+    data_controller: str
+    owner: str = ""
+
+
+class EngagementOut(EngagementBody):
+    creation_time: str
+    update_time: str
+
+
+class FindContentResponse(_Camel):
+    engagements: list[EngagementOut]
+    next_page_token: str | None
+
+
+class TransactionBody(_Camel):
+    engagement: EngagementBody
+    delete_flag: bool = False
+
+
+class IngestRequest(_Camel):
+    transactions: list[TransactionBody] = Field(min_length=1)
+
+
+class IngestResponse(_Camel):
+    event_ids: list[str]
+
+
+class CoverageEntry(_Camel):
+    data_controller: str
+    categories: list[int]
+    engagements: int
+    share_of_categories_1_to_11: float
+    unknown_codes: list[str]
+
+
+def _store(request: Request) -> IndexStore:
+    store: IndexStore = request.app.state.store
+    return store
+
+
+def _producer(request: Request, claims: Claims) -> EngagementProducer:
+    producer: EngagementProducer = request.app.state.producer_factory(claims.sub)
+    return producer
+
+
+@router.post("/find-content", tags=["index"])
+async def find_content(body: FindContentRequest, request: Request, _: ReaderClaims) -> FindContentResponse:
+    """EI's FindContent with paging: pass ``nextPageToken`` back as ``pageToken``."""
+    limit = min(body.page_size, request.app.state.settings.find_content_max_page)
+    filters = body.model_dump(exclude={"page_size", "page_token", "most_recent_content"})
+    query = FindQuery(
+        patient=filters.pop("registered_resident_identification"),
+        **filters,
+        most_recent_content_from=body.most_recent_content,
+        after_key=bytes.fromhex(body.page_token) if body.page_token else None,
+        limit=limit + 1,
+    )
+    found = await _store(request).find(query)
+    page = found[:limit]
+    token = page[-1].key.hex() if len(found) > limit else None
+    return FindContentResponse(engagements=[_out(r) for r in page], next_page_token=token)
+
+
+@router.get("/coverage", tags=["statistics"])
+async def coverage(request: Request, _: ReaderClaims) -> list[CoverageEntry]:
+    """Per data controller: categories published and the share of categories 1-11 covered."""
+    return [_entry(c) for c in coverage_report(await _store(request).coverage())]
+
+
+@router.post("/engagement-updates", status_code=202, tags=["producers"])
+async def ingest(body: IngestRequest, request: Request, claims: ProducerClaims) -> IngestResponse:
+    """For producers without Kafka: validated, split per patient, written to the updates topic."""
+    transactions = [_transaction(t) for t in body.transactions]
+    foreign = {t.engagement.logical_address for t in transactions} - claims.logical_addresses
+    if foreign:
+        detail = f"{len(foreign)} logical address(es) are not among the token's logical_addresses."
+        raise Problem(403, "producer.not_owner", detail)
+    producer = _producer(request, claims)
+    try:
+        updates = producer.prepare(transactions)
+    except InvalidUpdate as error:
+        raise Problem(
+            422, error.codes[0], str(error), extensions={"codes": list(error.codes)}
+        ) from None
+    return IngestResponse(event_ids=await producer.send(updates))
+
+
+def _transaction(body: TransactionBody) -> EngagementTransaction:
+    engagement = Engagement(**body.engagement.model_dump())
+    return EngagementTransaction(engagement=engagement, delete_flag=body.delete_flag)
+
+
+def _out(record: Record) -> EngagementOut:
+    identity = record.identity
+    return EngagementOut(
+        registered_resident_identification=identity.patient,
+        service_domain=identity.service_domain,
+        categorization=identity.categorization,
+        logical_address=identity.logical_address,
+        business_object_instance_identifier=identity.business_object_instance_identifier,
+        clinical_process_interest_id=identity.clinical_process_interest_id,
+        most_recent_content=record.most_recent_content,
+        source_system=identity.source_system,
+        data_controller=identity.data_controller,
+        owner=identity.owner,
+        creation_time=record.creation_time.isoformat(),
+        update_time=record.update_time.isoformat(),
+    )
+
+
+def _entry(c: ControllerCoverage) -> CoverageEntry:
+    return CoverageEntry(
+        data_controller=c.data_controller,
+        categories=list(c.categories),
+        engagements=c.engagements,
+        share_of_categories_1_to_11=round(c.share_available, 4),
+        unknown_codes=list(c.unknown_codes),
+    )

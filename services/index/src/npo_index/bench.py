@@ -1,0 +1,298 @@
+"""``npo bench ingest``: ingest rate vs the raw broker rate, freshness, FindContent latency.
+
+Runs against the local stack, starting it (and stopping it afterwards) when nothing answers.
+Each run uses its own topic, consumer group and database schema, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+import httpx
+import typer
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+
+from npo_platform.contracts import EngagementUpdate
+from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
+from npo_platform.events import new_meta
+from npo_platform.identifiers import make_personnummer
+from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
+from npo_platform.kafka import EventPublisher
+from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.topics import ENGAGEMENT_UPDATES
+
+from .config import IndexSettings
+from .consumer import Worker, open_worker
+from .domain import Identity
+from .main import create_app
+from .store import FindQuery
+
+console = Console(stderr=True)
+PRODUCER = "SE2321000016-B001"
+DOMAIN = "riv:clinicalprocess:healthcond:description"
+CATEGORIZATIONS = ("dia", "upp", "voo", "fun-fun", "pad-pad")
+KEYS_PER_PATIENT = 10
+_RNG = random.Random(2026)  # noqa: S311 - benchmark sampling, not security
+
+
+@dataclass(frozen=True)
+class Size:
+    updates: int
+    patients: int
+    freshness_seconds: float
+    rows: int
+    queries: int
+
+
+FULL = Size(1_000_000, 100_000, 20.0, 10_000_000, 5000)
+QUICK = Size(100_000, 10_000, 8.0, 1_000_000, 2000)
+FRESHNESS_RATE = 5000  # updates/s
+
+
+def ingest(
+    quick: Annotated[bool, typer.Option("--quick", help="a smaller run of a minute or two")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="figures as one JSON object, last line")] = False,
+) -> None:
+    """Ingest 1,000,000 updates over 100,000 patients; freshness at 5,000/s; FindContent at ≥10M rows."""
+    settings = IndexSettings()
+    started = _ensure_stack(settings)
+    try:
+        figures = asyncio.run(_bench(settings, QUICK if quick else FULL))
+    finally:
+        if started:
+            from npo_deploy import infra
+
+            infra.down(settings)
+    for name, value in figures.items():
+        console.print(f"{name:>20}: {value}")
+    console.print("(2 shared cores: figures are disturbed by whatever else runs on the machine)")
+    if as_json:
+        print(json.dumps(figures))
+
+
+def _ensure_stack(settings: IndexSettings) -> bool:
+    from npo_deploy import infra
+
+    if all(c.reachable for c in infra.status(settings)):
+        return False
+    ensure_local_keypair(settings.keys_dir)
+    return any(infra.up(settings, console).values())
+
+
+def patient(n: int) -> str:
+    return make_personnummer(date(1930, 1, 1) + timedelta(days=n // 900), n % 900)
+
+
+def _update(p: str, at: datetime, content: str) -> EngagementUpdate:
+    transactions = [
+        EngagementTransaction(engagement=Engagement(
+            registered_resident_identification=p, service_domain=DOMAIN,
+            categorization=CATEGORIZATIONS[k % 5], logical_address=PRODUCER,
+            business_object_instance_identifier=f"doc-{k // 5}", most_recent_content=content,
+            source_system=PRODUCER, data_controller="SE2321000016-0001",
+        ))
+        for k in range(KEYS_PER_PATIENT)
+    ]
+    return EngagementUpdate(meta=new_meta(PRODUCER, at=at), producer=PRODUCER, transactions=transactions)
+
+
+async def _bench(base: IndexSettings, size: Size) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    settings = base.model_copy(update={
+        "updates_topic": f"{ENGAGEMENT_UPDATES.name}.bench-{run}",
+        "changes_topic": f"{base.changes_topic}.bench-{run}",
+        "db_schema": f"npo_index_bench_{run}", "consumer_group": f"npo-index-bench-{run}",
+    })
+    topics = with_dead_letters([settings.updates, settings.changes])
+    await ensure_topics(settings.kafka_bootstrap_servers, topics)
+    messages = size.updates // KEYS_PER_PATIENT
+    console.print(f"producing {size.updates} updates over {size.patients} patients…")
+    await _produce(settings, [_update(patient(n % size.patients), datetime.now(UTC), "20260101120000")
+                              for n in range(messages)])
+    raw = await _raw_consume(settings, size.updates)
+    async with open_worker(settings) as worker:
+        try:
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            rate = await _ingest_rate(worker, messages, size.updates)
+            fresh = await _freshness(settings, worker, size)
+            stop.set()
+            await task
+            find = await _find_content(settings, worker, size)
+        finally:
+            async with worker.store.pool.acquire() as conn:
+                await conn.execute(f'DROP SCHEMA "{settings.db_schema}" CASCADE')
+    return {"updates_per_s": round(rate), "raw_consume_per_s": round(raw),
+            "ingest_to_raw_ratio": round(rate / raw, 3), **fresh, **find}
+
+
+async def _produce(settings: IndexSettings, updates: list[EngagementUpdate]) -> None:
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="bench", linger_ms=20)
+    await publisher.start()
+    try:
+        acks = [await publisher.send(settings.updates, _key(u), u) for u in updates]
+        await asyncio.gather(*acks)
+    finally:
+        await publisher.stop()
+
+
+def _key(u: EngagementUpdate) -> str:
+    return u.transactions[0].engagement.registered_resident_identification
+
+
+async def _raw_consume(settings: IndexSettings, updates: int) -> float:
+    """The broker's rate for this topic: fetch and decode every record, no database."""
+    consumer = AIOKafkaConsumer(settings.updates_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", max_poll_records=5000)
+    await consumer.start()
+    counted, began = 0, 0.0
+    try:
+        while counted < updates:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                began = began or time.perf_counter()
+                counted += sum(len(EngagementUpdate.FromString(r.value).transactions) for r in records)
+        return counted / (time.perf_counter() - began)
+    finally:
+        await consumer.stop()
+
+
+async def _processed(worker: Worker) -> int:
+    async with worker.store.pool.acquire() as conn:
+        count: int = await conn.fetchval("SELECT count(*) FROM processed_events")
+        return count
+
+
+async def _ingest_rate(worker: Worker, messages: int, updates: int) -> float:
+    """Sustained rate from the first committed batch to the last (group join excluded)."""
+    while await _processed(worker) == 0:  # noqa: ASYNC110 - polls the database
+        await asyncio.sleep(0.01)
+    began, first = time.perf_counter(), await _processed(worker)
+    while (done := await _processed(worker)) < messages:  # noqa: ASYNC110 - polls the database
+        await asyncio.sleep(0.05)
+    rate = (done - first) * KEYS_PER_PATIENT / (time.perf_counter() - began)
+    console.print(f"ingested {updates} updates; waiting for the change stream to catch up…")
+    while await worker.store.pending_outbox(1):  # noqa: ASYNC110 - polls the database
+        await asyncio.sleep(0.1)
+    return rate
+
+
+def _client(settings: IndexSettings, worker: Worker) -> tuple[httpx.AsyncClient, dict[str, str]]:
+    private, public = ensure_local_keypair(settings.keys_dir)
+    app = create_app(settings, store=worker.store, publisher=worker.publisher,
+                     token_verifier=TokenVerifier(public.read_bytes()))
+    principal = Principal(sub="SE2321000016-B002", name="bench", roles=frozenset({Role.ADMIN}))
+    token = issue_token(private.read_bytes(), principal, timedelta(hours=1))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://npo-index.bench")
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+async def _freshness(settings: IndexSettings, worker: Worker, size: Size) -> dict[str, float]:
+    """Steady 5,000 updates/s; one message per 100 ms tick is a probe: produced → found.
+
+    One task polls the pending probes with the FindContent query (store.find, the SQL behind the
+    HTTP route; HTTP cost is measured separately below) every 10 ms: polling through HTTP from
+    many tasks would steal the event loop the consumer runs on and measure itself.
+    """
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="bench-fresh")
+    await publisher.start()
+    pending: dict[str, tuple[str, float]] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+    poller = asyncio.create_task(_poll(worker, pending, latencies, done))
+    tick, per_tick = 0.1, FRESHNESS_RATE // 10 // KEYS_PER_PATIENT
+    try:
+        began = time.perf_counter()
+        for n in range(int(size.freshness_seconds / tick)):
+            await asyncio.sleep(max(0.0, began + n * tick - time.perf_counter()))
+            now = datetime.now(UTC)
+            content = (now + timedelta(seconds=n)).strftime("%Y%m%d%H%M%S")
+            batch = [_update(patient(_RNG.randrange(size.patients)), now, content) for _ in range(per_tick)]
+            pending[_key(batch[0])] = (content, time.perf_counter())
+            for u in batch:
+                await publisher.send(settings.updates, _key(u), u)
+        done.set()
+        await poller
+    finally:
+        await publisher.stop()
+    return {"freshness_p50_ms": _ms(statistics.median(latencies)), "freshness_p99_ms": _ms(_p99(latencies))}
+
+
+async def _poll(
+    worker: Worker, pending: dict[str, tuple[str, float]], out: list[float], done: asyncio.Event
+) -> None:
+    while pending or not done.is_set():
+        for p, (content, sent) in list(pending.items()):
+            query = FindQuery(p, DOMAIN, most_recent_content_from=content, limit=1)
+            if await worker.store.find(query):
+                out.append(time.perf_counter() - sent)
+                del pending[p]
+        await asyncio.sleep(0.01)
+
+
+async def _find_content(settings: IndexSettings, worker: Worker, size: Size) -> dict[str, float]:
+    rows = await _seed(worker, size)
+    client, headers = _client(settings, worker)
+    latencies = []
+    try:
+        for _ in range(size.queries):
+            body = {"registeredResidentIdentification": patient(_RNG.randrange(size.patients)),
+                    "serviceDomain": DOMAIN}
+            began = time.perf_counter()
+            response = await client.post("/find-content", json=body, headers=headers)
+            latencies.append(time.perf_counter() - began)
+            assert response.status_code == 200
+    finally:
+        await client.aclose()
+    return {"findcontent_p50_ms": _ms(statistics.median(latencies)),
+            "findcontent_p99_ms": _ms(_p99(latencies)), "rows": rows}
+
+
+async def _seed(worker: Worker, size: Size) -> int:
+    """Top the index up to ``size.rows`` rows with COPY (other patients; FindContent reads them)."""
+    async with worker.store.pool.acquire() as conn:
+        have: int = await conn.fetchval("SELECT count(*) FROM engagements")
+        missing = size.rows - have
+        if missing > 0:
+            console.print(f"seeding {missing} rows with COPY…")
+            await conn.copy_records_to_table(
+                "engagements", records=_seed_rows(missing, size.patients),
+                columns=_SEED_COLUMNS,
+            )
+            await conn.execute("ANALYZE engagements")
+        total: int = await conn.fetchval("SELECT count(*) FROM engagements")
+        return total
+
+
+_SEED_COLUMNS = (
+    "key", "patient", "service_domain", "categorization", "logical_address",
+    "business_object_instance_identifier", "clinical_process_interest_id", "source_system",
+    "data_controller", "owner", "most_recent_content", "deleted", "version_time",
+    "version_content", "version_event", "creation_time", "update_time",
+)
+
+
+def _seed_rows(count: int, first_patient: int) -> Iterator[tuple[Any, ...]]:
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    for n in range(count):
+        seeded = Identity(patient(first_patient + n // 20), DOMAIN, CATEGORIZATIONS[n % 5], PRODUCER,
+                          f"seed-{n % 20}", "NA", PRODUCER, "SE2321000016-0001", "NA")
+        yield (seeded.key, *seeded.parts(), "20250101000000", False, at, "20250101000000",
+               "seed", at, at)
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) > 1 else values[0]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)

@@ -1,0 +1,96 @@
+"""The ingest worker: topics, store, outbox relay and the platform consumer wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from npo_platform.contracts import EngagementUpdate
+from npo_platform.kafka import EventConsumer, EventPublisher, RetryPolicy
+from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_producer.validation import Rules
+
+from .changes import BatchPublisher, OutboxRelay
+from .config import IndexSettings
+from .handlers import IngestHandler
+from .store_pg import PostgresIndexStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """What a running index process holds; ``run(stop)`` ingests until stopped.
+
+    ``consumers`` are members of the same group in one process: each gets its own partitions,
+    so one partition's database round trip overlaps another's validation and publication.
+    """
+
+    store: PostgresIndexStore
+    publisher: EventPublisher
+    relay: OutboxRelay
+    consumers: list[EventConsumer[EngagementUpdate]]
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.relay.run(stop))
+            for consumer in self.consumers:
+                group.create_task(consumer.run(stop))
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(c.stats.dead_lettered for c in self.consumers)
+
+    @property
+    def handled(self) -> int:
+        return sum(c.stats.handled for c in self.consumers)
+
+
+@asynccontextmanager
+async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
+    """Create topics, migrate, publish what a crash left in the outbox, then hand out the worker."""
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, with_dead_letters([settings.updates, settings.changes])
+    )
+    store = await PostgresIndexStore.open(
+        settings.database_url, schema=settings.db_schema, max_size=settings.db_pool_size
+    )
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)
+    sender = BatchPublisher(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-changes")
+    await publisher.start()
+    await sender.start()
+    try:
+        relay = OutboxRelay(store, sender, settings.changes)
+        drained = await relay.drain()
+        if drained:
+            log.info("published %d index changes left in the outbox", drained)
+        handler = IngestHandler(store, relay, Rules(own_addresses=settings.own_addresses))
+        consumers = [
+            EventConsumer(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                group_id=settings.consumer_group,
+                topic=settings.updates,
+                message_type=EngagementUpdate,
+                handler=handler,
+                publisher=publisher,
+                max_batch=settings.max_batch,
+                # A database or broker outage must not dead-letter valid updates quickly:
+                # about a minute of backoff before the platform gives up on a record.
+                retry=RetryPolicy(attempts=12, initial_backoff_s=0.2, max_backoff_s=10.0),
+            )
+            for _ in range(settings.consumers)
+        ]
+        yield Worker(store, publisher, relay, consumers)
+    finally:
+        await sender.stop()
+        await publisher.stop()
+        await store.close()
+
+
+async def run_worker(settings: IndexSettings, stop: asyncio.Event | None = None) -> None:
+    async with open_worker(settings) as worker:
+        await worker.run(stop)

@@ -1,0 +1,178 @@
+"""Index storage: the IndexStore protocol and its in-memory implementation (PostgreSQL: store_pg).
+
+``apply_batch`` is the unit of consistency: in ONE transaction it marks the events processed
+(skipping those seen before), folds their transactions over the stored records with the domain's
+freshness rule, writes the records, adjusts the coverage counts and queues the resulting
+IndexChange messages in the outbox.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .domain import Applied, Change, Record, Transaction, apply_all
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    """One validated EngagementUpdate: its id and transactions, in message order."""
+
+    event_id: str
+    transactions: Sequence[Transaction]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A change event ready to publish: its id, Kafka key and serialised value."""
+
+    event_id: str
+    key: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBatch:
+    """The change messages one ingest batch queued, in order; removed together once published."""
+
+    seq: int
+    messages: list[OutboxMessage]
+
+
+OutboxBuilder = Callable[[Sequence[Applied]], list[OutboxMessage]]
+
+
+@dataclass(frozen=True)
+class FindQuery:
+    """FindContent: patient and serviceDomain required, other key fields exact, content on/after."""
+
+    patient: str
+    service_domain: str
+    categorization: str | None = None
+    logical_address: str | None = None
+    business_object_instance_identifier: str | None = None
+    clinical_process_interest_id: str | None = None
+    source_system: str | None = None
+    data_controller: str | None = None
+    owner: str | None = None
+    most_recent_content_from: str | None = None  # yyyyMMddHHmmss, "on or after"
+    after_key: bytes | None = None  # paging cursor: the last key of the previous page
+    limit: int = 100
+
+    def exact_filters(self) -> dict[str, str]:
+        names = (
+            "categorization", "logical_address", "business_object_instance_identifier",
+            "clinical_process_interest_id", "source_system", "data_controller", "owner",
+        )
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
+
+    def matches(self, record: Record) -> bool:
+        identity = record.identity
+        if record.deleted or identity.patient != self.patient:
+            return False
+        if identity.service_domain != self.service_domain:
+            return False
+        if any(getattr(identity, n) != v for n, v in self.exact_filters().items()):
+            return False
+        since = self.most_recent_content_from
+        if since is not None and record.most_recent_content < since:
+            return False
+        return self.after_key is None or record.key > self.after_key
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageCount:
+    data_controller: str
+    service_domain: str
+    categorization: str
+    live: int
+
+
+class IndexStore(Protocol):
+    """Where the index lives; every implementation passes tests/test_store_contract.py."""
+
+    async def apply_batch(
+        self, events: Sequence[IncomingEvent], outbox: OutboxBuilder
+    ) -> OutboxBatch | None:
+        """Apply new events atomically; returns the outbox batch queued (None: no change)."""
+        ...
+
+    async def find(self, query: FindQuery) -> list[Record]: ...
+
+    async def coverage(self) -> list[CoverageCount]: ...
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxBatch]: ...
+
+    async def remove_outbox(self, seqs: Sequence[int]) -> None: ...
+
+    async def records(self) -> list[Record]:
+        """Every row, tombstones included, in key order (tests and replay comparisons)."""
+        ...
+
+
+def coverage_deltas(changes: Sequence[Applied]) -> Counter[tuple[str, str, str]]:
+    """How many live engagements each (controller, domain, categorization) gains or loses."""
+    deltas: Counter[tuple[str, str, str]] = Counter()
+    for applied in changes:
+        identity = applied.cause.identity
+        group = (identity.data_controller, identity.service_domain, identity.categorization)
+        if applied.change is Change.CREATED:
+            deltas[group] += 1
+        elif applied.change is Change.DELETED:
+            deltas[group] -= 1
+    return deltas
+
+
+def first_occurrences(events: Sequence[IncomingEvent]) -> list[IncomingEvent]:
+    """The events of a batch without repeats of the same id (a duplicate in one batch)."""
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            unique.append(event)
+    return unique
+
+
+@dataclass
+class InMemoryIndexStore:
+    """The index in dictionaries: for unit tests and as the reference model of the fault test."""
+
+    rows: dict[bytes, Record] = field(default_factory=dict)
+    processed: set[str] = field(default_factory=set)
+    outbox: dict[int, OutboxBatch] = field(default_factory=dict)
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+
+    async def apply_batch(
+        self, events: Sequence[IncomingEvent], outbox: OutboxBuilder
+    ) -> OutboxBatch | None:
+        fresh = [e for e in first_occurrences(events) if e.event_id not in self.processed]
+        transactions = [tx for event in fresh for tx in event.transactions]
+        written, changes = apply_all(self.rows, transactions)
+        messages = outbox(changes)
+        self.rows.update(written)
+        self.processed.update(e.event_id for e in fresh)
+        self.counts.update(coverage_deltas(changes))
+        if not messages:
+            return None
+        batch = self.outbox[len(self.processed)] = OutboxBatch(len(self.processed), messages)
+        return batch
+
+    async def find(self, query: FindQuery) -> list[Record]:
+        found = sorted((r for r in self.rows.values() if query.matches(r)), key=lambda r: r.key)
+        return found[: query.limit]
+
+    async def coverage(self) -> list[CoverageCount]:
+        return [CoverageCount(*group, live) for group, live in sorted(self.counts.items()) if live > 0]
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxBatch]:
+        return [self.outbox[seq] for seq in sorted(self.outbox)][:limit]
+
+    async def remove_outbox(self, seqs: Sequence[int]) -> None:
+        for seq in seqs:
+            self.outbox.pop(seq, None)
+
+    async def records(self) -> list[Record]:
+        return [self.rows[key] for key in sorted(self.rows)]

@@ -1,0 +1,93 @@
+"""One contract for every IndexStore: in memory and in the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from index_helpers import T0, engagement, patient, schema_name, tx, update
+
+from npo_index.changes import outbox_messages
+from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore
+from npo_index.store_pg import PostgresIndexStore
+from npo_platform.contracts import EngagementUpdate
+from npo_producer.validation import Rules, transactions_of
+
+DOMAIN = "riv:clinicalprocess:healthcond:description"
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[IndexStore]:
+    if request.param == "memory":
+        yield InMemoryIndexStore()
+        return
+    database_url = request.getfixturevalue("database_url")
+    pg = await PostgresIndexStore.open(database_url, schema=schema_name(), max_size=2)
+    yield pg
+    await pg.close()
+
+
+def _event(u: EngagementUpdate) -> IncomingEvent:
+    return IncomingEvent(u.meta.event_id, transactions_of(u, Rules()))
+
+
+class TestIndexStoreContract:
+    async def test_applies_a_batch_and_queues_one_change_per_real_change(self, store: IndexStore) -> None:
+        p = patient(21)
+        first = update(tx(engagement(p)), tx(engagement(p, categorization="dia")))
+        batch = await store.apply_batch([_event(first)], outbox_messages)
+        assert batch is not None
+        assert len(batch.messages) == 2
+        assert {m.key for m in batch.messages} == {p}
+        assert await store.pending_outbox() == [batch]
+        await store.remove_outbox([batch.seq])
+        assert await store.pending_outbox() == []
+
+    async def test_a_processed_event_is_skipped_even_within_one_batch(self, store: IndexStore) -> None:
+        u = update(tx(engagement(patient(22))))
+        batch = await store.apply_batch([_event(u), _event(u)], outbox_messages)
+        assert batch is not None
+        assert len(batch.messages) == 1
+        assert await store.apply_batch([_event(u)], outbox_messages) is None
+        assert len(await store.records()) == 1
+
+    async def test_stale_and_late_updates_never_win(self, store: IndexStore) -> None:
+        p = patient(23)
+        newer = update(tx(engagement(p, content="20260105000000")), at=T0 + timedelta(minutes=5))
+        delete = update(tx(engagement(p), delete=True), at=T0 + timedelta(minutes=9))
+        late = update(tx(engagement(p, content="20260101000000")), at=T0)
+        await store.apply_batch([_event(newer), _event(late)], outbox_messages)
+        (record,) = await store.records()
+        assert record.most_recent_content == "20260105000000"
+        await store.apply_batch([_event(delete)], outbox_messages)
+        assert await store.apply_batch([_event(update(tx(engagement(p)), at=T0))], outbox_messages) is None
+        (record,) = await store.records()
+        assert record.deleted
+
+    async def test_find_filters_and_pages_in_key_order(self, store: IndexStore) -> None:
+        p = patient(24)
+        ups = [tx(engagement(p, boi=f"doc-{n}", content=f"202601{n + 10:02d}000000")) for n in range(10)]
+        other_domain = tx(engagement(p, service_domain="riv:clinicalprocess:logistics:logistics"))
+        await store.apply_batch([_event(update(*ups, other_domain))], outbox_messages)
+        query = FindQuery(patient=p, service_domain=DOMAIN, limit=4)
+        pages, after = [], None
+        while page := await store.find(FindQuery(**{**query.__dict__, "after_key": after})):
+            pages.append(page)
+            after = page[-1].key
+        keys = [r.key for page in pages for r in page]
+        assert [len(page) for page in pages] == [4, 4, 2]
+        assert keys == sorted(keys)
+        since = await store.find(FindQuery(p, DOMAIN, most_recent_content_from="20260115000000"))
+        assert len(since) == 5
+        exact = await store.find(FindQuery(p, DOMAIN, business_object_instance_identifier="doc-3"))
+        assert [r.most_recent_content for r in exact] == ["20260113000000"]
+
+    async def test_coverage_counts_live_engagements(self, store: IndexStore) -> None:
+        p = patient(25)
+        await store.apply_batch(
+            [_event(update(tx(engagement(p)), tx(engagement(p, categorization="dia"))))], outbox_messages
+        )
+        gone = update(tx(engagement(p), delete=True), at=T0 + timedelta(minutes=1))
+        await store.apply_batch([_event(gone)], outbox_messages)
+        assert [(c.categorization, c.live) for c in await store.coverage()] == [("dia", 1)]

@@ -1,0 +1,79 @@
+"""In-memory stand-ins for the index and the consent service, behind the query's Protocols.
+
+Integration tests inside services/query may not import other services (ruff bans it), so the
+index and consent are replaced by these; producers, broker and database are real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from npo_query.clients import Unavailable
+from npo_query.decision import Decision, EngagementVerdict
+from npo_query.domain import IndexEntry, Target
+
+
+@dataclass
+class FakeIndex:
+    """FindContent over a fixed list of engagements per patient; counts lookups."""
+
+    entries: dict[str, list[IndexEntry]] = field(default_factory=dict)
+    calls: int = 0
+    down: bool = False
+
+    async def find(self, patient_id: str, service_domain: str) -> list[IndexEntry]:
+        self.calls += 1
+        if self.down:
+            raise Unavailable("index.unreachable", "ConnectError")
+        return [e for e in self.entries.get(patient_id, []) if e.service_domain == service_domain]
+
+
+@dataclass
+class FakeConsent:
+    """Allows everything except blocked care givers and those without consent; counts calls."""
+
+    blocked: set[str] = field(default_factory=set)
+    no_consent: set[str] = field(default_factory=set)
+    deny_all: str | None = None  # a reason code: the whole decision is denied
+    down: bool = False
+    related: bool = True
+    calls: int = 0
+    bearers: list[str] = field(default_factory=list)
+
+    async def decide(self, bearer: str, patient_id: str, categories: list[str],
+                     targets: list[Target]) -> Decision:
+        self.calls += 1
+        self.bearers.append(bearer)
+        if self.down:
+            raise Unavailable("consent.unreachable", "ConnectError")
+        if self.deny_all:
+            return Decision("denied", "none", self.deny_all,
+                            verdicts={t.id: EngagementVerdict(False, "none", self.deny_all)
+                                      for t in targets})
+        verdicts = {t.id: self._verdict(t) for t in targets}
+        return _summary(verdicts.values(), verdicts, bool(self.blocked & _controllers(targets)))
+
+    def _verdict(self, target: Target) -> EngagementVerdict:
+        if target.data_controller in self.blocked:
+            return EngagementVerdict(False, "none", "blocked")
+        if not self.related:
+            return EngagementVerdict(False, "none", "no_relation")
+        if target.data_controller in self.no_consent:
+            return EngagementVerdict(False, "none", "no_consent")
+        return EngagementVerdict(True, "consent", None)
+
+
+def _controllers(targets: Iterable[Target]) -> set[str]:
+    return {t.data_controller for t in targets}
+
+
+def _summary(all_verdicts: Iterable[EngagementVerdict], verdicts: dict[str, EngagementVerdict],
+             blocked: bool) -> Decision:
+    listed = list(all_verdicts)
+    allowed = [v for v in listed if v.allowed]
+    withheld = [v for v in listed if not v.allowed]
+    outcome = "allowed" if not withheld else "partial" if allowed else "denied"
+    reason = withheld[0].reason_code if withheld else None
+    return Decision(outcome, "consent" if allowed else "none", reason, blocked, False, (),
+                    verdicts)

@@ -1,0 +1,79 @@
+"""Audit before answer: with the broker stopped the overview answers 503 and returns no data.
+
+The broker here is a private one, started and stopped by this test (the session broker is
+shared with the other tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from query_fakes import FakeConsent, FakeIndex
+from query_fixtures import (
+    Simulator,
+    clinician,
+    index_entries,
+    patient_with,
+    query_app,
+    running,
+    settings,
+    simulator,
+)
+
+from npo_deploy import kafka
+from npo_deploy.testing import isolated_kafka
+from npo_platform.kafka import EventPublisher
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with simulator() as running_simulator:
+        yield running_simulator
+
+
+async def test_with_the_broker_stopped_the_overview_is_503_with_no_data(
+    tmp_path: Path, database_url: str, sim: Simulator
+) -> None:
+    broker = isolated_kafka(tmp_path / "kafka")
+    await asyncio.to_thread(kafka.start, broker)
+    try:
+        names = iter(f"test.query.fault.{n}" for n in range(3))
+        config = settings(tmp_path, broker.bootstrap, database_url, sim.url, lambda: next(names),
+                          run_consumers=False, audit_timeout_s=2.0)
+        publisher = EventPublisher(broker.bootstrap, client_id="npo-query-fault-test")
+        patient = patient_with(min_producers=2)
+        app = query_app(config, FakeIndex({patient: index_entries(patient)}), FakeConsent(),
+                        publisher=publisher)
+        await publisher.start()
+        async with running(app) as client:
+            body = {"patientId": patient}
+            ok = await client.post("/v1/overview", json=body, headers=clinician())
+            assert ok.status_code == 200
+            assert ok.json()["records"]
+            await asyncio.to_thread(kafka.stop, broker)
+            began = time.perf_counter()
+            refused = await client.post("/v1/overview", json=body, headers=clinician())
+            streamed = await client.post("/v1/overview/stream", json=body, headers=clinician())
+            elapsed = time.perf_counter() - began
+            await asyncio.to_thread(kafka.start, broker)  # back again: reads are audited again
+            again = await client.post("/v1/overview", json=body, headers=clinician())
+        assert again.status_code == 200
+        assert again.json()["records"]
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "audit.unavailable"
+        assert "records" not in refused.json()
+        assert "documentId" not in refused.text
+        assert streamed.status_code == 503
+        assert "documentId" not in streamed.text
+        assert elapsed < 10  # two refusals, each bounded by the 2 s audit timeout
+        async with asyncio.timeout(30):
+            await publisher.stop()
+    finally:
+        await asyncio.to_thread(kafka.stop, broker)

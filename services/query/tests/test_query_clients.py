@@ -1,0 +1,146 @@
+"""The httpx clients of the index and the consent service, against stand-ins that check the
+request exactly as the other services' current code (read, not imported) expects it."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from query_fixtures import serve
+
+from npo_query.clients import HttpConsentClient, HttpIndexClient, Unavailable
+from npo_query.domain import Status, Target
+from npo_query.producers import HttpProducerClient
+
+PATIENT = "191212121212"
+
+
+def _index_app(pages: list[list[dict[str, Any]]], seen: list[dict[str, Any]]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/find-content")
+    async def find(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        seen.append({"body": body, "auth": request.headers.get("authorization")})
+        page = int(body.get("pageToken", "0" * 64)[-1])
+        more = page + 1 < len(pages)
+        return {"engagements": pages[page], "nextPageToken": f"{page + 1:064x}" if more else None}
+
+    return app
+
+
+def _engagement(address: str) -> dict[str, Any]:
+    return {"registeredResidentIdentification": PATIENT,
+            "serviceDomain": "riv:clinicalprocess:healthcond:description",
+            "categorization": "voo", "logicalAddress": address,
+            "businessObjectInstanceIdentifier": "NA", "clinicalProcessInterestId": "NA",
+            "mostRecentContent": "20250101120000", "sourceSystem": f"{address}-SYS",
+            "dataController": f"{address}-VG", "owner": "SE5565594230-NPOIDX",
+            "creationTime": "2025-01-01T12:00:00+00:00", "updateTime": "2025-01-01T12:00:00+00:00"}
+
+
+async def test_find_content_sends_the_index_contract_and_follows_pages() -> None:
+    seen: list[dict[str, Any]] = []
+    app = _index_app([[_engagement("LA1")], [_engagement("LA2")]], seen)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://index") as http:
+        client = HttpIndexClient(http, "http://index", lambda: "system-token", 2.0, 500)
+        found = await client.find(PATIENT, "riv:clinicalprocess:healthcond:description")
+    assert [e.logical_address for e in found] == ["LA1", "LA2"]
+    assert found[0].data_controller == "LA1-VG"
+    assert found[0].categorization == "voo"
+    first, second = seen
+    assert first["body"] == {"registeredResidentIdentification": PATIENT, "pageSize": 500,
+                             "serviceDomain": "riv:clinicalprocess:healthcond:description"}
+    assert second["body"]["pageToken"] == f"{1:064x}"
+    assert first["auth"] == "Bearer system-token"
+
+
+async def test_an_index_error_is_unavailable_with_a_code() -> None:
+    app = FastAPI()
+
+    @app.post("/find-content")
+    async def broken() -> None:
+        raise RuntimeError
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://index") as http:
+        client = HttpIndexClient(http, "http://index", lambda: "t", 2.0, 500)
+        with pytest.raises(Unavailable) as error:
+            await client.find(PATIENT, "d")
+    assert error.value.code == "index.http_status"
+
+
+async def test_the_decision_forwards_the_readers_token_and_maps_the_answer() -> None:
+    seen: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/v1/decisions")
+    async def decide(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        seen.append({"body": body, "auth": request.headers.get("authorization")})
+        return {"outcome": "partial", "basis": "consent", "reason_code": "blocked",
+                "blocked_information_exists": True, "protected_identity": False,
+                "protected_fields": [], "engagements": [
+                    {"id": body["engagements"][0]["id"], "allowed": True, "basis": "consent",
+                     "reason_code": None},
+                    {"id": body["engagements"][1]["id"], "allowed": False, "basis": "none",
+                     "reason_code": "blocked"}]}
+
+    targets = [Target("LA1", "notes", "G1", "S1"), Target("LA2", "notes", "G2", "S2")]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://consent") as http:
+        client = HttpConsentClient(http, "http://consent", 2.0)
+        decision = await client.decide("reader-token", PATIENT, ["notes"], targets)
+    [call] = seen
+    assert call["auth"] == "Bearer reader-token"
+    assert call["body"] == {"patient_id": PATIENT, "categories": ["notes"], "engagements": [
+        {"id": t.id, "data_controller": t.data_controller, "care_unit": "",
+         "logical_address": t.logical_address, "social_services": False} for t in targets]}
+    assert decision.outcome == "partial"
+    assert decision.blocked_information_exists
+    assert decision.allows(targets[0]).allowed
+    assert decision.allows(targets[1]).reason_code == "blocked"
+    assert decision.allows(Target("LA3", "notes")).allowed is False  # not decided: withheld
+
+
+def _producer_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/garbage/{category}")
+    async def garbage() -> dict[str, Any]:
+        return {"records": [{"header": {"documentId": "d1"}}]}
+
+    @app.post("/other-patient/{category}")
+    async def other_patient() -> dict[str, Any]:
+        header = {"documentId": "d1", "sourceSystemHSAId": "S1", "patientId": {"id": "x"},
+                  "accountableHealthcareProfessional": {"authorTime": "20250101120000"}}
+        return {"records": [{"header": header, "body": {}}], "continuationToken": None}
+
+    return app
+
+
+async def test_producer_failures_have_a_cause_never_unknown() -> None:
+    async with serve(_producer_app()) as url, aiohttp.ClientSession() as session:
+        client = HttpProducerClient(session, lambda: "t", connect_timeout_s=1.0, page_size=10,
+                                    max_pages=5)
+        target = Target("LA1", "notes")
+        garbage = await client.fetch(f"{url}/garbage", target, PATIENT, 2.0)
+        other = await client.fetch(f"{url}/other-patient", target, PATIENT, 2.0)
+        missing = await client.fetch(f"{url}/nowhere", target, PATIENT, 2.0)
+        refused = await client.fetch(f"http://127.0.0.1:{_closed_port()}/x", target, PATIENT, 2.0)
+    assert (garbage.status, garbage.cause) == (Status.NO_DATA_SYNCH_FAILED, "invalid_answer")
+    assert other.cause == "invalid_answer"  # another patient's record never gets through
+    assert (missing.cause, missing.http_status) == ("http_status", 404)
+    assert refused.cause == "connection_error"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
