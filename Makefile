@@ -23,13 +23,13 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt $(addsuffix /pyproje
 
 install: $(STAMP) ## create .venv with every package pinned
 
-up: $(STAMP) ## run the system (for now: Kafka and PostgreSQL) on the embedded defaults
-	$(BIN)/npo infra up
+up: $(STAMP) ## run the whole system on the embedded defaults: Kafka, PostgreSQL, services, producers
+	$(BIN)/npo up
 
-down: $(STAMP) ## stop everything `make up` started
-	$(BIN)/npo infra down
+down: $(STAMP) ## stop everything `make up` started (data stays)
+	$(BIN)/npo down
 
-status: $(STAMP) ## what is running, and where
+status: $(STAMP) ## what infrastructure is running, and where
 	$(BIN)/npo infra status
 
 test: lint types ## lint, type-check, then every test (unit and integration, real broker and database)

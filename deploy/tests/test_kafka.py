@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from base64 import urlsafe_b64encode
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,20 @@ def test_jars_are_fetched_once_then_reused_without_maven(
     assert (libs / f"log4j-slf4j-impl-{kafka.LOG4J_VERSION}.jar").exists()
     monkeypatch.setenv("PATH", "")  # no mvn now: the marker alone must suffice
     assert kafka.ensure_jars(tmp_path / "libs") == libs
+
+
+
+def test_a_cluster_id_starting_with_a_dash_is_formatted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One random id in 64 starts with "-" in base64url; the format command must take it."""
+    dashed = urlsafe_b64encode(b"\xf8" + bytes(15)).decode().rstrip("=")
+    assert dashed.startswith("-")
+    monkeypatch.setattr(kafka, "new_cluster_id", lambda: dashed)
+    broker = isolated_kafka(tmp_path / "kafka")
+    assert kafka.start(broker) is True
+    try:
+        assert _cluster_id(broker) == dashed
+        assert kafka.is_reachable(broker.bootstrap)
+    finally:
+        kafka.stop(broker)

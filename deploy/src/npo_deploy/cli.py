@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from datetime import timedelta
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from npo_deploy import infra
+from npo_deploy import infra, stack
 from npo_deploy.processes import LaunchError
 from npo_deploy.tokens import token_app
-from npo_platform.identity import ensure_local_keypair
+from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
 from npo_platform.settings import PlatformSettings
 
 app = typer.Typer(help="National patient overview: developer tools.", no_args_is_help=True)
@@ -53,6 +57,56 @@ def up() -> None:
         console.print(f"{name}: {'started' if fresh else 'already running'}")
     _print_status()
     console.print(f"ready in {time.monotonic() - began:.1f} s")
+
+
+@app.command("up")
+def up_all(
+    announce: bool = typer.Option(True, help="announce the simulated population to the index"),
+) -> None:
+    """Run the whole system: Kafka, PostgreSQL, every service and the simulated producers."""
+    began = time.monotonic()
+    up()
+    settings = PlatformSettings()
+    try:
+        services = stack.up(settings, console)
+    except LaunchError as error:
+        console.print(f"[red]npo up failed:[/red] {error}")
+        raise typer.Exit(1) from error
+    if announce:
+        console.print("Announcing the simulated population's engagements to the index…")
+        npo = str(Path(sys.executable).parent / "npo")
+        subprocess.run([npo, "simulate", "--no-serve", "--rate", "0"], check=True)
+    _print_tokens(settings)
+    for service in services:
+        console.print(f"{service.name:<10} {service.url}/docs")
+    console.print(f"the system is up in {time.monotonic() - began:.1f} s; `npo down` stops it")
+
+
+def _print_tokens(settings: PlatformSettings) -> None:
+    """A ready-to-use development token per role (8 hours), signed by the local issuer."""
+    private, _ = ensure_local_keypair(settings.keys_dir)
+    unit, giver = "SE2321000503-VE001", "SE2321000503-VG"  # a unit of the simulated Östergötland
+    people = {
+        Role.CLINICIAN: Principal(sub="SE2321000503-L001", name="Dr Lisa Lind", roles=frozenset(
+            {Role.CLINICIAN}), care_unit=unit, care_giver=giver, assignment="A1", purpose="care"),
+        Role.COMPLIANCE_OFFICER: Principal(sub="SE2321000503-C001", name="Cecilia Controller",
+                                           roles=frozenset({Role.COMPLIANCE_OFFICER})),
+        Role.PATIENT: Principal(sub="patient-demo", name="Tolvan Tolvansson",
+                                roles=frozenset({Role.PATIENT}), patient="191212121212"),
+        Role.OPERATOR: Principal(sub="SE2321000016-OP01", name="Olle Operator",
+                                 roles=frozenset({Role.OPERATOR})),
+        Role.ADMIN: Principal(sub="SE2321000016-AD01", name="Ada Admin", roles=frozenset({Role.ADMIN})),
+    }
+    for role, who in people.items():
+        token = issue_token(private.read_bytes(), who, timedelta(hours=8))
+        console.print(f"[bold]{role.value}[/bold] token:\n{token}", soft_wrap=True)
+
+
+@app.command("down")
+def down_all() -> None:
+    """Stop every service and the infrastructure; data stays for the next `npo up`."""
+    stack.down(PlatformSettings(), console)
+    down()
 
 
 @infra_app.command()

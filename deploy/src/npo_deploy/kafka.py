@@ -154,13 +154,19 @@ def _java(broker: LocalKafka, main: str, *args: str) -> list[str]:
             "-cp", str(broker.libs.resolve() / "*"), main, *args]  # fmt: skip
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in unpadded base64url, as Kafka's own tools make it."""
+    return urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 def _format_storage(broker: LocalKafka) -> None:
     """Format the data dir once; a formatted dir (meta.properties) is reused as is."""
     if (broker.data_dir / "meta.properties").exists():
         return
-    cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # "--cluster-id=" with the value attached: a base64url id may start with "-", which the
+    # tool's argument parser would otherwise read as an option (1 start in 64 failed so).
     command = _java(broker, "kafka.tools.StorageTool", "format",
-                    "-t", cluster_id, "-c", str(broker.properties_file))  # fmt: skip
+                    f"--cluster-id={new_cluster_id()}", "-c", str(broker.properties_file))  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise LaunchError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")

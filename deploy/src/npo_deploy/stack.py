@@ -1,0 +1,109 @@
+"""The whole local system: the infrastructure, then every service and the simulated producers.
+
+Services register themselves through the ``npo.services`` entry point group (name → their
+settings class), so this module starts ``npo-<name>`` processes without importing a service:
+it reads each one's HTTP port from its settings, starts it detached (pid and log files in the
+state dir), and waits for its ``/health`` answer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from rich.console import Console
+
+from npo_deploy import processes
+from npo_deploy.processes import LaunchError
+from npo_platform.settings import PlatformSettings
+
+# Start order: the query service and the simulator call the others.
+ORDER = ("index", "consent", "audit", "simulator", "query")
+ROUTING_FILE = Path("services/query/routing.local.json")  # the local stack's routing table
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).parent / f"npo-{self.name}")]
+
+
+def services() -> list[Service]:
+    """Every installed service, in start order."""
+    found = {e.name: e.load()().http_port for e in entry_points(group="npo.services")}
+    return [Service(name, found[name]) for name in sorted(found, key=_rank)]
+
+
+def _rank(name: str) -> int:
+    return ORDER.index(name) if name in ORDER else len(ORDER)
+
+
+def _files(settings: PlatformSettings, service: Service) -> tuple[Path, Path]:
+    run = settings.state_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    return run / f"{service.name}.log", run / f"{service.name}.pid"
+
+
+def healthy(service: Service) -> bool:
+    try:
+        with urllib.request.urlopen(f"{service.url}/health", timeout=2) as answer:  # noqa: S310 - loopback
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def start(settings: PlatformSettings, service: Service, timeout: float = 60.0) -> bool:
+    """Start ``service`` unless it runs; False when it was already running."""
+    log, pid = _files(settings, service)
+    if processes.find_process(pid, service.command[0]) is not None and healthy(service):
+        return False
+    if ROUTING_FILE.exists():
+        os.environ.setdefault("QUERY_ROUTING_FILE", str(ROUTING_FILE.resolve()))
+    started = processes.spawn_detached(service.command, log, pid)
+
+    def alive() -> bool:
+        return processes.find_process(pid, service.command[0]) is not None
+
+    if not processes.wait_until(lambda: healthy(service), alive, timeout):
+        raise LaunchError(f"{service.name} (pid {started}) did not become healthy:\n"
+                          f"{processes.log_tail(log)}")
+    return True
+
+
+def stop(settings: PlatformSettings, service: Service) -> bool:
+    """Stop ``service``; False when it was not running."""
+    _, pid = _files(settings, service)
+    process = processes.find_process(pid, service.command[0])
+    if process is None:
+        return False
+    processes.terminate(process, timeout=20)
+    pid.unlink(missing_ok=True)
+    return True
+
+
+def up(settings: PlatformSettings, console: Console) -> list[Service]:
+    """Start every service that is not running yet, printing each as it comes up."""
+    started = []
+    for service in services():
+        with console.status(f"Starting {service.name}…"):
+            fresh = start(settings, service)
+        console.print(f"{service.name:<10} {'started' if fresh else 'already running'}  {service.url}")
+        started.append(service)
+    return started
+
+
+def down(settings: PlatformSettings, console: Console) -> None:
+    for service in reversed(services()):
+        console.print(f"{service.name:<10} {'stopped' if stop(settings, service) else 'was not running'}")
