@@ -11,8 +11,10 @@ import uvicorn
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
+    """``options`` override the uvicorn config (default: quiet, a free port on localhost)."""
+    config: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "log_level": "warning", **options}
+    server = uvicorn.Server(uvicorn.Config(app, **config))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -40,3 +40,10 @@ def test_json_log_lines_mask_pnrs(capsys: pytest.CaptureFixture[str]) -> None:
 def test_headers_round_trip_without_active_span() -> None:
     assert inject_headers([("a", b"1")]) == [("a", b"1")]
     assert extract_context([]) is not None
+
+
+def test_kafka_wire_dumps_stay_out_of_debug_logs() -> None:
+    """aiokafka's DEBUG records quote record keys, which are patient ids."""
+    configure_logging("npo-test", "DEBUG")
+    assert logging.getLogger("aiokafka").getEffectiveLevel() == logging.INFO
+    assert logging.getLogger("npo_platform").getEffectiveLevel() == logging.DEBUG

@@ -18,6 +18,7 @@ from pythonjsonlogger.json import JsonFormatter
 # Twelve digits that may be a personnummer/samordningsnummer, with or without separator.
 _PNR_LIKE = re.compile(r"(?<!\d)(\d{8})[-+]?(\d{4})(?!\d)")
 _REDACTED = "[pnr-redacted]"
+_WIRE_LOGGERS = ("aiokafka", "kafka")
 
 
 def redact(text: str) -> str:
@@ -100,3 +101,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Kafka clients' DEBUG records dump the wire: record keys (patient ids) and payloads. They are
+    # never wanted in a health-care service's logs, whatever level the service runs at.
+    for wire_logger in _WIRE_LOGGERS:
+        logging.getLogger(wire_logger).setLevel(max(logging.INFO, root.level))

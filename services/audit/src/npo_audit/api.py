@@ -66,6 +66,15 @@ Services = Annotated[AuditServices, Depends(services)]
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL text cannot hold NUL: refuse it here (422) instead of failing in the store (500).
+        values = data.values() if isinstance(data, dict) else ()
+        if any("\x00" in v for v in values if isinstance(v, str)):
+            raise ValueError("text must not contain NUL characters")
+        return data
+
 
 class SearchRequest(_Strict):
     patient_id: PatientIdStr | None = None
@@ -98,7 +107,7 @@ class ExtractRequest(_Strict):
 
 class ReviewRequest(_Strict):
     event_id: str | None = None
-    flag_id: int | None = None
+    flag_id: int | None = Field(None, ge=1, le=2**63 - 1)  # a bigint flag id
     note: str = Field(min_length=1, max_length=4000)
 
     @model_validator(mode="after")
@@ -112,7 +121,7 @@ class FlagSearchRequest(_Strict):
     rule: Rule | None = None
     time_from: datetime | None = None
     time_to: datetime | None = None
-    after_flag_id: int = 0
+    after_flag_id: int = Field(0, ge=0, le=2**63 - 1)  # a bigint flag id
     limit: int = Field(100, ge=1, le=1000)
 
 

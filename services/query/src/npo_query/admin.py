@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from npo_platform.identity import AdminClaims
 from npo_platform.problems import Problem
@@ -62,6 +63,15 @@ class RoutingView:
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL text cannot hold NUL: refuse it here (422) instead of failing in the store (500).
+        values = data.values() if isinstance(data, dict) else ()
+        if any("\x00" in v for v in values if isinstance(v, str)):
+            raise ValueError("text must not contain NUL characters")
+        return data
+
 
 class RouteIn(_Body):
     logical_address: str = Field(min_length=1, max_length=64)
@@ -110,7 +120,8 @@ async def put_routes(body: list[RouteIn], request: Request, _: AdminClaims) -> N
 
 
 @router.delete("/routes/{logical_address}", status_code=204)
-async def delete_route(logical_address: str, request: Request, _: AdminClaims) -> None:
+async def delete_route(logical_address: Annotated[str, PathParam(max_length=64, pattern=r"^[^\x00]+$")],
+                       request: Request, _: AdminClaims) -> None:
     view = _view(request)
     if not await view.store.delete_route(logical_address):
         raise Problem(404, "routing.not_found", "No route for that logical address.")
