@@ -9,6 +9,7 @@ from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import httpx
 import typer
 from rich.console import Console
 
@@ -72,14 +73,35 @@ def up_all(
     except LaunchError as error:
         console.print(f"[red]npo up failed:[/red] {error}")
         raise typer.Exit(1) from error
-    if announce:
+    indexed = _indexed_engagements(settings, services)
+    if announce and indexed == 0:
         console.print("Announcing the simulated population's engagements to the index…")
         npo = str(Path(sys.executable).parent / "npo")
         subprocess.run([npo, "simulate", "--no-serve", "--rate", "0"], check=True)
+    elif announce:
+        console.print(f"the index already holds {indexed:,} engagements: not announcing again "
+                      "(`npo simulate --no-serve --rate 0` does)")
     _print_tokens(settings)
     for service in services:
         console.print(f"{service.name:<10} {service.url}/docs")
     console.print(f"the system is up in {time.monotonic() - began:.1f} s; `npo down` stops it")
+
+
+def _indexed_engagements(settings: PlatformSettings, services: list[stack.Service]) -> int:
+    """How many engagements the running index holds (its coverage statistics), 0 if unknown."""
+    index = next((s for s in services if s.name == "index"), None)
+    if index is None:
+        return 0
+    private, _ = ensure_local_keypair(settings.keys_dir)
+    who = Principal(sub="SE2321000016-NPOUP", name="npo up", roles=frozenset({Role.OPERATOR}))
+    token = issue_token(private.read_bytes(), who, timedelta(minutes=5))
+    try:
+        answer = httpx.get(f"{index.url}/coverage", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10)
+        answer.raise_for_status()
+        return sum(int(entry["engagements"]) for entry in answer.json())
+    except (httpx.HTTPError, ValueError, KeyError):
+        return 0
 
 
 def _print_tokens(settings: PlatformSettings) -> None:
