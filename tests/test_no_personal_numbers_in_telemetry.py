@@ -35,14 +35,13 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import serve
 
 from npo_audit.config import AuditSettings
 from npo_audit.main import create_app as audit_app
 from npo_consent.config import ConsentSettings
 from npo_consent.main import ConsentTopics
 from npo_consent.main import create_app as consent_app
-from npo_deploy.testing import TopicFactory
+from npo_deploy.testing import TopicFactory, serve
 from npo_index.config import IndexSettings
 from npo_index.main import create_app as index_app
 from npo_platform.categories import by_number

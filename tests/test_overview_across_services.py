@@ -21,21 +21,25 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from support import serve
 
 from npo_consent.config import ConsentSettings
 from npo_consent.main import ConsentTopics
 from npo_consent.main import create_app as consent_app
-from npo_deploy.testing import TopicFactory
+from npo_deploy.testing import TopicFactory, serve
 from npo_index.config import IndexSettings
 from npo_index.main import create_app as index_app
 from npo_platform.categories import by_number
 from npo_platform.contracts import AccessEvent
 from npo_platform.contracts.events_pb2 import DATA_FROM_SOURCE, WITHHELD_BY_DECISION
 from npo_platform.events import decode
-from npo_platform.identity import PRIVATE_KEY_FILE, Principal, Role, TokenVerifier, issue_token
+from npo_platform.identity import (
+    PUBLIC_KEY_FILE,
+    Principal,
+    Role,
+    TokenVerifier,
+    ensure_local_keypair,
+    issue_token,
+)
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS
 from npo_query.config import QuerySettings
 from npo_query.main import Parts
@@ -52,16 +56,9 @@ UNIT, GIVER = "SE2321000016-U001", "SE2321000016-G001"
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
     state = tmp_path_factory.mktemp("npo-state")
-    (state / "keys").mkdir()
-    (state / "keys" / PRIVATE_KEY_FILE).write_bytes(private)
-    public = state / "keys" / "public.pem"
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, state
+    private, _ = ensure_local_keypair(state / "keys")
+    return private.read_bytes(), state
 
 
 def _bearer(private: bytes, principal: Principal) -> dict[str, str]:
@@ -115,9 +112,9 @@ async def stack(keys: tuple[bytes, Path], kafka_bootstrap_servers: str, database
     run = uuid.uuid4().hex[:8]
     common: dict[str, Any] = {"kafka_bootstrap_servers": kafka_bootstrap_servers,
                               "database_url": database_url, "state_dir": state,
-                              "jwt_public_key_path": state / "keys" / "public.pem"}
+                              "jwt_public_key_path": state / "keys" / PUBLIC_KEY_FILE}
     access, consent_events = kafka_topic_factory(), kafka_topic_factory()
-    verifier = TokenVerifier((state / "keys" / "public.pem").read_bytes())
+    verifier = TokenVerifier((state / "keys" / PUBLIC_KEY_FILE).read_bytes())
     async with AsyncExitStack() as exits:
         sim = Counting(simulator_app(SimulatorSettings(population=3_000, seed=5), SOURCE,
                                      token_verifier=verifier))

@@ -13,9 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from support import serve
 
-from npo_deploy.testing import TopicFactory
+from npo_deploy.testing import TopicFactory, serve
 from npo_index.config import IndexSettings
 from npo_index.main import create_app as index_app
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from npo_platform.identity import Principal, Role, TokenVerifier, issue_token
+from npo_deploy.testing import serve
+from npo_platform.identity import Principal, Role, TokenVerifier, generate_keypair, issue_token
 from npo_simulator.config import SimulatorSettings
 from npo_simulator.organisations import Kind, nation
 from npo_simulator.server import create_app
@@ -22,16 +19,7 @@ from npo_simulator.store import RecordSource
 SOURCE = RecordSource(3_000, seed=5)
 
 
-def _keys() -> tuple[bytes, bytes]:
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, public
-
-
-PRIVATE, PUBLIC = _keys()
+PRIVATE, PUBLIC = generate_keypair()
 
 
 def token(*roles: Role) -> dict[str, str]:
@@ -130,15 +118,8 @@ async def live() -> AsyncIterator[httpx.AsyncClient]:
     """The producers served by a real uvicorn on a free loopback port, and a real HTTP client."""
     app = create_app(SimulatorSettings(population=3_000, seed=5), SOURCE,
                      token_verifier=TokenVerifier(PUBLIC))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=0.5) as c:
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=0.5) as c:
         yield c
-    server.should_exit = True
-    await task
 
 
 async def test_a_producer_set_to_time_out_does_time_out(live: httpx.AsyncClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import re
@@ -10,12 +11,13 @@ import socket
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
+import uvicorn
 
 from npo_deploy import kafka, postgres, processes
 from npo_deploy.kafka import LocalKafka
@@ -144,3 +146,21 @@ def kafka_topic_factory(kafka_bootstrap_servers: str, request: pytest.FixtureReq
         return name
 
     return new_topic
+
+
+@asynccontextmanager
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
+    """``app`` under a real uvicorn; yields its base URL. ``options`` override the uvicorn config
+    (default: quiet, a free loopback port)."""
+    config: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "log_level": "warning", **options}
+    server = uvicorn.Server(uvicorn.Config(app, **config))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task

@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from aiokafka import AIOKafkaConsumer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -26,10 +23,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.types import Receive, Scope, Send
 
+from npo_deploy.testing import serve
 from npo_platform.categories import by_number
 from npo_platform.contracts import AccessEvent
 from npo_platform.events import decode
-from npo_platform.identity import Principal, Role, TokenVerifier, issue_token
+from npo_platform.identity import Principal, Role, TokenVerifier, generate_keypair, issue_token
 from npo_query.config import QuerySettings
 from npo_query.domain import IndexEntry, Target
 from npo_query.main import Parts, create_app
@@ -42,16 +40,7 @@ SOURCE = RecordSource(3_000, seed=5)
 CARE_UNIT, CARE_GIVER = "SE2321000016-U001", "SE2321000016-G001"
 
 
-def _keys() -> tuple[bytes, bytes]:
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, public
-
-
-PRIVATE, PUBLIC = _keys()
+PRIVATE, PUBLIC = generate_keypair()
 VERIFIER = TokenVerifier(PUBLIC)
 
 
@@ -97,23 +86,6 @@ class CallCounter:
         if scope["type"] == "http" and len(parts) == 4 and parts[1] == "producers":
             self.calls[(parts[2], parts[3])] += 1
         await self.app(scope, receive, send)
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """``app`` under a real uvicorn on a free loopback port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass

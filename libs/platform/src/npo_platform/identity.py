@@ -45,8 +45,9 @@ from npo_platform.settings import PlatformSettings
 ALGORITHM = "EdDSA"
 LOCAL_ISSUER = "npo-local-issuer"
 DEFAULT_AUDIENCE = "npo"
-PRIVATE_KEY_FILE = "jwt-ed25519-private.pem"
-PUBLIC_KEY_FILE = "jwt-ed25519-public.pem"
+ISSUER_KEY_NAME = "jwt-ed25519"
+PRIVATE_KEY_FILE = f"{ISSUER_KEY_NAME}-private.pem"
+PUBLIC_KEY_FILE = f"{ISSUER_KEY_NAME}-public.pem"
 PURPOSE_CARE = "care"  # vård och behandling
 
 
@@ -134,21 +135,25 @@ class InvalidToken(Exception):
         self.code = code
 
 
-def ensure_local_keypair(keys_dir: Path) -> tuple[Path, Path]:
-    """Create the development Ed25519 key pair in ``keys_dir`` unless it exists.
+def generate_keypair() -> tuple[bytes, bytes]:
+    """A new Ed25519 key pair as PEM bytes (private PKCS#8, public SubjectPublicKeyInfo)."""
+    private = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private, _public_pem(private)
+
+
+def ensure_local_keypair(keys_dir: Path, name: str = ISSUER_KEY_NAME) -> tuple[Path, Path]:
+    """Create the Ed25519 key pair ``<name>-private.pem``/``-public.pem`` in ``keys_dir`` unless
+    it exists (the development token issuer's by default; the audit checkpoint key too).
 
     Safe when several processes start at once: the private key is published with an exclusive
     link (the first one wins) and the public key is always derived from it.
     """
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    private_path, public_path = keys_dir / PRIVATE_KEY_FILE, keys_dir / PUBLIC_KEY_FILE
+    private_path, public_path = keys_dir / f"{name}-private.pem", keys_dir / f"{name}-public.pem"
     if not private_path.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        _publish_exclusively(private_path, pem)
+        _publish_exclusively(private_path, generate_keypair()[0])
     private_path.chmod(0o600)
     if not public_path.exists():
         _write_atomically(public_path, _public_pem(private_path.read_bytes()))

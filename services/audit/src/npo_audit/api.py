@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome
 from npo_platform.identity import (
@@ -28,6 +28,7 @@ from npo_platform.identity import (
     require_roles,
 )
 from npo_platform.problems import Problem
+from npo_platform.schemas import RequestModel
 
 from . import fhir
 from .config import AuditSettings
@@ -63,17 +64,8 @@ def services(request: Request) -> AuditServices:
 Services = Annotated[AuditServices, Depends(services)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        # PostgreSQL text cannot hold NUL: refuse it here (422) instead of failing in the store (500).
-        values = data.values() if isinstance(data, dict) else ()
-        if any("\x00" in v for v in values if isinstance(v, str)):
-            raise ValueError("text must not contain NUL characters")
-        return data
+class _Strict(RequestModel):
+    """Audit request bodies (the platform's RequestModel)."""
 
 
 class SearchRequest(_Strict):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,8 +11,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-PRIVATE_KEY_FILE = "audit-checkpoint-ed25519-private.pem"
-PUBLIC_KEY_FILE = "audit-checkpoint-ed25519-public.pem"
+from npo_platform.identity import ensure_local_keypair
+
+KEY_NAME = "audit-checkpoint-ed25519"  # a key pair of its own, beside the token issuer's
+PUBLIC_KEY_FILE = f"{KEY_NAME}-public.pem"
 
 
 @dataclass(frozen=True)
@@ -69,23 +69,10 @@ class CheckpointVerifier:
 
 def ensure_signing_key(keys_dir: Path) -> CheckpointSigner:
     """The checkpoint signer, creating its key pair in ``keys_dir`` on first use (race-safe)."""
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    private_path = keys_dir / PRIVATE_KEY_FILE
-    if not private_path.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        _publish_exclusively(private_path, pem)
+    private_path, _ = ensure_local_keypair(keys_dir, KEY_NAME)
     key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError("the audit checkpoint key must be an Ed25519 private key")
-    public_path = keys_dir / PUBLIC_KEY_FILE
-    if not public_path.exists():
-        public_pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        _publish_exclusively(public_path, public_pem)
     return CheckpointSigner(key)
 
 
@@ -94,16 +81,3 @@ def load_verifier(keys_dir: Path) -> CheckpointVerifier:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("the audit checkpoint public key must be an Ed25519 key")
     return CheckpointVerifier(key)
-
-
-def _publish_exclusively(path: Path, content: bytes) -> None:
-    # Like the platform's identity keys: write a temp file, link it into place (first one wins).
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as file:
-        file.write(content)
-    try:
-        os.link(name, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(name)

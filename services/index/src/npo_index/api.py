@@ -7,15 +7,16 @@ Patient ids travel in request bodies only, never in URLs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.identity import Claims, ProducerClaims, Role, require_roles
 from npo_platform.problems import Problem
+from npo_platform.schemas import RequestModel
 from npo_producer import EngagementProducer
 from npo_producer.validation import InvalidUpdate
 
@@ -28,17 +29,8 @@ ReaderClaims = Annotated[Claims, Depends(require_roles(Role.SYSTEM, Role.OPERATO
 _CONTENT_TIME = r"^[0-9]{14}$"
 
 
-class _Camel(BaseModel):
+class _Camel(RequestModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        # PostgreSQL text cannot hold NUL: refuse it here (422) instead of failing in the store (500).
-        values = data.values() if isinstance(data, dict) else ()
-        if any("\x00" in v for v in values if isinstance(v, str)):
-            raise ValueError("text must not contain NUL characters")
-        return data
 
 
 class FindContentRequest(_Camel):

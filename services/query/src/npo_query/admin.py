@@ -9,14 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
 from npo_platform.identity import AdminClaims
 from npo_platform.problems import Problem
+from npo_platform.schemas import RequestModel
 
 from .routing import (
     ALL_CATEGORIES,
@@ -60,17 +61,8 @@ class RoutingView:
         return len(routes), len(authorisations)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        # PostgreSQL text cannot hold NUL: refuse it here (422) instead of failing in the store (500).
-        values = data.values() if isinstance(data, dict) else ()
-        if any("\x00" in v for v in values if isinstance(v, str)):
-            raise ValueError("text must not contain NUL characters")
-        return data
+class _Body(RequestModel):
+    """Routing admin bodies (the platform's RequestModel)."""
 
 
 class RouteIn(_Body):

@@ -29,13 +29,11 @@ from typing import Any
 
 import httpx
 import typer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from npo_deploy import benchmarks
 from npo_platform.categories import AVAILABLE_CATEGORIES
 from npo_platform.identifiers import make_personnummer
-from npo_platform.identity import Principal, Role, TokenVerifier, issue_token
+from npo_platform.identity import Principal, Role, TokenVerifier, generate_keypair, issue_token
 from npo_platform.kafka import EventPublisher
 
 from .config import QuerySettings
@@ -185,17 +183,8 @@ class _Consent:
         return Decision("allowed", "consent", None, verdicts=verdicts)
 
 
-def _keys() -> tuple[bytes, bytes]:
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, public
-
-
 async def _measure(plan: Plan, bootstrap: str, url: str) -> dict[str, Any]:
-    private, public = _keys()
+    private, public = generate_keypair()
     rng = random.Random(11)  # noqa: S311 - benchmark data, not secrets
     patients = sorted({make_personnummer(date(1940, 1, 1) + timedelta(days=rng.randint(0, 25_000)),
                                          rng.randint(0, 999)) for _ in range(plan.patients)})
