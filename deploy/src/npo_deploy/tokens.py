@@ -11,6 +11,27 @@ from pydantic import ValidationError
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
 from npo_platform.settings import PlatformSettings
 
+# The local stack's demonstration users: a clinician at a unit of the simulated Östergötland,
+# a compliance officer, a patient, an operator and an administrator.
+DEMO_UNIT, DEMO_GIVER = "SE2321000503-VE001", "SE2321000503-VG"
+
+
+def demo_people(patient: str = "191212121212") -> dict[Role, Principal]:
+    """One person per role the views are for; ``patient`` is the patient's own personnummer."""
+    return {
+        Role.CLINICIAN: Principal(sub="SE2321000503-L001", name="Dr Lisa Lind", roles=frozenset(
+            {Role.CLINICIAN}), care_unit=DEMO_UNIT, care_giver=DEMO_GIVER, assignment="A1",
+            purpose="care", title="Läkare"),
+        Role.COMPLIANCE_OFFICER: Principal(sub="SE2321000503-C001", name="Cecilia Controller",
+                                           roles=frozenset({Role.COMPLIANCE_OFFICER})),
+        Role.PATIENT: Principal(sub="patient-demo", name="Tolvan Tolvansson",
+                                roles=frozenset({Role.PATIENT}), patient=patient),
+        Role.OPERATOR: Principal(sub="SE2321000016-OP01", name="Olle Operator",
+                                 roles=frozenset({Role.OPERATOR})),
+        Role.ADMIN: Principal(sub="SE2321000016-AD01", name="Ada Admin", roles=frozenset({Role.ADMIN})),
+    }
+
+
 token_app = typer.Typer(help="Development tokens signed by the local issuer (never in production).")
 
 Text = Annotated[str | None, typer.Option()]

@@ -9,6 +9,7 @@ from importlib.metadata import version
 from typing import Literal
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
@@ -47,6 +48,12 @@ def create_service_app(
     verifier = token_verifier or _configured_verifier(settings)
     app.state.token_verifier = CachingTokenVerifier(verifier) if verifier else None
     install_problem_handlers(app)
+    app.add_middleware(
+        CORSMiddleware, allow_origin_regex=settings.web_origin_regex, allow_credentials=False,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        expose_headers=["Location", "Retry-After"], max_age=600,
+    )
     FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
 
     # Liveness only, unauthenticated by design: orchestrators probe it without credentials,

@@ -47,6 +47,13 @@ class PlatformSettings(BaseSettings):
     jwt_public_key_path: Path | None = Field(
         None, validation_alias=_shared("NPO_JWT_PUBLIC_KEY_PATH")
     )
+    # Browser pages served by one service call the others' APIs (with a bearer token, never a
+    # cookie). Which page origins may do so: loopback by default, the deployment's own in
+    # production (e.g. ``https://npo\.example\.se``).
+    web_origin_regex: str = Field(
+        r"http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?",
+        validation_alias=_shared("NPO_WEB_ORIGIN_REGEX"),
+    )
 
     @property
     def keys_dir(self) -> Path:

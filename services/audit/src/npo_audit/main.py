@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from npo_platform.identity import TokenVerifier
 from npo_platform.service import configure_process, create_service_app
+from npo_platform.web import mount_web
 
 from .api import AuditServices, router
 from .config import AuditSettings
@@ -19,6 +21,8 @@ from .queries import AuditQueries
 from .register import RegisterKey
 from .signing import load_verifier
 from .stream import RecordHub
+
+WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
 
 
 def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerifier | None = None) -> FastAPI:
@@ -50,6 +54,7 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
         token_verifier=token_verifier,
     )
     app.include_router(router)
+    mount_web(app, WEB_PAGES, service="audit", links={})
     return app
 
 

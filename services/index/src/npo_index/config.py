@@ -30,6 +30,7 @@ class IndexSettings(PlatformSettings):
     # Loop protection (EI006): no engagement may point at the platform's own addresses.
     own_addresses: frozenset[str] = frozenset({"SE5565594230-NPOIDX", "SE5565594230-NPOAGP"})
     find_content_max_page: int = 1000
+    audit_url: str = "http://127.0.0.1:8104"  # the operator page's search statistics
 
     @property
     def updates(self) -> Topic:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventPublisher
 from npo_platform.service import configure_process, create_service_app
+from npo_platform.web import mount_web
 from npo_producer import EngagementProducer
 from npo_producer.validation import Rules
 
@@ -19,6 +21,8 @@ from .api import router
 from .config import IndexSettings
 from .consumer import open_worker
 from .store import IndexStore
+
+WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
 
 
 def create_app(
@@ -43,6 +47,7 @@ def create_app(
     app.include_router(router)
     if store is not None and publisher is not None:
         _attach(app, config, store, publisher)
+    mount_web(app, WEB_PAGES, service="index", links={"audit": config.audit_url})
     return app
 
 

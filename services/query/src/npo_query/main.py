@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventConsumer, EventPublisher
 from npo_platform.kafka_admin import ensure_topics, with_dead_letters
 from npo_platform.service import configure_process, create_service_app
+from npo_platform.web import mount_web
 
 from . import admin, api, push
 from .admin import RoutingView
@@ -36,6 +38,8 @@ from .decision import DecisionCache
 from .producers import HttpProducerClient, ProducerClient
 from .store import PostgresRoutingStore, RoutingStore
 from .tokens import token_source
+
+WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
 
 
 @dataclass
@@ -60,6 +64,7 @@ def create_app(settings: QuerySettings | None = None, *, parts: Parts | None = N
                              token_verifier=token_verifier)
     for router in (api.router, push.router, admin.router):
         app.include_router(router)
+    mount_web(app, WEB_PAGES, service="query", links={"consent": config.consent_url})
     return app
 
 

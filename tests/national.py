@@ -1,0 +1,215 @@
+"""The whole national overview for cross-service and browser tests: every service and the
+simulated producers under real uvicorn servers, on the session's real broker and database.
+
+The servers run in a thread of their own with its own event loop, so a test may block (a
+browser driver does) while the services keep answering. Each nation has fresh topics, schemas
+and consumer groups; its population's engagements reach the index the way producers send them
+(the producer SDK → Kafka → the index's consumer → PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from npo_audit.config import AuditSettings
+from npo_audit.main import create_app as audit_app
+from npo_consent.config import ConsentSettings
+from npo_consent.main import ConsentTopics
+from npo_consent.main import create_app as consent_app
+from npo_deploy.testing import serve
+from npo_deploy.tokens import demo_people
+from npo_index.config import IndexSettings
+from npo_index.main import create_app as index_app
+from npo_platform.identity import PUBLIC_KEY_FILE, Principal, Role, ensure_local_keypair, issue_token
+from npo_platform.kafka_admin import ensure_topics
+from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, ENGAGEMENT_UPDATES
+from npo_query.config import QuerySettings
+from npo_query.main import Parts
+from npo_query.main import create_app as query_app
+from npo_simulator.cli import producer_sinks
+from npo_simulator.config import SimulatorSettings
+from npo_simulator.organisations import Organisation
+from npo_simulator.server import create_app as simulator_app
+from npo_simulator.simulation import announce_population
+from npo_simulator.store import RecordSource
+
+
+@dataclass(frozen=True)
+class Topics:
+    updates: str
+    changes: str
+    access: str
+    consent: str
+
+    @classmethod
+    def fresh(cls, run: str) -> Topics:
+        return cls(*(f"test.nation.{run}.{name}" for name in ("updates", "changes", "access", "consent")))
+
+
+@dataclass
+class Nation:
+    """A running national overview: base URLs, its topics, its population, a token issuer."""
+
+    index: str
+    consent: str
+    query: str
+    audit: str
+    simulator: str
+    topics: Topics
+    kafka: str
+    source: RecordSource
+    engagements: int
+    private_key: bytes
+    patient: str  # the demo patient: has records at two producers or more
+    people: dict[Role, Principal] = field(default_factory=dict)
+
+    def token(self, who: Principal | Role, ttl: timedelta = timedelta(hours=1)) -> str:
+        principal = self.people[who] if isinstance(who, Role) else who
+        return issue_token(self.private_key, principal, ttl)
+
+    def headers(self, who: Principal | Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(who)}"}
+
+    def producer(self, org: Organisation) -> Principal:
+        return Principal(sub=org.source_system, name=org.name, roles=frozenset({Role.PRODUCER}),
+                         logical_addresses=frozenset({org.logical_address}))
+
+    def producers_of(self, patient: str) -> dict[Organisation, list[Any]]:
+        """The organisations holding (readable, non social-services) records of ``patient``."""
+        person = self.source.person(patient)
+        assert person is not None
+        by_org: dict[Organisation, list[Any]] = {}
+        for record in self.source.histories.of(person):
+            if not record.social_services:
+                by_org.setdefault(record.producer, []).append(record)
+        return by_org
+
+
+@contextmanager
+def running_nation(kafka: str, database_url: str, state_dir: Path, *, population: int = 1_500,
+                   seed: int = 11, query_options: dict[str, Any] | None = None) -> Iterator[Nation]:
+    """Start the nation in a background thread; stop it (and wait) when the block ends."""
+    ready: dict[str, Any] = {}
+    started = threading.Event()
+    stopping: list[Callable[[], None]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        stopping.append(lambda: loop.call_soon_threadsafe(stop.set))
+        try:
+            async with _nation(kafka, database_url, state_dir, population, seed,
+                               query_options or {}) as nation:
+                ready["nation"] = nation
+                started.set()
+                await stop.wait()
+        except BaseException as error:
+            ready["error"] = error
+            started.set()
+            raise
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), name="nation", daemon=True)
+    thread.start()
+    started.wait(timeout=300)
+    if "nation" not in ready:
+        raise RuntimeError("the nation did not start") from ready.get("error")
+    try:
+        yield ready["nation"]
+    finally:
+        stopping[0]()
+        thread.join(timeout=60)
+
+
+@asynccontextmanager
+async def _nation(kafka: str, database_url: str, state: Path, population: int, seed: int,
+                  query_options: dict[str, Any]) -> AsyncIterator[Nation]:
+    run = uuid.uuid4().hex[:8]
+    topics = Topics.fresh(run)
+    private_path, public_path = ensure_local_keypair(state / "keys")
+    assert public_path.name == PUBLIC_KEY_FILE
+    names = [topics.updates, topics.changes, topics.access, topics.consent]
+    await ensure_topics(kafka, [*names, *(f"{n}.dlq" for n in names)])
+    common: dict[str, Any] = {"kafka_bootstrap_servers": kafka, "database_url": database_url,
+                              "state_dir": state, "jwt_public_key_path": public_path}
+    source = RecordSource(population, seed=seed)
+    async with AsyncExitStack() as exits:
+        sim_url = await exits.enter_async_context(serve(simulator_app(
+            SimulatorSettings(**common, population=population, seed=seed), source)))
+        audit_url = await exits.enter_async_context(serve(audit_app(AuditSettings(
+            **common, db_schema=f"audit_{run}", consumer_group=f"audit-{run}",
+            access_topic_name=topics.access, consent_topic_name=topics.consent))))
+        index_url = await exits.enter_async_context(serve(index_app(IndexSettings(
+            **common, db_schema=f"idx_{run}", consumer_group=f"idx-{run}",
+            updates_topic=topics.updates, changes_topic=topics.changes, audit_url=audit_url))))
+        consent_topics = ConsentTopics(replace(ACCESS_EVENTS, name=topics.access),
+                                       replace(CONSENT_EVENTS, name=topics.consent))
+        consent_url = await exits.enter_async_context(serve(consent_app(ConsentSettings(
+            **common, db_schema=f"consent_{run}", consumer_group=f"consent-{run}"),
+            topics=consent_topics)))
+        routing = state / f"routing-{run}.json"
+        routing.write_text(routing_table(source, sim_url))
+        query = QuerySettings(**{
+            **common, "db_schema": f"query_{run}", "index_url": index_url,
+            "consent_url": consent_url, "routing_file": routing, "access_topic": topics.access,
+            "consent_topic": topics.consent, "changes_topic": topics.changes,
+            "producer_timeout_s": 2.0, **query_options})
+        # Fresh topics: the query's consumers may read them from the start (production: latest).
+        query_url = await exits.enter_async_context(
+            serve(query_app(query, parts=Parts(offset_reset="earliest"))))
+        announced = await _announce(kafka, topics, source)
+        patient = _demo_patient(source)
+        nation = Nation(index_url, consent_url, query_url, audit_url, sim_url, topics, kafka,
+                        source, announced, private_path.read_bytes(), patient,
+                        demo_people(patient))
+        await wait_indexed(nation, announced)
+        yield nation
+
+
+def routing_table(source: RecordSource, producers_url: str) -> str:
+    """The routing table (TAK): every simulated producer, every category, for the query service."""
+    addresses = sorted({o.logical_address for o in source.nation.organisations})
+    return json.dumps({
+        "routes": [{"logical_address": a, "endpoint": f"{producers_url}/producers/{a}"}
+                   for a in addresses],
+        "authorisations": [{"consumer_system": QuerySettings().consumer_system,
+                            "logical_address": a, "categories": "*"} for a in addresses],
+    })
+
+
+async def _announce(kafka: str, topics: Topics, source: RecordSource) -> int:
+    async with producer_sinks(kafka, replace(ENGAGEMENT_UPDATES, name=topics.updates)) as sink_for:
+        progress = await announce_population(source, sink_for)
+    return progress.engagements
+
+
+def _demo_patient(source: RecordSource) -> str:
+    for person in source.people:
+        producers = {r.producer for r in source.histories.of(person) if not r.social_services}
+        if len(producers) >= 2:
+            return person.patient_id
+    raise AssertionError("no patient with records at two producers")
+
+
+async def indexed(nation: Nation) -> int:
+    """Live engagements the index holds, by its coverage statistics."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(f"{nation.index}/coverage", headers=nation.headers(Role.OPERATOR))
+        answer.raise_for_status()
+        return sum(int(entry["engagements"]) for entry in answer.json())
+
+
+async def wait_indexed(nation: Nation, at_least: int) -> None:
+    async with asyncio.timeout(120):
+        while await indexed(nation) < at_least:  # noqa: ASYNC110 - polling another service
+            await asyncio.sleep(0.2)
