@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test lint types unit proto lock clean
+.PHONY: help install browser up down status test lint types unit proto lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt $(addsuffix /pyproje
 
 install: $(STAMP) ## create .venv with every package pinned
 
+# The browser tests drive Debian's Chromium (and its matching chromedriver) headless.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## install chromium + chromium-driver for the browser tests when missing (apt)
+	@command -v chromedriver >/dev/null && { command -v chromium >/dev/null || test -x /usr/lib/chromium/chromium; } \
+		|| { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium chromium-driver fonts-dejavu-core; }
+
 up: $(STAMP) ## run the whole system on the embedded defaults: Kafka, PostgreSQL, services, producers
 	$(BIN)/npo up
 
@@ -32,7 +38,7 @@ down: $(STAMP) ## stop everything `make up` started (data stays)
 status: $(STAMP) ## what infrastructure is running, and where
 	$(BIN)/npo infra status
 
-test: lint types ## lint, type-check, then every test (unit and integration, real broker and database)
+test: lint types browser ## lint, type-check, then every test (unit and integration, real broker and database)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## only the tests that need no broker or database

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from npo_platform.identity import PUBLIC_KEY_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COLLECTOR_FILE = ROOT / "deploy" / "otel-collector.yaml"
@@ -222,3 +224,23 @@ def test_collector_pipelines_are_wired(compose: dict[str, Any], collector: dict[
 def test_file_also_suits_compose_v1(compose: dict[str, Any]) -> None:
     # Debian's docker-compose 1.29 (the engine-less machines' validator) rejects these keys.
     assert not {"name", "version"} & set(compose)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_verifies_tokens_with_the_hosts_public_key(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    key = _environment(service)["NPO_JWT_PUBLIC_KEY_PATH"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
+    assert mounts[key] == f"./.npo/keys/{PUBLIC_KEY_FILE}"
+
+
+def test_query_calls_the_other_services_by_their_compose_names(compose: dict[str, Any]) -> None:
+    environment = _environment(compose["services"]["query"])
+    for variable, host, name in (("QUERY_INDEX_URL", "index", "index"),
+                                 ("QUERY_CONSENT_URL", "consent", "consent")):
+        url = urlsplit(environment[variable])
+        assert (url.hostname, url.port) == (host, _settings_port(name))
+    # The browser, on the host, reaches the consent API at its published port.
+    public = urlsplit(environment["QUERY_CONSENT_PUBLIC_URL"])
+    assert (public.hostname, public.port) == ("localhost", _settings_port("consent"))
+    assert f"{public.port}:{public.port}" in compose["services"]["consent"]["ports"]

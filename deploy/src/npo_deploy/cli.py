@@ -15,7 +15,7 @@ from rich.console import Console
 
 from npo_deploy import infra, stack
 from npo_deploy.processes import LaunchError
-from npo_deploy.tokens import token_app
+from npo_deploy.tokens import demo_people, token_app
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
 from npo_platform.settings import PlatformSettings
 
@@ -81,7 +81,7 @@ def up_all(
     elif announce:
         console.print(f"the index already holds {indexed:,} engagements: not announcing again "
                       "(`npo simulate --no-serve --rate 0` does)")
-    _print_tokens(settings)
+    _print_tokens(settings, services)
     for service in services:
         console.print(f"{service.name:<10} {service.url}/docs")
     console.print(f"the system is up in {time.monotonic() - began:.1f} s; `npo down` stops it")
@@ -104,24 +104,34 @@ def _indexed_engagements(settings: PlatformSettings, services: list[stack.Servic
         return 0
 
 
-def _print_tokens(settings: PlatformSettings) -> None:
-    """A ready-to-use development token per role (8 hours), signed by the local issuer."""
+# Where each role's web view is: (service, page under /ui/).
+VIEWS = {
+    Role.CLINICIAN: ("query", ""), Role.COMPLIANCE_OFFICER: ("audit", ""),
+    Role.PATIENT: ("audit", "patient.html"), Role.OPERATOR: ("index", ""),
+}
+
+
+def _demo_patient() -> str | None:
+    """A simulated patient with records at several producers (``npo demo-patient``)."""
+    npo = str(Path(sys.executable).parent / "npo")
+    done = subprocess.run([npo, "demo-patient"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _print_tokens(settings: PlatformSettings, services: list[stack.Service]) -> None:
+    """A ready-to-use development token per role (8 hours), signed by the local issuer, and the
+    role's web view with the token in the URL fragment (which a browser never sends)."""
     private, _ = ensure_local_keypair(settings.keys_dir)
-    unit, giver = "SE2321000503-VE001", "SE2321000503-VG"  # a unit of the simulated Östergötland
-    people = {
-        Role.CLINICIAN: Principal(sub="SE2321000503-L001", name="Dr Lisa Lind", roles=frozenset(
-            {Role.CLINICIAN}), care_unit=unit, care_giver=giver, assignment="A1", purpose="care"),
-        Role.COMPLIANCE_OFFICER: Principal(sub="SE2321000503-C001", name="Cecilia Controller",
-                                           roles=frozenset({Role.COMPLIANCE_OFFICER})),
-        Role.PATIENT: Principal(sub="patient-demo", name="Tolvan Tolvansson",
-                                roles=frozenset({Role.PATIENT}), patient="191212121212"),
-        Role.OPERATOR: Principal(sub="SE2321000016-OP01", name="Olle Operator",
-                                 roles=frozenset({Role.OPERATOR})),
-        Role.ADMIN: Principal(sub="SE2321000016-AD01", name="Ada Admin", roles=frozenset({Role.ADMIN})),
-    }
-    for role, who in people.items():
+    patient = _demo_patient()
+    urls = {s.name: s.url for s in services}
+    for role, who in (demo_people(patient) if patient else demo_people()).items():
         token = issue_token(private.read_bytes(), who, timedelta(hours=8))
-        console.print(f"[bold]{role.value}[/bold] token:\n{token}", soft_wrap=True)
+        console.print(f"[bold]{role.value}[/bold] ({who.name}) token:\n{token}", soft_wrap=True)
+        service, page = VIEWS.get(role, ("", ""))
+        if service in urls:
+            console.print(f"  view: {urls[service]}/ui/{page}#token={token}", soft_wrap=True)
+    if patient:
+        console.print(f"a simulated patient with records at several producers: {patient}")
 
 
 @app.command("down")

@@ -93,3 +93,10 @@ def simulate(
     })
     configure_process(settings)
     asyncio.run(_simulate(settings, announce, rate, seconds, serve))
+
+
+def demo_patient() -> None:
+    """Print the personnummer of a simulated patient with records at several producers
+    (synthetic test data; `npo up` signs the patient's demonstration token for them)."""
+    settings = SimulatorSettings()
+    typer.echo(RecordSource(settings.population, settings.seed).demo_patient())

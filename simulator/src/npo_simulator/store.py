@@ -48,3 +48,11 @@ class RecordSource:
             and (after is None or r.time >= after) and (before is None or r.time <= before)
             and (care_unit is None or r.care_unit == care_unit)
         ]
+
+    def demo_patient(self, producers: int = 2) -> str:
+        """The first person with readable records at ``producers`` organisations or more: the
+        patient a demonstration or a test looks up to see several producers answer."""
+        for person in self.population:
+            if len({r.producer for r in self.histories.of(person) if not r.social_services}) >= producers:
+                return person.patient_id
+        raise LookupError(f"no one in the population has records at {producers} producers")
