@@ -13,6 +13,7 @@ import asyncio
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 
 from npo_audit.config import AuditSettings
 from npo_audit.main import create_app as audit_app
@@ -33,12 +36,14 @@ from npo_index.config import IndexSettings
 from npo_index.main import create_app as index_app
 from npo_platform.identity import PUBLIC_KEY_FILE, Principal, Role, ensure_local_keypair, issue_token
 from npo_platform.kafka_admin import ensure_topics
+from npo_platform.telemetry import configure_tracing
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, ENGAGEMENT_UPDATES
 from npo_query.config import QuerySettings
 from npo_query.main import Parts
 from npo_query.main import create_app as query_app
 from npo_simulator.cli import producer_sinks
 from npo_simulator.config import SimulatorSettings
+from npo_simulator.directory import directory_json
 from npo_simulator.organisations import Organisation
 from npo_simulator.server import create_app as simulator_app
 from npo_simulator.simulation import announce_population
@@ -98,8 +103,11 @@ class Nation:
 
 @contextmanager
 def running_nation(kafka: str, database_url: str, state_dir: Path, *, population: int = 1_500,
-                   seed: int = 11, query_options: dict[str, Any] | None = None) -> Iterator[Nation]:
-    """Start the nation in a background thread; stop it (and wait) when the block ends."""
+                   seed: int = 11, query_options: dict[str, Any] | None = None,
+                   wrap_producers: Callable[[Any], Any] | None = None) -> Iterator[Nation]:
+    """Start the nation in a background thread; stop it (and wait) when the block ends.
+
+    ``wrap_producers`` wraps the simulated producers' ASGI app (e.g. ``ProducerCalls``)."""
     ready: dict[str, Any] = {}
     started = threading.Event()
     stopping: list[Callable[[], None]] = []
@@ -110,7 +118,7 @@ def running_nation(kafka: str, database_url: str, state_dir: Path, *, population
         stopping.append(lambda: loop.call_soon_threadsafe(stop.set))
         try:
             async with _nation(kafka, database_url, state_dir, population, seed,
-                               query_options or {}) as nation:
+                               query_options or {}, wrap_producers or (lambda app: app)) as nation:
                 ready["nation"] = nation
                 started.set()
                 await stop.wait()
@@ -119,6 +127,8 @@ def running_nation(kafka: str, database_url: str, state_dir: Path, *, population
             started.set()
             raise
 
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        configure_tracing("npo-nation")  # real trace ids, as in a deployment (no exporter)
     thread = threading.Thread(target=lambda: asyncio.run(main()), name="nation", daemon=True)
     thread.start()
     started.wait(timeout=300)
@@ -133,7 +143,7 @@ def running_nation(kafka: str, database_url: str, state_dir: Path, *, population
 
 @asynccontextmanager
 async def _nation(kafka: str, database_url: str, state: Path, population: int, seed: int,
-                  query_options: dict[str, Any]) -> AsyncIterator[Nation]:
+                  query_options: dict[str, Any], wrap: Callable[[Any], Any]) -> AsyncIterator[Nation]:
     run = uuid.uuid4().hex[:8]
     topics = Topics.fresh(run)
     private_path, public_path = ensure_local_keypair(state / "keys")
@@ -144,14 +154,17 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
                               "state_dir": state, "jwt_public_key_path": public_path}
     source = RecordSource(population, seed=seed)
     async with AsyncExitStack() as exits:
-        sim_url = await exits.enter_async_context(serve(simulator_app(
-            SimulatorSettings(**common, population=population, seed=seed), source)))
+        sim_url = await exits.enter_async_context(serve(wrap(simulator_app(
+            SimulatorSettings(**common, population=population, seed=seed), source))))
         audit_url = await exits.enter_async_context(serve(audit_app(AuditSettings(
             **common, db_schema=f"audit_{run}", consumer_group=f"audit-{run}",
             access_topic_name=topics.access, consent_topic_name=topics.consent))))
+        directory = state / f"directory-{run}.json"  # the operator view's reference data
+        directory.write_text(directory_json(source.nation), encoding="utf-8")
         index_url = await exits.enter_async_context(serve(index_app(IndexSettings(
             **common, db_schema=f"idx_{run}", consumer_group=f"idx-{run}",
-            updates_topic=topics.updates, changes_topic=topics.changes, audit_url=audit_url))))
+            updates_topic=topics.updates, changes_topic=topics.changes, audit_url=audit_url,
+            directory_file=directory))))
         consent_topics = ConsentTopics(replace(ACCESS_EVENTS, name=topics.access),
                                        replace(CONSENT_EVENTS, name=topics.consent))
         consent_url = await exits.enter_async_context(serve(consent_app(ConsentSettings(
@@ -174,6 +187,38 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
                         demo_people(patient))
         await wait_indexed(nation, announced)
         yield nation
+
+
+class ProducerCalls:
+    """ASGI wrapper of the simulated producers: counts calls per (logical address, category,
+    patient); the patient id is read from the request body, which is then replayed."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.calls = app, Counter[tuple[str, str, str]]()
+
+    def of(self, logical_address: str, patient: str | None = None) -> int:
+        return sum(n for (address, _, who), n in self.calls.items()
+                   if address == logical_address and patient in (None, who))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        parts = scope.get("path", "").split("/")
+        if scope["type"] != "http" or len(parts) != 4 or parts[1] != "producers":
+            await self.app(scope, receive, send)
+            return
+        messages = [await receive()]
+        while messages[-1].get("more_body"):
+            messages.append(await receive())
+        try:
+            patient = str(json.loads(b"".join(m.get("body", b"") for m in messages))["patientId"])
+        except (ValueError, KeyError, TypeError):
+            patient = ""
+        self.calls[(parts[2], parts[3], patient)] += 1
+        replay = iter(messages)
+        await self.app(scope, lambda: _next_or(replay, receive), send)
+
+
+async def _next_or(replay: Iterator[Any], receive: Callable[[], Any]) -> Any:
+    return next(replay, None) or await receive()
 
 
 def routing_table(source: RecordSource, producers_url: str) -> str:

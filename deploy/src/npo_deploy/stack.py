@@ -71,6 +71,8 @@ def start(settings: PlatformSettings, service: Service, timeout: float = 60.0) -
         return False
     if ROUTING_FILE.exists():
         os.environ.setdefault("QUERY_ROUTING_FILE", str(ROUTING_FILE.resolve()))
+    if (directory := Path("services/index/directory.local.json")).exists():  # `npo directory`
+        os.environ.setdefault("INDEX_DIRECTORY_FILE", str(directory.resolve()))
     started = processes.spawn_detached(service.command, log, pid)
 
     def alive() -> bool:

@@ -151,8 +151,10 @@ def kafka_topic_factory(kafka_bootstrap_servers: str, request: pytest.FixtureReq
 @asynccontextmanager
 async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
     """``app`` under a real uvicorn; yields its base URL. ``options`` override the uvicorn config
-    (default: quiet, a free loopback port)."""
-    config: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "log_level": "warning", **options}
+    (default: quiet, a free loopback port, open connections cut 3 s into the shutdown)."""
+    config: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "log_level": "warning",
+                              # open event streams would otherwise hold the shutdown forever
+                              "timeout_graceful_shutdown": 3, **options}
     server = uvicorn.Server(uvicorn.Config(app, **config))
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -154,8 +154,10 @@ async def test_a_patient_reads_only_their_own_extract(
         "purpose",
         "activity",
         "resource_types",
+        "resource_names",
         "emergency",
     }
+    assert items[0]["resource_names"][0] == {"key": "dia", "sv": "Diagnoser", "en": "Diagnoses"}
     assert BOB not in own.text
     assert ALICE not in own.text
     assert other.status_code == 422  # there is no way to name another patient
@@ -167,24 +169,45 @@ async def test_marking_a_flag_reviewed_is_itself_audited(
     client: httpx.AsyncClient, audit_settings: AuditSettings
 ) -> None:
     officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
-    flags = (await client.post("/audit/flags/search", json={"rule": "emergency"}, headers=officer)).json()
+    queue = {"rule": "emergency", "reviewed": False}
+    flags = (await client.post("/audit/flags/search", json=queue, headers=officer)).json()
     flag = flags["items"][0]
     assert flag["reviewed"] is False
+    opened = await client.post("/audit/search", json={"event_id": flag["event_id"]}, headers=officer)
 
     review = await client.post(
-        "/audit/reviews", json={"flag_id": flag["flag_id"], "note": "checked: ER"}, headers=officer
+        "/audit/reviews", json={"flag_id": flag["flag_id"], "note": "checked: ER", "conclusion": "justified"},
+        headers=officer,
     )
 
+    assert [item["event_id"] for item in opened.json()["items"]] == [flag["event_id"]]
     assert review.status_code == 201, review.text
     assert review.json()["kind"] == "review"
     assert review.json()["review"]["note"] == "checked: ER"
+    assert review.json()["review"]["conclusion"] == "justified"
     after = (await client.post("/audit/flags/search", json={"rule": "emergency"}, headers=officer)).json()
     assert after["items"][0]["reviewed"] is True
+    left = (await client.post("/audit/flags/search", json=queue, headers=officer)).json()
+    assert flag["flag_id"] not in [item["flag_id"] for item in left["items"]]
     reviews = (await client.post("/audit/search", json={"kind": "review"}, headers=officer)).json()
     assert [r["subject"] for r in reviews["items"]] == [f"flag:{flag['flag_id']}"]
     verified = (await client.post("/audit/verify", headers=officer)).json()
     assert verified["ok"] is True
     assert verified["verified"]["review"] == 1
+    assert {c["chain"]: (c["records"], c["ok"]) for c in verified["chains"]}["review"] == (1, True)
+    assert verified["checked_at"]
+
+
+async def test_a_review_conclusion_must_be_a_known_one(
+    client: httpx.AsyncClient, audit_settings: AuditSettings
+) -> None:
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+    flag = (await client.post("/audit/flags/search", json={}, headers=officer)).json()["items"][0]
+
+    body = {"flag_id": flag["flag_id"], "note": "x", "conclusion": "fine"}
+    answer = await client.post("/audit/reviews", json=body, headers=officer)
+
+    assert answer.status_code == 422
 
 
 async def test_no_route_updates_or_deletes_records(app: FastAPI) -> None:

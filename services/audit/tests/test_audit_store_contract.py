@@ -32,6 +32,18 @@ class AuditStoreContract:
         assert again.duplicates == 18
         assert await store.count(Kind.ACCESS) == 20
 
+    async def test_searches_are_counted_once_per_stored_record(self, store: AuditStore) -> None:
+        events = [access_entry(access_event(patient(i), outcome=1 + i % 3)) for i in range(9)]
+
+        await store.append("access-p0", events[:6])
+        await store.append("access-p0", events)  # redelivered: only the last three are new
+        await store.append("access-p1", events[3:])  # on another chain: nothing new
+        await store.append("consent-p0", [consent_entry(relation_event(patient(1)))])  # no search
+
+        counts = await store.search_counts()
+        assert list(counts.values()) == [(9, 6)]  # one month, giver and unit; denied: not answered
+        assert next(iter(counts)).month == OFFICE_TIME.date().replace(day=1)
+
     async def test_a_batch_repeating_an_event_stores_it_once(self, store: AuditStore) -> None:
         entry = access_entry(access_event(patient(1)))
 

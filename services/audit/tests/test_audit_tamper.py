@@ -20,6 +20,7 @@ from npo_audit.domain import access_entry, link, link_hash
 from npo_audit.signing import load_verifier
 from npo_audit.store import RECORD_COLUMNS, PostgresAuditStore, record_row
 from npo_audit.verify import Problem, Report, verify_log
+from npo_audit.views import chain_views
 
 pytestmark = pytest.mark.integration
 Conn = "asyncpg.Connection[asyncpg.Record]"
@@ -97,6 +98,9 @@ async def test_verify_names_a_modified_row(
     first = report.findings[0]
     assert (first.problem, first.seq, first.event_id) == (Problem.ALTERED, 17, target)
     assert len(report.findings) == 1
+    [chain] = chain_views(report)  # what POST /audit/verify shows per chain
+    assert (chain["chain"], chain["records"], chain["ok"]) == ("access-p0", 30, False)
+    assert chain["findings"] == [first.describe()]
     result = _npo_audit_verify(audit_settings)
     assert result.returncode == 1
     assert f"altered: chain access-p0 seq 17 (event {target})" in result.stdout

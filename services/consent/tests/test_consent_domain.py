@@ -101,3 +101,12 @@ async def test_an_unreadable_state_withholds_everything() -> None:
     service = ConsentService(BrokenStore())
     decision = await service.decide(ANNA, PATIENT, ["notes"], [ENGAGEMENTS["own_a1"]])
     assert (decision.outcome, decision.reason) == (Outcome.DENIED, Reason.DECISION_ERROR)
+
+
+def test_a_decision_opened_by_emergency_carries_the_registered_reason() -> None:
+    emergency = rec(Kind.EMERGENCY, user=ANNA.user, care_unit=UA1, reason="unconscious on arrival")
+    blocked = PatientState((*CONSENTED.records, rec(Kind.BLOCK, care_giver=CG_B), emergency))
+    opened = decide(ANNA, blocked, ["notes"], [ENGAGEMENTS["b1"], ENGAGEMENTS["own_a1"]], T0)
+    assert (opened.basis, opened.emergency_reason) == (Basis.EMERGENCY, "unconscious on arrival")
+    # Allowed without the emergency (consent, own care giver): no reason is carried.
+    assert decide(ANNA, CONSENTED, ["notes"], [ENGAGEMENTS["b1"]], T0).emergency_reason == ""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from index_helpers import CONTROLLER, engagement, patient, tx, update
+from index_helpers import CONTROLLER, T0, engagement, patient, tx, update
 
-from npo_index.changes import CHANGE_NAMESPACE, change_event_id, outbox_messages
+from npo_index.changes import CHANGE_NAMESPACE, change_event_id, index_change, outbox_messages
 from npo_index.coverage import coverage_report
 from npo_index.domain import apply_all
 from npo_index.store import CoverageCount
@@ -55,3 +56,14 @@ def test_coverage_share_counts_categories_1_to_11_once_each() -> None:
     assert report.share_available == 1 / 11
     assert report.engagements == 7
     assert report.unknown_codes == ("urn:unknown/x",)
+
+
+def test_batch_building_reuses_one_message_without_carrying_fields_over() -> None:
+    p = patient(73)
+    created = update(tx(engagement(p, boi="doc-1")), tx(engagement(p, categorization="dia")))
+    gone = update(tx(engagement(p, boi="doc-1"), delete=True), at=T0 + timedelta(minutes=1))
+    transactions = [t for u in (created, gone) for t in transactions_of(u, Rules())]
+    _, applied = apply_all({}, transactions)
+    assert [m.payload for m in outbox_messages(applied)] == [
+        index_change(a).SerializeToString() for a in applied
+    ]

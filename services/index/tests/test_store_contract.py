@@ -11,7 +11,7 @@ from index_helpers import T0, engagement, patient, schema_name, tx, update
 from npo_index.changes import outbox_messages
 from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore
 from npo_index.store_pg import PostgresIndexStore
-from npo_platform.contracts import EngagementUpdate
+from npo_platform.contracts import EngagementUpdate, IndexChange
 from npo_producer.validation import Rules, transactions_of
 
 DOMAIN = "riv:clinicalprocess:healthcond:description"
@@ -91,3 +91,38 @@ class TestIndexStoreContract:
         gone = update(tx(engagement(p), delete=True), at=T0 + timedelta(minutes=1))
         await store.apply_batch([_event(gone)], outbox_messages)
         assert [(c.categorization, c.live) for c in await store.coverage()] == [("dia", 1)]
+
+    async def test_one_mixed_batch_ends_as_applying_its_events_one_by_one(self, store: IndexStore) -> None:
+        """Stale, newer, delete, late older, duplicate, recreate and version bumps of the same keys
+        in ONE batch (several occurrences per key): rows, changes and counts as applied singly."""
+        p = patient(26)
+        a, b, c = engagement(p), engagement(p, categorization="dia"), engagement(p, categorization="upp")
+        minute = timedelta(minutes=1)
+        seeded = update(tx(a), tx(b), at=T0)
+        newer_a = update(tx(engagement(p, content="20260102000000")), at=T0 + minute)
+        mixed = [
+            newer_a,
+            update(tx(engagement(p, content="20251231000000")), at=T0 - minute),  # stale
+            update(tx(b, delete=True), at=T0 + 2 * minute),
+            update(tx(engagement(p, categorization="dia", content="20260109000000")), at=T0 + minute),  # late
+            newer_a,  # duplicate
+            update(tx(engagement(p, content="20260102000000")), at=T0 + 3 * minute),  # same content
+            update(tx(c, delete=True), at=T0 + 2 * minute),  # delete of an unknown record: tombstone
+            update(tx(engagement(p, categorization="upp")), at=T0 + minute),  # older than the tombstone
+            update(tx(engagement(p, categorization="dia", content="20260110000000")), at=T0 + 5 * minute),
+            update(tx(engagement(p, content="20260111000000")), at=T0 + 6 * minute),
+        ]
+        reference = InMemoryIndexStore()
+        expected = []
+        for u in [seeded, *mixed]:
+            single = await reference.apply_batch([_event(u)], outbox_messages)
+            expected += single.messages if single is not None and u is not seeded else []
+        await store.apply_batch([_event(seeded)], outbox_messages)
+        batch = await store.apply_batch([_event(u) for u in mixed], outbox_messages)
+        assert batch is not None
+        assert batch.messages == expected
+        kinds = [IndexChange.FromString(m.payload).change for m in expected]
+        assert kinds == [IndexChange.CONTENT_UPDATED, IndexChange.DELETED, IndexChange.CREATED,
+                         IndexChange.CONTENT_UPDATED]
+        assert await store.records() == await reference.records()
+        assert await store.coverage() == await reference.coverage()

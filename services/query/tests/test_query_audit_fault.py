@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from query_fakes import FakeConsent, FakeIndex
 from query_fixtures import (
     Simulator,
@@ -26,6 +27,8 @@ from query_fixtures import (
 
 from npo_deploy import kafka
 from npo_deploy.testing import isolated_kafka
+from npo_platform.contracts import AccessEvent
+from npo_platform.contracts.events_pb2 import NOT_DELIVERED
 from npo_platform.kafka import EventPublisher
 
 pytestmark = pytest.mark.integration
@@ -75,5 +78,25 @@ async def test_with_the_broker_stopped_the_overview_is_503_with_no_data(
         assert elapsed < 10  # two refusals, each bounded by the 2 s audit timeout
         async with asyncio.timeout(30):
             await publisher.stop()
+        # The refused reads' events were not lost, only late: each arrives with a correction
+        # saying its reader got no data; the two answered reads have none.
+        events = await _access_events(broker.bootstrap, config.access_topic)
+        corrected = {e.meta.correlation_id for e in events if e.outcome == NOT_DELIVERED}
+        reads = [e for e in events if e.outcome != NOT_DELIVERED]
+        answered = {ok.json()["accessEventId"], again.json()["accessEventId"]}
+        assert {e.meta.event_id for e in reads} - answered == corrected  # measured: 2 of 2
+        assert len(corrected) <= 2
+        assert not corrected & answered
     finally:
         await asyncio.to_thread(kafka.stop, broker)
+
+
+async def _access_events(bootstrap: str, topic: str) -> list[AccessEvent]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=5000)
+        return [AccessEvent.FromString(r.value) for rs in batches.values() for r in rs]
+    finally:
+        await consumer.stop()

@@ -138,3 +138,31 @@ async def test_a_consent_event_invalidates_the_patients_cached_decisions(
         after = await client.post("/v1/overview", json=body, headers=clinician())
     assert consent.calls == 2
     assert {p["status"] for p in after.json()["producers"]} == {"WithheldByDecision"}
+
+
+async def test_every_worker_process_drops_its_cached_decisions_on_a_consent_event(
+    config: QuerySettings, publisher: EventPublisher
+) -> None:
+    """QUERY_WORKERS > 1: each server process is a replica with its own cache and consumer
+    group, so one consent event reaches every process's cache (not one of them)."""
+    patient = patient_with(min_producers=2)
+    consents = [FakeConsent(), FakeConsent()]
+    apps = [query_app(config, FakeIndex({patient: index_entries(patient)}), c) for c in consents]
+    async with running(apps[0]) as first, running(apps[1]) as second:
+        for client in (first, second):
+            for _ in range(2):
+                answer = await client.post("/v1/overview", json={"patientId": patient},
+                                           headers=clinician())
+                assert answer.is_success
+        assert [c.calls for c in consents] == [1, 1]  # each process cached its own decision
+        caches = [app.state.decision_cache for app in apps]
+        before = [cache.generation(patient) for cache in caches]
+        revoked = ConsentEvent(meta=new_meta("npo-consent"), subject=ConsentEvent.CONSENT,
+                               change=ConsentEvent.REVOKED, patient_id=patient)
+        await publisher.publish(config.consent, patient, revoked)
+        async with asyncio.timeout(30):
+            while any(c.generation(patient) == b for c, b in zip(caches, before, strict=True)):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        for client in (first, second):
+            await client.post("/v1/overview", json={"patientId": patient}, headers=clinician())
+    assert [c.calls for c in consents] == [2, 2]  # both asked again

@@ -61,7 +61,11 @@ def directory(country: Nation | None = None) -> dict[str, Any]:
 
 
 def directory_json(country: Nation | None = None) -> str:
-    return json.dumps(directory(country), ensure_ascii=False, indent=1) + "\n"
+    """The document as JSON text, one organisation per line (diff-friendly)."""
+    document = directory(country)
+    rows = ",\n".join("  " + json.dumps(o, ensure_ascii=False) for o in document.pop("organisations"))
+    head = json.dumps(document, ensure_ascii=False, indent=1)[:-2]
+    return f'{head},\n "organisations": [\n{rows}\n ]\n}}\n'
 
 
 def export(

@@ -13,4 +13,6 @@ def run() -> None:
     """Console entry point ``npo-simulator``."""
     config = SimulatorSettings()
     configure_process(config)
-    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port)
+    # Open event streams end at most 10 s into a shutdown.
+    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port,
+                timeout_graceful_shutdown=10)

@@ -10,13 +10,12 @@ from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
 from npo_platform.identity import CachingTokenVerifier, TokenVerifier, load_token_verifier
 from npo_platform.problems import install_problem_handlers
 from npo_platform.settings import PlatformSettings
-from npo_platform.telemetry import configure_logging, configure_tracing
+from npo_platform.telemetry import configure_logging, configure_tracing, server_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,8 @@ def create_service_app(
     ``token_verifier`` defaults to the configured public key (NPO_JWT_PUBLIC_KEY_PATH, else
     the local issuer's key in the state dir); without one every authenticated route fails.
     """
-    app = FastAPI(title=title, version=version(distribution), lifespan=lifespan)
+    app = FastAPI(title=title, version=version(distribution), lifespan=lifespan,
+                  telemetry=server_telemetry(excluded_paths=("/health",)))
     app.state.settings = settings
     verifier = token_verifier or _configured_verifier(settings)
     app.state.token_verifier = CachingTokenVerifier(verifier) if verifier else None
@@ -54,7 +54,6 @@ def create_service_app(
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         expose_headers=["Location", "Retry-After"], max_age=600,
     )
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
 
     # Liveness only, unauthenticated by design: orchestrators probe it without credentials,
     # and it reveals nothing but the service name.

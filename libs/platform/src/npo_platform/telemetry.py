@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any
 
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -39,6 +40,26 @@ def configure_tracing(
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def server_telemetry(*, excluded_paths: Iterable[str] = ()) -> TelemetryConfig:
+    """FastAPI's own request tracing: one SERVER span per request, nothing else.
+
+    It replaces opentelemetry-instrumentation-fastapi, which cost ~0.5 ms of CPU per request
+    (ASGI middleware, an internal span per ``http.receive``/``http.send`` message, metrics).
+    The span continues the caller's W3C trace context, is current while the route runs (so
+    the service's own spans join it), is named ``METHOD route`` and carries method, scheme,
+    ``url.path``, ``http.route`` and status. Off: FastAPI's per-operation spans, its HTTP
+    metrics (no meter provider is configured) and its OTel log records of exceptions
+    (exception texts may quote input; the JSON logs redact them, an OTel exporter would not).
+    """
+    excluded = frozenset(excluded_paths)
+
+    def exclude(scope: MutableMapping[str, Any]) -> bool:
+        return scope.get("path") in excluded
+
+    return TelemetryConfig(tracing=True, metrics=False, logs=False, operation_spans=False,
+                           auto_configure=False, exclude=exclude)
 
 
 def inject_headers(headers: list[tuple[str, bytes]] | None = None) -> list[tuple[str, bytes]]:

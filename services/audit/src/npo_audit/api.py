@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -40,10 +40,11 @@ from .rules import Person, Rule
 from .store import AuditStore
 from .stream import Live, RecordHub
 from .verify import verify_log
-from .views import decode_cursor, encode_cursor, extract_view, record_view, to_csv_rows
+from .views import chain_views, decode_cursor, encode_cursor, extract_view, record_view, to_csv_rows
 
 BasisName = Literal["own_care_giver", "consent", "emergency", "patient_self", "no_basis"]
 OutcomeName = Literal["allowed", "partial", "denied"]
+Conclusion = Literal["justified", "follow_up", "violation"]
 INERA_EXTRACT_LIMIT = 10_000
 
 
@@ -79,6 +80,7 @@ class SearchRequest(_Strict):
     outcome: OutcomeName | None = None
     rule: Rule | None = None
     kind: Literal["access", "consent", "review"] = "access"
+    event_id: str | None = Field(None, min_length=1, max_length=200)
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = None
 
@@ -88,7 +90,7 @@ class SearchRequest(_Strict):
             care_giver=self.care_giver, time_from=self.time_from, time_to=self.time_to,
             basis=AccessBasis.Value(self.basis.upper()) if self.basis else None,
             outcome=AccessOutcome.Value(self.outcome.upper()) if self.outcome else None,
-            rule=self.rule.value if self.rule else None, kind=self.kind,
+            rule=self.rule.value if self.rule else None, kind=self.kind, event_id=self.event_id,
         )
 
 
@@ -101,6 +103,7 @@ class ReviewRequest(_Strict):
     event_id: str | None = None
     flag_id: int | None = Field(None, ge=1, le=2**63 - 1)  # a bigint flag id
     note: str = Field(min_length=1, max_length=4000)
+    conclusion: Conclusion | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> ReviewRequest:
@@ -114,6 +117,7 @@ class FlagSearchRequest(_Strict):
     time_from: datetime | None = None
     time_to: datetime | None = None
     after_flag_id: int = Field(0, ge=0, le=2**63 - 1)  # a bigint flag id
+    reviewed: bool | None = None  # False: the sample-check queue
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -216,7 +220,7 @@ async def stream(
 @router.post("/flags/search")
 async def flags(body: FlagSearchRequest, svc: Services, _: ComplianceOfficerClaims) -> dict[str, Any]:
     rows = await svc.queries.flags(body.rule.value if body.rule else None, body.time_from, body.time_to,
-                                   body.limit, body.after_flag_id)
+                                   body.limit, body.after_flag_id, body.reviewed)
     items = [{**row.__dict__, "event_time": row.event_time.isoformat()} for row in rows]
     return {"items": items}
 
@@ -234,7 +238,8 @@ async def review(body: ReviewRequest, svc: Services, officer: ComplianceOfficerC
     if target is None:
         raise Problem(404, "record.unknown", "No record with that event id.")
     subject = f"flag:{body.flag_id}" if body.flag_id is not None else target.entry.event_id
-    appended = await record_review(svc.store, officer, target.entry, subject, body.note)
+    appended = await record_review(svc.store, officer, target.entry, subject, body.note,
+                                   body.conclusion or "")
     return record_view(appended.stored[0])
 
 
@@ -257,8 +262,8 @@ VerifierClaims = Annotated[Claims, Depends(require_roles(Role.COMPLIANCE_OFFICER
 async def verify(request: Request, svc: Services, _: VerifierClaims) -> dict[str, Any]:
     """Recompute every chain against the signed checkpoints (slow on a large log)."""
     report = await verify_log(svc.store, request.app.state.checkpoint_verifier)
-    return {"ok": report.ok, "verified": report.verified,
-            "findings": [f.describe() for f in report.findings[:100]]}
+    return {"ok": report.ok, "verified": report.verified, "checked_at": datetime.now(UTC).isoformat(),
+            "chains": chain_views(report), "findings": [f.describe() for f in report.findings[:100]]}
 
 
 @router.put("/register", status_code=204)

@@ -4,7 +4,9 @@ Ingest is measured through the worker's write path (decode the protobuf record, 
 entry, evaluate the rules, link the hash chain, COPY the batch, sign a checkpoint, commit), in
 batches of 1000 over three chains, without the Kafka fetch. The big log behind the latency
 figures is bulk-loaded by SQL (``INSERT … SELECT generate_series``) into a separate chain whose
-hashes are placeholders, not a real chain: it exists to give the indexes their real size.
+hashes are placeholders, not a real chain: it exists to give the indexes their real size; its
+searches are added to the monthly rollup by one SQL aggregate, as migration 0003 backfills. The
+operator's search statistics are timed over the last twelve months of that rollup.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .config import AuditSettings
 from .consumer import open_store
 from .domain import access_entry
 from .queries import AuditQueries, SearchFilter
+from .statistics import count_searches, month_range
 from .views import record_view
 
 SCHEMA = "audit_bench"
@@ -72,6 +75,7 @@ async def _run(settings: AuditSettings, plan: Plan, keep: bool, writers: int) ->
             ingest_per_s = await loop.run_in_executor(None, _ingest, settings, plan.ingest, writers)
             stored = int(await pool.fetchval("SELECT count(*) FROM record"))
             figures = await _latencies(AuditQueries(pool), plan)
+            figures |= await _statistics_latency(pool)
     finally:
         if not keep:
             await _drop_schema(settings.database_url)
@@ -115,8 +119,35 @@ async def _bulk_load(pool: asyncpg.Pool, total: int) -> float:
         last = min(first + BULK_CHUNK - 1, total)
         await pool.execute(_BULK_INSERT, first, last, start, total, timeout=3600)
         typer.echo(f"bulk-loaded {last:,} / {total:,} ({time.perf_counter() - began:.0f} s)", err=True)
+    await pool.execute(_BULK_SEARCH_COUNTS)
     await pool.execute("ANALYZE record")
+    await pool.execute("ANALYZE search_counts")
     return time.perf_counter() - began
+
+
+# The bulk-loaded records bypass the writer: their searches are added as migration 0003 does.
+_BULK_SEARCH_COUNTS = """
+INSERT INTO search_counts AS s (month, care_giver, care_unit, searches, answered)
+SELECT date_trunc('month', event_time AT TIME ZONE 'UTC')::date, care_giver, care_unit,
+       count(*), count(*) FILTER (WHERE outcome IN (1, 2))
+FROM record WHERE chain = 'bulk-unchained' AND kind = 'access' AND activity IN (1, 7)
+GROUP BY 1, 2, 3
+ON CONFLICT (month, care_giver, care_unit) DO UPDATE
+    SET searches = s.searches + excluded.searches, answered = s.answered + excluded.answered
+"""
+
+
+async def _statistics_latency(pool: asyncpg.Pool, rounds: int = 40) -> dict[str, float]:
+    """The operator's search statistics over the last twelve months, by care giver and by unit."""
+    span = month_range(None, None, datetime.now(UTC))
+    samples: list[float] = []
+    for i in range(rounds):
+        began = time.perf_counter()
+        await count_searches(pool, span, "care_unit" if i % 2 else "care_giver")
+        samples.append((time.perf_counter() - began) * 1000)
+    rows = int(await pool.fetchval("SELECT count(*) FROM search_counts"))
+    return {"statistics_12m_p50_ms": _quantile(samples, 0.50),
+            "statistics_12m_p99_ms": _quantile(samples, 0.99), "search_count_rows": rows}
 
 
 def _bulk_start() -> datetime:

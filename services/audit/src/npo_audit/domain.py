@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -120,6 +120,35 @@ def first_of_each_id(entries: Sequence[Entry]) -> list[Entry]:
             seen.add(entry.event_id)
             unique.append(entry)
     return unique
+
+
+# A search (statistics.py): an access record of an overview read, allowed or not; answered when
+# something was shown. Plain ints (AccessEvent's ActivityType and AccessOutcome numbers).
+SEARCH_ACTIVITIES = frozenset({1, 7})  # READ, EMERGENCY_OPEN
+ANSWERED_OUTCOMES = frozenset({1, 2})  # ALLOWED, PARTIAL
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SearchKey:
+    """One row of the monthly search rollup: the month (UTC) and the reader's organisation."""
+
+    month: date  # first day of the month
+    care_giver: str
+    care_unit: str
+
+
+def search_counts(records: Iterable[Record]) -> dict[SearchKey, tuple[int, int]]:
+    """(searches, answered) per month and reader organisation of the records, ordered by key."""
+    counts: dict[SearchKey, list[int]] = {}
+    for record in records:
+        e = record.entry
+        if e.kind is not Kind.ACCESS or e.activity not in SEARCH_ACTIVITIES:
+            continue
+        t = e.event_time if e.event_time.tzinfo is UTC else e.event_time.astimezone(UTC)
+        found = counts.setdefault(SearchKey(date(t.year, t.month, 1), e.care_giver, e.care_unit), [0, 0])
+        found[0] += 1
+        found[1] += e.outcome in ANSWERED_OUTCOMES
+    return {key: (n, answered) for key, (n, answered) in sorted(counts.items())}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

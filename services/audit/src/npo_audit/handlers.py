@@ -45,12 +45,13 @@ async def ingest_consent(store: AuditStore, batch: Sequence[Received[ConsentEven
     return await store.append(chain_name(Kind.CONSENT, batch[0].record.partition), entries)
 
 
-def review_entry(officer: Claims, target: Entry | None, subject: str, note: str) -> Entry:
-    """A compliance officer's follow-up, itself a record of the chained log."""
-    payload = json.dumps(
-        {"subject": subject, "note": note, "reviewer": officer.sub, "reviewer_name": officer.name},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    ).encode()
+def review_entry(officer: Claims, target: Entry | None, subject: str, note: str,
+                 conclusion: str = "") -> Entry:
+    """A compliance officer's follow-up (note and conclusion), itself a record of the chained log."""
+    review = {"subject": subject, "note": note, "reviewer": officer.sub, "reviewer_name": officer.name}
+    if conclusion:
+        review["conclusion"] = conclusion
+    payload = json.dumps(review, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return Entry(
         kind=Kind.REVIEW, event_id=str(uuid.uuid4()), event_time=datetime.now(UTC),
         patient_id=target.patient_id if target else "", user_hsa_id=officer.sub,
@@ -61,5 +62,5 @@ def review_entry(officer: Claims, target: Entry | None, subject: str, note: str)
 
 
 async def record_review(store: AuditStore, officer: Claims, target: Entry | None, subject: str,
-                        note: str) -> Appended:
-    return await store.append(REVIEW_CHAIN, [review_entry(officer, target, subject, note)])
+                        note: str, conclusion: str = "") -> Appended:
+    return await store.append(REVIEW_CHAIN, [review_entry(officer, target, subject, note, conclusion)])

@@ -20,6 +20,7 @@ from .consumer import build_worker, notify_channel, open_store
 from .queries import AuditQueries
 from .register import RegisterKey
 from .signing import load_verifier
+from .statistics import router as statistics_router
 from .stream import RecordHub
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
@@ -54,6 +55,7 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
         token_verifier=token_verifier,
     )
     app.include_router(router)
+    app.include_router(statistics_router)
     mount_web(app, WEB_PAGES, service="audit", links={})
     return app
 
@@ -62,4 +64,6 @@ def run() -> None:
     """Console entry point ``npo-audit``: serve on the configured host and port."""
     config = AuditSettings()
     configure_process(config)
-    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port)
+    # Open event streams end at most 10 s into a shutdown.
+    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port,
+                timeout_graceful_shutdown=10)

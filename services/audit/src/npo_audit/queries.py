@@ -26,6 +26,7 @@ class SearchFilter:
     outcome: int | None = None
     rule: str | None = None
     kind: str = "access"
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _where(f: SearchFilter, cursor: Cursor | None) -> tuple[str, list[Any]]:
     args: list[Any] = [f.kind]
     exact = [("r.patient_id", f.patient_id), ("r.user_hsa_id", f.user_hsa_id),
              ("r.care_unit", f.care_unit), ("r.care_giver", f.care_giver),
-             ("r.basis", f.basis), ("r.outcome", f.outcome)]
+             ("r.basis", f.basis), ("r.outcome", f.outcome), ("r.event_id", f.event_id)]
     for column, value in exact:
         if value is not None:
             args.append(value)
@@ -81,6 +82,11 @@ class AuditQueries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The read side's pool, for read models kept in their own modules (statistics.py)."""
+        return self._pool
+
     async def search(self, f: SearchFilter, limit: int, cursor: Cursor | None = None) -> list[Record]:
         where, args = _where(f, cursor)
         args.append(limit)
@@ -103,14 +109,16 @@ class AuditQueries:
         return await self.search(SearchFilter(patient_id=patient_id), limit, cursor)
 
     async def flags(self, rule: str | None, time_from: datetime | None, time_to: datetime | None,
-                    limit: int, after_id: int = 0) -> list[FlagRow]:
+                    limit: int, after_id: int = 0, reviewed: bool | None = None) -> list[FlagRow]:
+        """Flags in id order; ``reviewed`` False: the sample-check queue (not yet followed up)."""
         rows = await self._pool.fetch(
-            "SELECT g.*, EXISTS (SELECT 1 FROM record v WHERE v.kind = 'review'"
+            "SELECT * FROM (SELECT g.*, EXISTS (SELECT 1 FROM record v WHERE v.kind = 'review'"
             "   AND v.subject IN (g.event_id, 'flag:' || g.flag_id)) AS reviewed FROM flag g"
             " WHERE ($1::text IS NULL OR g.rule = $1)"
             " AND ($2::timestamptz IS NULL OR g.event_time >= $2)"
-            " AND ($3::timestamptz IS NULL OR g.event_time < $3) AND g.flag_id > $4"
-            " ORDER BY g.flag_id LIMIT $5", rule, time_from, time_to, after_id, limit,
+            " AND ($3::timestamptz IS NULL OR g.event_time < $3) AND g.flag_id > $4) f"
+            " WHERE ($6::boolean IS NULL OR f.reviewed = $6)"
+            " ORDER BY f.flag_id LIMIT $5", rule, time_from, time_to, after_id, limit, reviewed,
         )
         return [FlagRow(r["flag_id"], r["rule"], r["event_id"], r["event_time"], r["patient_id"],
                         r["user_hsa_id"], r["care_unit"], r["detail"], r["reviewed"]) for r in rows]

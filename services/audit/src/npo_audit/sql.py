@@ -1,4 +1,4 @@
-"""SQL of the periodic sample-check sweep (rule: many patients per reader per hour)."""
+"""SQL of the writer: the search rollup, the periodic sample-check sweep (many patients per hour)."""
 
 from __future__ import annotations
 
@@ -34,4 +34,16 @@ FROM ranked WHERE rank = $3::int + 1 AND NOT EXISTS (
         AND f.event_time >= ranked.h AND f.event_time < ranked.h + interval '1 hour')
 ON CONFLICT (rule, event_id) DO NOTHING
 RETURNING rule, event_id, detail
+"""
+
+# A batch's searches per (month, care giver, care unit) added to the rollup. Several chains'
+# writers add to the same rows: sorted by key, every transaction locks them in the same order,
+# so they may wait for each other's commit but never deadlock.
+ADD_SEARCH_COUNTS = """
+INSERT INTO search_counts AS s (month, care_giver, care_unit, searches, answered)
+SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+    AS k(month, care_giver, care_unit, searches, answered)
+ORDER BY month, care_giver, care_unit
+ON CONFLICT (month, care_giver, care_unit) DO UPDATE
+    SET searches = s.searches + excluded.searches, answered = s.answered + excluded.answered
 """

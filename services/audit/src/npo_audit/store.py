@@ -15,7 +15,16 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from .domain import GENESIS_HASH, Entry, Kind, Record, first_of_each_id, link
+from .domain import (
+    GENESIS_HASH,
+    Entry,
+    Kind,
+    Record,
+    SearchKey,
+    first_of_each_id,
+    link,
+    search_counts,
+)
 from .rules import (
     Flag,
     Person,
@@ -26,7 +35,7 @@ from .rules import (
     patient_limit_crossings,
 )
 from .signing import Checkpoint, CheckpointSigner
-from .sql import SWEEP_FLAGS, SWEEP_HEADS, SWEEP_PAIRS
+from .sql import ADD_SEARCH_COUNTS, SWEEP_FLAGS, SWEEP_HEADS, SWEEP_PAIRS
 
 RECORD_COLUMNS = (
     "chain", "seq", "kind", "event_id", "event_time", "recorded_at", "patient_id", "user_hsa_id",
@@ -61,6 +70,8 @@ class AuditStore(Protocol):
     async def register_persons(self, persons: dict[str, Person]) -> None: ...
 
     async def sweep(self, limit: int) -> list[Flag]: ...
+
+    async def search_counts(self) -> dict[SearchKey, tuple[int, int]]: ...
 
 
 def record_row(record: Record) -> tuple[Any, ...]:
@@ -127,6 +138,8 @@ class PostgresAuditStore:
         await _apply_relations(conn, new)
         await _insert_flags(conn, flags, {e.event_id: e for e in new})
         await self._seal(conn, chain, records[-1])
+        # Last, so the rollup rows other chains' writers also add to stay locked only until commit.
+        await _add_search_counts(conn, records)
         return Appended(chain, tuple(records), tuple(flags))
 
     async def sweep(self, limit: int) -> list[Flag]:
@@ -210,6 +223,11 @@ class PostgresAuditStore:
         rows = await self._pool.fetch("SELECT rule, event_id, detail FROM flag ORDER BY flag_id")
         return [_flag_of(row) for row in rows]
 
+    async def search_counts(self) -> dict[SearchKey, tuple[int, int]]:
+        rows = await self._pool.fetch("SELECT * FROM search_counts ORDER BY month, care_giver, care_unit")
+        return {SearchKey(r["month"], r["care_giver"], r["care_unit"]): (r["searches"], r["answered"])
+                for r in rows}
+
     async def register_persons(self, persons: dict[str, Person]) -> None:
         await self._pool.executemany(
             "INSERT INTO person_register (person_key, surname, address_digest) VALUES ($1, $2, $3)"
@@ -223,6 +241,17 @@ async def _lock_head(conn: Any, chain: str) -> tuple[int, bytes]:
     await conn.execute("INSERT INTO chain_head (chain) VALUES ($1) ON CONFLICT DO NOTHING", chain)
     row = await conn.fetchrow("SELECT seq, hash FROM chain_head WHERE chain = $1 FOR UPDATE", chain)
     return int(row["seq"]), bytes(row["hash"])
+
+
+async def _add_search_counts(conn: Any, records: list[Record]) -> None:
+    """The batch's searches added to the monthly rollup: one statement, rows locked in key order."""
+    counts = search_counts(records)
+    if counts:
+        await conn.execute(
+            ADD_SEARCH_COUNTS, [k.month for k in counts], [k.care_giver for k in counts],
+            [k.care_unit for k in counts], [n for n, _ in counts.values()],
+            [a for _, a in counts.values()],
+        )
 
 
 async def _known_ids(conn: Any, entries: list[Entry]) -> set[str]:
@@ -306,6 +335,7 @@ class InMemoryAuditStore:
     raised: list[Flag] = field(default_factory=list)
     relations: dict[str, tuple[Entry, datetime | None]] = field(default_factory=dict)
     persons: dict[str, Person] = field(default_factory=dict)
+    searches: dict[SearchKey, tuple[int, int]] = field(default_factory=dict)
 
     async def append(self, chain: str, entries: Sequence[Entry]) -> Appended:
         known = {r.entry.event_id for r in self.rows}
@@ -318,6 +348,9 @@ class InMemoryAuditStore:
         self._apply_relations(new)
         self.rows.extend(records)
         self.raised.extend(flags)
+        for key, (n, answered) in search_counts(records).items():
+            before = self.searches.get(key, (0, 0))
+            self.searches[key] = (before[0] + n, before[1] + answered)
         last = records[-1]
         self.heads[chain] = (last.seq, last.hash)
         self.sealed.append(self.signer.sign(chain, last.seq, last.hash, datetime.now(UTC)))
@@ -370,6 +403,9 @@ class InMemoryAuditStore:
 
     async def register_persons(self, persons: dict[str, Person]) -> None:
         self.persons.update(persons)
+
+    async def search_counts(self) -> dict[SearchKey, tuple[int, int]]:
+        return dict(sorted(self.searches.items()))
 
     async def sweep(self, limit: int) -> list[Flag]:
         found = patient_limit_crossings((r.entry for r in self.rows), limit)

@@ -10,11 +10,18 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from npo_platform.categories import CATEGORIES, InformationCategory
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessEvent, AccessOutcome, ActivityType
 from npo_platform.problems import Problem
 
 from .domain import Kind, Record
 from .queries import Cursor
+from .verify import Report
+
+# Access events name categories by key ("notes"); older producers by categorization ("voo").
+_CATEGORY_NAMES: dict[str, InformationCategory] = {
+    **{code: c for c in CATEGORIES for code in c.categorizations}, **{c.key: c for c in CATEGORIES},
+}
 
 CSV_COLUMNS = (
     "event_id", "kind", "event_time", "recorded_at", "chain", "seq", "patient_id", "user_hsa_id",
@@ -61,7 +68,24 @@ def extract_view(record: Record) -> dict[str, Any]:
         "care_giver": e.care_giver, "care_unit": e.care_unit, "access_time": e.event_time.isoformat(),
         "purpose": e.purpose, "activity": enum_name(ActivityType, e.activity),
         "resource_types": list(e.categories), "emergency": e.basis == AccessBasis.EMERGENCY,
+        "resource_names": [category_names(c) for c in e.categories],
     }
+
+
+def category_names(key: str) -> dict[str, str]:
+    """A category's Swedish and English names for display (the key itself when unknown)."""
+    found = _CATEGORY_NAMES.get(key)
+    return {"key": key, "sv": found.name_sv if found else key, "en": found.name_en if found else key}
+
+
+def chain_views(report: Report) -> list[dict[str, Any]]:
+    """Per chain: how many records were walked, whether it verified, its findings."""
+    findings: dict[str, list[str]] = {}
+    for finding in report.findings:
+        findings.setdefault(finding.chain, []).append(finding.describe())
+    chains = sorted(set(report.verified) | set(findings))
+    return [{"chain": c, "records": report.verified.get(c, 0), "ok": c not in findings,
+             "findings": findings.get(c, [])[:20]} for c in chains]
 
 
 def to_csv_rows(views: Iterable[dict[str, Any]], header: bool) -> str:

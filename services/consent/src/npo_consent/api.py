@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from npo_platform.identity import (
@@ -122,6 +122,7 @@ class DecisionOut(BaseModel):
     blocked_information_exists: bool
     protected_identity: bool
     protected_fields: list[str]
+    emergency_reason: str | None = None  # set when information is opened by emergency access
     engagements: list[EngagementDecisionOut]
 
 
@@ -200,13 +201,17 @@ async def revoke(collection: str, record_id: UUID, claims: StaffClaims, service:
     return _out(record)
 
 
-@router.post("/decisions", tags=["decision"])
-async def decide(body: DecisionIn, claims: ClinicianClaims, service: Service) -> DecisionOut:
-    """The reader is the caller's verified token (the query service forwards the clinician's)."""
+@router.post("/decisions", tags=["decision"], response_model=DecisionOut)
+async def decide(body: DecisionIn, claims: ClinicianClaims, service: Service) -> Response:
+    """The reader is the caller's verified token (the query service forwards the clinician's).
+
+    The answer is serialised here, once (FastAPI would validate the model again first).
+    """
     reader = Reader(claims.sub, claims.care_unit or "", claims.care_giver or "", claims.purpose or "")
     engagements = [EngagementRef(e.id, e.data_controller, e.care_unit, e.logical_address,
                                  e.social_services) for e in body.engagements]
-    return decision_out(await service.decide(reader, body.patient_id, body.categories, engagements))
+    decision = await service.decide(reader, body.patient_id, body.categories, engagements)
+    return Response(decision_out(decision).model_dump_json(), media_type="application/json")
 
 
 def decision_out(decision: Decision) -> DecisionOut:
@@ -215,6 +220,7 @@ def decision_out(decision: Decision) -> DecisionOut:
         reason_code=decision.reason.value if decision.reason else None,
         blocked_information_exists=decision.blocked_information_exists,
         protected_identity=decision.protected_identity, protected_fields=list(decision.protected_fields),
+        emergency_reason=decision.emergency_reason or None,
         engagements=[
             EngagementDecisionOut(id=e.id, allowed=e.allowed, basis=e.basis.value,
                                   reason_code=e.reason.value if e.reason else None)

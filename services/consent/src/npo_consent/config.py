@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from npo_platform.settings import PlatformSettings
@@ -22,3 +23,8 @@ class ConsentSettings(PlatformSettings):
     expiry_interval_s: float = 5.0
     emergency_window_minutes: int = 240
     background: bool = True  # False: serve commands and decisions only (no consumer, relay, expiry)
+    # Server processes (uvicorn workers) of ``npo-consent``. Each runs the whole service; this is
+    # safe because decisions read PostgreSQL on every call (no per-process cache), one relay at a
+    # time holds the outbox lock, the access-event consumers share one group and the expiry sweep
+    # skips locked rows.
+    workers: int = Field(1, ge=1)

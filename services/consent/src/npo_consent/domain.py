@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -125,6 +125,9 @@ class Decision:
     protected_identity: bool = False
     protected_fields: tuple[str, ...] = ()
     basis: Basis = Basis.NONE
+    # The reason registered with the emergency access the decision relies on (for the access
+    # event and its follow-up); empty unless some engagement is allowed by emergency.
+    emergency_reason: str = ""
 
     def allowed_ids(self) -> set[str]:
         return {e.id for e in self.engagements if e.allowed}
@@ -168,6 +171,7 @@ class _View:
     relation: bool
     consent: bool
     emergency: bool
+    emergency_reason: str
     blocks: tuple[Record, ...]
     lifted_block_ids: frozenset[str]
 
@@ -207,7 +211,10 @@ def _decide(
         return deny_all(engagements, refused, protected)
     view = _view(reader, state, at)
     decided = [_decide_one(view, engagement) for engagement in engagements]
-    return _summarise([d for d, _ in decided], any(b for _, b in decided), protected)
+    decision = _summarise([d for d, _ in decided], any(b for _, b in decided), protected)
+    if any(d.basis is Basis.EMERGENCY for d, _ in decided):
+        decision = replace(decision, emergency_reason=view.emergency_reason)
+    return decision
 
 
 def _refuse_request(
@@ -226,14 +233,14 @@ def _refuse_request(
 
 def _view(reader: Reader, state: PatientState, at: datetime) -> _View:
     lifts = state.in_force(Kind.LIFT, at)
+    emergencies = [e for e in state.in_force(Kind.EMERGENCY, at)
+                   if e.user == reader.user and e.care_unit == reader.care_unit]
     return _View(
         reader=reader,
         relation=any(r.care_unit == reader.care_unit for r in state.in_force(Kind.RELATION, at)),
         consent=any(_covers(c, reader) for c in state.in_force(Kind.CONSENT, at)),
-        emergency=any(
-            e.user == reader.user and e.care_unit == reader.care_unit
-            for e in state.in_force(Kind.EMERGENCY, at)
-        ),
+        emergency=bool(emergencies),
+        emergency_reason=emergencies[0].reason if emergencies else "",
         blocks=tuple(state.in_force(Kind.BLOCK, at)),
         lifted_block_ids=frozenset(
             lift.block_id or "" for lift in lifts if _covers(lift, reader)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,12 +65,13 @@ FRESHNESS_RATE = 5000  # updates/s
 def ingest(
     quick: Annotated[bool, typer.Option("--quick", help="a smaller run of a minute or two")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="figures as one JSON object, last line")] = False,
+    workers: Annotated[int, typer.Option(help="ingest processes in the consumer group (≤ 3 partitions)")] = 1,
 ) -> None:
     """Ingest 1,000,000 updates over 100,000 patients; freshness at 5,000/s; FindContent at ≥10M rows."""
     settings = IndexSettings()
     started = _ensure_stack(settings)
     try:
-        figures = asyncio.run(_bench(settings, QUICK if quick else FULL))
+        figures = asyncio.run(_bench(settings, QUICK if quick else FULL, workers))
     finally:
         if started:
             from npo_deploy import infra
@@ -106,7 +110,7 @@ def _update(p: str, at: datetime, content: str) -> EngagementUpdate:
     return EngagementUpdate(meta=new_meta(PRODUCER, at=at), producer=PRODUCER, transactions=transactions)
 
 
-async def _bench(base: IndexSettings, size: Size) -> dict[str, Any]:
+async def _bench(base: IndexSettings, size: Size, workers: int = 1) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     settings = base.model_copy(update={
         "updates_topic": f"{ENGAGEMENT_UPDATES.name}.bench-{run}",
@@ -120,20 +124,44 @@ async def _bench(base: IndexSettings, size: Size) -> dict[str, Any]:
     await _produce(settings, [_update(patient(n % size.patients), datetime.now(UTC), "20260101120000")
                               for n in range(messages)])
     raw = await _raw_consume(settings, size.updates)
+    # With more processes: one group member per process and partition (3 partitions).
+    children = [_spawn_worker(settings) for _ in range(workers - 1)]
+    if children:
+        settings = settings.model_copy(update={"consumers": max(1, base.consumers - len(children))})
     async with open_worker(settings) as worker:
         try:
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
             rate = await _ingest_rate(worker, messages, size.updates)
             fresh = await _freshness(settings, worker, size)
+            _stop_workers(children)
             stop.set()
             await task
             find = await _find_content(settings, worker, size)
         finally:
+            _stop_workers(children)
             async with worker.store.pool.acquire() as conn:
                 await conn.execute(f'DROP SCHEMA "{settings.db_schema}" CASCADE')
     return {"updates_per_s": round(rate), "raw_consume_per_s": round(raw),
-            "ingest_to_raw_ratio": round(rate / raw, 3), **fresh, **find}
+            "ingest_to_raw_ratio": round(rate / raw, 3), "workers": workers, **fresh, **find}
+
+
+def _spawn_worker(settings: IndexSettings) -> subprocess.Popen[bytes]:
+    """One more ``npo_index.worker`` process on this run's topic, schema and group."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "DATABASE_URL": settings.database_url, "INDEX_UPDATES_TOPIC": settings.updates_topic,
+           "INDEX_CHANGES_TOPIC": settings.changes_topic, "INDEX_DB_SCHEMA": settings.db_schema,
+           "INDEX_CONSUMER_GROUP": settings.consumer_group, "INDEX_CONSUMERS": "1",
+           "NPO_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen([sys.executable, "-m", "npo_index.worker"], env=env)
+
+
+def _stop_workers(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        child.wait(timeout=30)
 
 
 async def _produce(settings: IndexSettings, updates: list[EngagementUpdate]) -> None:

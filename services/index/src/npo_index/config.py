@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
@@ -31,6 +32,8 @@ class IndexSettings(PlatformSettings):
     own_addresses: frozenset[str] = frozenset({"SE5565594230-NPOIDX", "SE5565594230-NPOAGP"})
     find_content_max_page: int = 1000
     audit_url: str = "http://127.0.0.1:8104"  # the operator page's search statistics
+    # The operator page's organisation directory (JSON; `npo directory --out …`); None: no directory.
+    directory_file: Path | None = None
 
     @property
     def updates(self) -> Topic:

@@ -20,6 +20,8 @@ from npo_producer.validation import Rules
 from .api import router
 from .config import IndexSettings
 from .consumer import open_worker
+from .directory import load_directory
+from .directory import router as directory_router
 from .store import IndexStore
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
@@ -47,6 +49,8 @@ def create_app(
     app.include_router(router)
     if store is not None and publisher is not None:
         _attach(app, config, store, publisher)
+    app.include_router(directory_router)
+    app.state.directory = load_directory(config.directory_file) if config.directory_file else None
     mount_web(app, WEB_PAGES, service="index", links={"audit": config.audit_url})
     return app
 
@@ -81,4 +85,6 @@ def run() -> None:
     """Console entry point ``npo-index``: serve on the configured host and port."""
     config = IndexSettings()
     configure_process(config)
-    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port)
+    # Open event streams end at most 10 s into a shutdown.
+    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port,
+                timeout_graceful_shutdown=10)

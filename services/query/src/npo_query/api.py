@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -57,16 +57,19 @@ def reading_of(body: OverviewRequest, request: Request, claims: Any) -> Reading:
     return Reading(claims, bearer, patient.value, body.categories)
 
 
-@router.post("/overview")
-async def overview(body: OverviewRequest, request: Request, claims: ClinicianClaims) -> OverviewOut:
-    """The patient's overview for the asked categories, after the access event is written."""
+@router.post("/overview", response_model=OverviewOut)
+async def overview(body: OverviewRequest, request: Request, claims: ClinicianClaims) -> Response:
+    """The patient's overview for the asked categories, after the access event is written.
+
+    The answer is serialised here, once (FastAPI would validate the whole model again first).
+    """
     ctx = context(request)
     plan = await plan_or_refuse(ctx, reading_of(body, request, claims))
     ordered = results_in_order(plan, await ctx.aggregator.collect(plan))
     outcome = outcome_of(False, ordered)
     event_id = await record(ctx, plan.reading, plan.decision, outcome, reason_of(plan, ordered),
                             ordered)
-    return OverviewOut(
+    answer = OverviewOut(
         outcome=outcome.value, basis=plan.decision.basis, reason_code=reason_of(plan, ordered),
         blocked_information_exists=plan.decision.blocked_information_exists,
         protected_identity=plan.decision.protected_identity,
@@ -76,6 +79,7 @@ async def overview(body: OverviewRequest, request: Request, claims: ClinicianCla
         records=[record_out(r) for r in merge(ordered)],
         trace_id=current_trace_id(), access_event_id=event_id,
     )
+    return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.post("/overview/stream", responses={200: {"content": {SSE: {}}}})

@@ -1,7 +1,9 @@
 """Audit before answer: the AccessEvent of every attempt, written with acks=all before any data.
 
 If the broker does not acknowledge within the configured bound, the caller answers 503 and
-returns nothing (``AuditUnavailable``).
+returns nothing (``AuditUnavailable``). The event may still be delivered later (the Kafka
+client keeps it buffered and retries), so a correction follows it: an event with outcome
+NOT_DELIVERED whose correlation id names it, and the log says the reader got no data.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from npo_platform.contracts.events_pb2 import (
     NO_BASIS,
     NO_DATA_SYNCH_FAILED,
     NOT_AUTHORISED_BY_ROUTING,
+    NOT_DELIVERED,
     OWN_CARE_GIVER,
     READ,
     REQUESTED,
@@ -91,6 +94,7 @@ def access_event(attempt: Attempt, source: str) -> AccessEvent:
         basis=_BASIS.get(decision.basis, ACCESS_BASIS_UNSPECIFIED),
         outcome=_OUTCOME[attempt.outcome],
         reason_code=attempt.reason_code or "",
+        emergency_reason=decision.emergency_reason,
         blocked_information_exists=decision.blocked_information_exists,
         protected_identity=decision.protected_identity,
         producers=[_result(r) for r in attempt.results]
@@ -145,6 +149,7 @@ class Auditor:
     def __init__(self, publisher: Publisher, topic: Topic, source: str, timeout_s: float) -> None:
         self._publisher, self._topic = publisher, topic
         self._source, self._timeout = source, timeout_s
+        self._corrections: set[asyncio.Task[None]] = set()
 
     async def record(self, attempt: Attempt) -> str:
         """Write the attempt's access event; its event id, or AuditUnavailable."""
@@ -157,5 +162,23 @@ class Auditor:
             except Exception as error:  # any failure to write means no data may leave
                 log.error("access event not written: %s", type(error).__name__)
                 span.set_status(trace.StatusCode.ERROR, "audit unavailable")
+                self._correct(event, attempt.patient_id)
                 raise AuditUnavailable from None
             return event.meta.event_id
+
+    def _correct(self, event: AccessEvent, key: str) -> None:
+        """Say, after ``event``, that its reader got no data (in the background: the broker is
+        unavailable now; the client delivers both in order when it is back)."""
+        correction = AccessEvent(
+            meta=new_meta(self._source, correlation_id=event.meta.event_id), actor=event.actor,
+            patient_id=event.patient_id, activity=event.activity, outcome=NOT_DELIVERED,
+            reason_code="audit.unavailable", trace_id=event.trace_id)
+        task = asyncio.create_task(self._publish_correction(correction, key))
+        self._corrections.add(task)
+        task.add_done_callback(self._corrections.discard)
+
+    async def _publish_correction(self, correction: AccessEvent, key: str) -> None:
+        try:
+            await self._publisher.publish(self._topic, key, correction)
+        except Exception as error:  # the original's fate is unknown too; the log says so
+            log.error("access event correction not written: %s", type(error).__name__)

@@ -108,6 +108,7 @@ class _DecisionOut(BaseModel):
     blocked_information_exists: bool = False
     protected_identity: bool = False
     protected_fields: list[str] = []
+    emergency_reason: str | None = None
     engagements: list[_Verdict]
 
 
@@ -137,6 +138,7 @@ class HttpConsentClient:
             out.outcome, out.basis, out.reason_code, out.blocked_information_exists,
             out.protected_identity, tuple(out.protected_fields),
             {v.id: EngagementVerdict(v.allowed, v.basis, v.reason_code) for v in out.engagements},
+            out.emergency_reason or "",
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from npo_platform.settings import PlatformSettings
@@ -50,6 +51,7 @@ class QuerySettings(PlatformSettings):
     decision_cache_size: int = 10_000
     audit_timeout_s: float = 5.0  # bound on the broker's acks=all acknowledgement
     push_max_s: float = 3600.0  # a subscription never outlives this (or the reader's token)
+    workers: int = Field(1, ge=1)  # server processes of npo-query (see main.run)
     run_consumers: bool = True
     ensure_topics: bool = True
     access_topic: str = ACCESS_EVENTS.name

@@ -31,6 +31,7 @@ class Decision:
     protected_identity: bool = False
     protected_fields: tuple[str, ...] = ()
     verdicts: dict[str, EngagementVerdict] = field(default_factory=dict)
+    emergency_reason: str = ""  # the registered reason, when an emergency access opens anything
 
     @property
     def denied(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Protocol
 
@@ -75,13 +76,14 @@ class HttpProducerClient:
     async def fetch(self, endpoint: str, target: Target, patient_id: str,
                     budget_s: float) -> TargetResult:
         began = time.perf_counter()
+        url = f"{endpoint}/{target.category}"  # no patient id: it travels in the body
         with tracer.start_as_current_span(
             "producer call", kind=trace.SpanKind.CLIENT,
             attributes={"npo.logical_address": target.logical_address,
-                        "npo.category": target.category},
+                        "npo.category": target.category, "http.request.method": "POST",
+                        "url.full": url},
         ) as span:
-            result = await self._fetch(f"{endpoint}/{target.category}", target, patient_id,
-                                       budget_s, began)
+            result = await self._fetch(url, target, patient_id, budget_s, began)
             span.set_attribute("npo.status", result.status.value)
             if result.cause:
                 span.set_attribute("npo.cause", result.cause)
@@ -112,8 +114,9 @@ class HttpProducerClient:
         body: dict[str, Any] = {"patientId": patient_id, "pageSize": self._page_size}
         timeout = aiohttp.ClientTimeout(total=budget_s, sock_connect=min(self._connect, budget_s))
         while True:
-            async with self._http.post(url, json=body, timeout=timeout,
-                                       headers=traced_headers(self._token())) as answer:
+            headers = traced_headers(self._token()) | {"Content-Type": "application/json"}
+            async with self._http.post(url, data=json.dumps(body).encode(), timeout=timeout,
+                                       headers=headers) as answer:
                 if answer.status != 200:
                     raise _HttpFailure(answer.status)
                 content = await answer.read()

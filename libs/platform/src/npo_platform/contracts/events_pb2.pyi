@@ -36,6 +36,7 @@ class AccessOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALLOWED: _ClassVar[AccessOutcome]
     PARTIAL: _ClassVar[AccessOutcome]
     DENIED: _ClassVar[AccessOutcome]
+    NOT_DELIVERED: _ClassVar[AccessOutcome]
 
 class ProcessingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -65,6 +66,7 @@ ACCESS_OUTCOME_UNSPECIFIED: AccessOutcome
 ALLOWED: AccessOutcome
 PARTIAL: AccessOutcome
 DENIED: AccessOutcome
+NOT_DELIVERED: AccessOutcome
 PROCESSING_STATUS_UNSPECIFIED: ProcessingStatus
 DATA_FROM_SOURCE: ProcessingStatus
 DATA_FROM_CACHE: ProcessingStatus

@@ -1,0 +1,97 @@
+"""The organisation directory endpoint of the operator view: roles, content, bad files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from npo_index.config import IndexSettings
+from npo_index.directory import DirectoryError, load_directory
+from npo_index.main import create_app
+from npo_index.store import InMemoryIndexStore
+from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
+
+LOCAL_COPY = Path(__file__).resolve().parents[1] / "directory.local.json"
+DOCUMENT = {
+    "source": "test",
+    "inhabitants_basis": {"region": "approximate", "municipality": "modelled"},
+    "organisations": [
+        {"hsa_id": "SE2321000503-VG", "name": "Region Östergötland", "kind": "region",
+         "county": "05", "municipality": None, "inhabitants": 471000},
+        {"hsa_id": "SE2120005830-VG", "name": "Motala kommun", "kind": "municipality",
+         "county": "05", "municipality": "0583", "inhabitants": 36200},
+    ],
+}
+
+
+async def _client(tmp_path: Path, directory: Path | None) -> tuple[httpx.AsyncClient, bytes]:
+    private, public = ensure_local_keypair(tmp_path / "keys")
+    settings = IndexSettings(directory_file=directory, state_dir=tmp_path)
+    app = create_app(settings, store=InMemoryIndexStore(),  # no publisher: nothing is ingested
+                     token_verifier=TokenVerifier(public.read_bytes()))
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://npo-index.test"), private.read_bytes()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, bytes]]:
+    path = tmp_path / "directory.json"
+    path.write_text(json.dumps(DOCUMENT), encoding="utf-8")
+    client, private = await _client(tmp_path, path)
+    async with client:
+        yield client, private
+
+
+def _as(private: bytes, *roles: Role) -> dict[str, str]:
+    principal = Principal(sub="SE2321000016-OP09", name="Test", roles=frozenset(roles))
+    return {"Authorization": f"Bearer {issue_token(private, principal, timedelta(minutes=5))}"}
+
+
+@pytest.mark.parametrize("role", [Role.OPERATOR, Role.ADMIN])
+async def test_operators_and_admins_read_the_directory_and_categories(
+    served: tuple[httpx.AsyncClient, bytes], role: Role
+) -> None:
+    client, private = served
+    answer = await client.get("/directory", headers=_as(private, role))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["directory"] == DOCUMENT
+    assert [c["number"] for c in body["categories"]] == list(range(1, 18))
+    assert [c["available"] for c in body["categories"]] == [True] * 11 + [False] * 6
+
+
+@pytest.mark.parametrize("role", [Role.PRODUCER, Role.COMPLIANCE_OFFICER, Role.SYSTEM])
+async def test_other_roles_are_refused(served: tuple[httpx.AsyncClient, bytes], role: Role) -> None:
+    client, private = served
+    answer = await client.get("/directory", headers=_as(private, role))
+    assert answer.status_code == 403
+    assert answer.json()["code"] == "role.missing"
+    assert (await client.get("/directory")).status_code == 401
+
+
+async def test_without_a_directory_file_the_answer_says_so(tmp_path: Path) -> None:
+    client, private = await _client(tmp_path, None)
+    async with client:
+        answer = await client.get("/directory", headers=_as(private, Role.OPERATOR))
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "directory.not_configured"
+
+
+def test_a_bad_or_missing_file_stops_the_start(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**DOCUMENT, "organisations": [{"hsa_id": "x"}]}), encoding="utf-8")
+    with pytest.raises(DirectoryError, match="not a directory document"):
+        load_directory(bad)
+    with pytest.raises(DirectoryError, match="cannot read"):
+        load_directory(tmp_path / "missing.json")
+
+
+def test_the_local_stacks_directory_loads() -> None:
+    found = load_directory(LOCAL_COPY)
+    kinds = [o.kind for o in found.organisations]
+    assert (kinds.count("region"), kinds.count("municipality")) == (21, 290)

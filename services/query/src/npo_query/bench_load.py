@@ -1,0 +1,243 @@
+"""The processes around the query server in ``npo bench query``: producers, server app, readers.
+
+Each runs in its own process so that its CPU can be measured apart from the query service's:
+
+- ``serve_producers``: the simulated producers (a lean ASGI app under uvicorn) answering two
+  records per call after exactly L;
+- ``bench_app``: the uvicorn factory of every query server process (``--workers N``), the real
+  ``create_app`` with in-memory index and consent stand-ins, reading the plan from
+  ``NPO_QUERY_BENCH`` (JSON);
+- ``read``: the readers, ``readers`` concurrent closed loops over aiohttp on uvloop, each
+  posting ``/v1/overview`` and timing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from npo_platform.categories import AVAILABLE_CATEGORIES
+from npo_platform.identifiers import make_personnummer
+from npo_platform.identity import TokenVerifier
+
+from .config import QuerySettings
+from .decision import Decision, EngagementVerdict
+from .domain import IndexEntry, Target
+from .store import InMemoryRoutingStore
+
+CONSUMER = "SE5565594230-NPOBENCH"
+ENV = "NPO_QUERY_BENCH"
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """What every query server process needs to build the same app (passed as JSON in ENV)."""
+
+    producers: int
+    patients: int
+    bootstrap: str
+    routing_file: str
+    public_key_file: str
+    system_token: str
+    access_topic: str
+
+
+def address(n: int) -> str:
+    return f"SE{2321000000 + n:010d}-LA"
+
+
+def patients_of(count: int) -> list[str]:
+    rng = random.Random(11)  # noqa: S311 - benchmark data, not secrets
+    return sorted({make_personnummer(date(1940, 1, 1) + timedelta(days=rng.randint(0, 25_000)),
+                                     rng.randint(0, 999)) for _ in range(count)})
+
+
+def write_routing(path: Path, producers: int, url: str) -> None:
+    """Every producer routed to the producers process and authorised for the bench consumer."""
+    path.write_text(json.dumps({
+        "routes": [{"logical_address": address(n), "endpoint": f"{url}/producers/{address(n)}"}
+                   for n in range(producers)],
+        "authorisations": [{"consumer_system": CONSUMER, "logical_address": address(n),
+                            "categories": "*"} for n in range(producers)],
+    }))
+
+
+def server_env(plan: ServerPlan) -> dict[str, str]:
+    return {**os.environ, ENV: json.dumps(asdict(plan))}
+
+
+def bench_app() -> FastAPI:
+    """The uvicorn factory of one query server process of the benchmark (as ``served_app``)."""
+    from npo_platform.service import configure_process
+
+    from .main import Parts, create_app, freeze_startup_objects  # not in the other processes
+
+    plan = ServerPlan(**json.loads(os.environ[ENV]))
+    config = QuerySettings(kafka_bootstrap_servers=plan.bootstrap, consumer_system=CONSUMER,
+                           run_consumers=False, ensure_topics=False, producer_timeout_s=5,
+                           overall_deadline_s=8, decision_cache_ttl_s=5,
+                           routing_file=Path(plan.routing_file), access_topic=plan.access_topic)
+    verifier = TokenVerifier(Path(plan.public_key_file).read_bytes())
+    parts = Parts(index=StandInIndex(patients_of(plan.patients), plan.producers),
+                  consent=StandInConsent(), routing_store=InMemoryRoutingStore(),
+                  tokens=lambda: plan.system_token)
+    configure_process(config)
+    return freeze_startup_objects(create_app(config, token_verifier=verifier, parts=parts))
+
+
+class StandInIndex:
+    """Each patient has data at 1-4 producers, in 1-2 categories each."""
+
+    def __init__(self, patients: list[str], producers: int, seed: int = 3) -> None:
+        rng = random.Random(seed)  # noqa: S311 - benchmark data, not secrets
+        self.entries: dict[str, list[IndexEntry]] = {}
+        for patient in patients:
+            found = []
+            for n in rng.sample(range(producers), rng.randint(1, 4)):
+                for category in rng.sample(AVAILABLE_CATEGORIES, rng.randint(1, 2)):
+                    found.append(IndexEntry(category.service_domain, category.categorizations[0],
+                                            address(n), address(n).replace("-LA", "-SYS"),
+                                            address(n).replace("-LA", "-VG")))
+            self.entries[patient] = found
+
+    async def find(self, patient_id: str, service_domain: str) -> list[IndexEntry]:
+        return [e for e in self.entries.get(patient_id, []) if e.service_domain == service_domain]
+
+
+class StandInConsent:
+    async def decide(self, bearer: str, patient_id: str, categories: list[str],
+                     targets: list[Target]) -> Decision:
+        verdicts = {t.id: EngagementVerdict(True, "consent", None) for t in targets}
+        return Decision("allowed", "consent", None, verdicts=verdicts)
+
+
+def serve_producers(port: int, latency_ms: float) -> None:
+    import uvicorn
+
+    uvicorn.run(ProducerApp(latency_ms / 1000), host="127.0.0.1", port=port, log_level="error",
+                access_log=False, backlog=4096)
+
+
+class ProducerApp:
+    """Every ``/producers/{address}/{category}`` answers two records after exactly L."""
+
+    def __init__(self, latency_s: float) -> None:
+        self.latency_s = latency_s
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await asyncio.sleep(self.latency_s)
+        _, _, producer, category = scope["path"].split("/")
+        patient = json.loads(body)["patientId"]
+        answer = json.dumps({"contract": category, "result": {"resultCode": "OK"},
+                             "records": [_document(producer, patient, n) for n in range(2)],
+                             "continuationToken": None}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _document(producer: str, patient: str, n: int) -> dict[str, Any]:
+    return {"header": {
+        "documentId": f"{producer}-{n}", "sourceSystemHSAId": producer.replace("-LA", "-SYS"),
+        "patientId": {"id": patient},
+        "accountableHealthcareProfessional": {"authorTime": f"2025010{n + 1}120000"},
+        "approvedForPatient": True}, "body": {"description": "benchmark"}}
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    url: str
+    token: str
+    patients: int
+    readers: int
+    warm_up_s: float
+    seconds: float
+    rate: float = 0.0  # queries/s offered (open loop); 0: closed loop, each reader at once again
+
+
+# One query as the reader saw it: latency, latency - slowest producer call (ms), producer
+# calls, distinct producers called, failed calls.
+Sample = tuple[float, float, int, int, int]
+
+
+def read(plan: ReadPlan, out: Connection) -> None:
+    """Process entry: warm up, then measure; sends (samples, elapsed s, CPU s) back on ``out``."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        out.send(runner.run(_read(plan, out)))
+    out.close()
+
+
+async def _read(plan: ReadPlan, out: Connection) -> tuple[list[Sample], float, float]:
+    import aiohttp
+
+    patients = patients_of(plan.patients)
+    headers = {"Authorization": f"Bearer {plan.token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=plan.readers)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(plan.url, headers=headers, connector=connector,
+                                     timeout=timeout) as session:
+        await _phase(session, patients, plan, plan.warm_up_s, [])
+        samples: list[Sample] = []
+        out.send("measuring")
+        began, cpu = time.perf_counter(), time.process_time()
+        await _phase(session, patients, plan, plan.seconds, samples)
+        return samples, time.perf_counter() - began, time.process_time() - cpu
+
+
+async def _phase(session: Any, patients: list[str], plan: ReadPlan, seconds: float,
+                 into: list[Sample]) -> None:
+    """Closed loop (``rate`` 0): each reader asks again as soon as it has its answer. Open loop:
+    query i is due at start + i/rate and the next free reader sends it; its latency counts from
+    when it was due, so a saturated service (or reader pool) shows instead of lowering the rate."""
+    start = time.perf_counter()  # not loop.time(): uvloop's has millisecond resolution
+    stop = start + seconds
+    due = iter(range(round(plan.rate * seconds))) if plan.rate else None
+
+    async def reader(n: int) -> None:
+        rng = random.Random(n)  # noqa: S311 - benchmark data, not secrets
+        while time.perf_counter() < stop:
+            began = time.perf_counter()
+            if due is not None:
+                if (i := next(due, None)) is None:
+                    return
+                began = start + i / plan.rate
+                await asyncio.sleep(max(0.0, began - time.perf_counter()))
+            into.append(await _one(session, rng.choice(patients), began))
+
+    await asyncio.gather(*(reader(n) for n in range(plan.readers)))
+
+
+async def _one(session: Any, patient: str, began: float) -> Sample:
+    body = json.dumps({"patientId": patient, "categories": []})
+    async with session.post("/v1/overview", data=body) as answer:
+        content = await answer.read()
+    took = (time.perf_counter() - began) * 1000
+    if answer.status != 200:
+        raise RuntimeError(f"the overview answered {answer.status}: {content[:200]!r}")
+    out = json.loads(content)
+    producers = out["producers"]
+    slowest = max((p["durationMs"] for p in producers), default=0.0)
+    failed = sum(p["status"] != "DataFromSource" for p in producers)
+    called = len({p["logicalAddress"] for p in producers})
+    return took, took - slowest, out["producersCalled"], called, failed

@@ -1,0 +1,87 @@
+"""How npo-query is served: QUERY_WORKERS processes, each a whole replica built by
+``served_app``; and the benchmark's server factory builds the real app from its plan."""
+
+from __future__ import annotations
+
+import gc
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from npo_platform.identity import Principal, Role, generate_keypair, issue_token
+from npo_query import bench_load, main
+from npo_query.config import QuerySettings
+
+MINUTES = timedelta(minutes=5)
+
+
+def test_run_serves_the_factory_with_the_configured_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: dict[str, Any] = {}
+    monkeypatch.setenv("QUERY_WORKERS", "2")
+    monkeypatch.setattr(main.uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+
+    main.run()
+
+    assert served["app"] == "npo_query.main:served_app"
+    assert served["factory"] is True
+    assert served["workers"] == 2
+    assert served["port"] == QuerySettings().http_port
+
+
+def test_served_app_configures_telemetry_and_freezes_start_up_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(main, "configure_process", lambda config: calls.append("telemetry"))
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+
+    app = main.served_app()
+
+    assert calls == ["telemetry", "freeze"]
+    assert app.title == "NPO patient overview query"
+
+
+def test_the_bench_routes_every_producer_for_its_consumer(tmp_path: Path) -> None:
+    path = tmp_path / "routing.json"
+    bench_load.write_routing(path, 3, "http://127.0.0.1:9")
+    data = json.loads(path.read_text())
+    assert [r["endpoint"] for r in data["routes"]] == [
+        f"http://127.0.0.1:9/producers/{bench_load.address(n)}" for n in range(3)]
+    assert {a["consumer_system"] for a in data["authorisations"]} == {bench_load.CONSUMER}
+
+
+@pytest.mark.integration
+async def test_the_bench_server_app_answers_an_overview_from_its_plan(
+    tmp_path: Path, kafka_bootstrap_servers: str, kafka_topic_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What every bench query server process serves: the real app, stand-in index and consent."""
+    private, public = generate_keypair()
+    (tmp_path / "public.pem").write_bytes(public)
+    bench_load.write_routing(tmp_path / "routing.json", 5, "http://127.0.0.1:9")  # nobody there
+    topic = kafka_topic_factory()
+    system = issue_token(private, Principal(sub="SE5565594230-NPOAGP", name="q",
+                                            roles=frozenset({Role.SYSTEM})), MINUTES)
+    plan = bench_load.ServerPlan(5, 20, kafka_bootstrap_servers, str(tmp_path / "routing.json"),
+                                 str(tmp_path / "public.pem"), system, topic)
+    monkeypatch.setenv(bench_load.ENV, json.dumps(plan.__dict__))
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    monkeypatch.setattr("npo_platform.service.configure_process", lambda config: None)
+    app = bench_load.bench_app()
+    clinician = Principal(sub="SE2321000016-A1B2", name="B", roles=frozenset({Role.CLINICIAN}),
+                          care_unit="SE2321000016-U001", care_giver="SE2321000016-G001",
+                          assignment="A1", purpose="care")
+    patient = bench_load.patients_of(20)[0]
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://q") as client:
+        token = issue_token(private, clinician, MINUTES)
+        answer = await client.post("/v1/overview", json={"patientId": patient},
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["producersCalled"] >= 1
+    assert {p["cause"] for p in body["producers"]} == {"connection_error"}

@@ -1,0 +1,134 @@
+"""The patient's own access-log extract in real headless Chromium, end to end.
+
+The demo clinician reads the demo patient's overview (relation and consent registered at the
+consent service); a clinician of another care giver opens it by emergency access. The patient's
+page shows both accesses: who (care giver, unit), when, what kind of information, why, with the
+emergency access marked. A clinician's token is refused, and the page has no patient field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from national import Nation, running_nation
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from npo_platform.identity import Principal, Role
+
+pytestmark = pytest.mark.integration
+WAIT_S = 20
+EMERGENCY_DOCTOR = Principal(
+    sub="SE2321000016-N002", name="Dr Nora Nöd", roles=frozenset({Role.CLINICIAN}),
+    care_unit="SE2321000016-AKM2", care_giver="SE2321000016-RG02", assignment="A8", purpose="care",
+)
+
+
+def _post(nation: Nation, url: str, who: Principal | Role, body: dict[str, Any]) -> dict[str, Any]:
+    answer = httpx.post(url, json=body, headers=nation.headers(who), timeout=30)
+    assert answer.status_code in (200, 201), answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def _extract(nation: Nation, who: Principal | Role) -> httpx.Response:
+    return httpx.post(f"{nation.audit}/audit/extract", json={}, headers=nation.headers(who), timeout=10)
+
+
+@pytest.fixture(scope="module")
+def nation(kafka_bootstrap_servers: str, database_url: str, tmp_path_factory: pytest.TempPathFactory,
+           browser: webdriver.Chrome) -> Iterator[Nation]:
+    with running_nation(kafka_bootstrap_servers, database_url, tmp_path_factory.mktemp("nation")) as running:
+        yield running
+        browser.get("about:blank")  # close the pages' connections before the servers stop
+
+
+@pytest.fixture(scope="module")
+def extract(nation: Nation) -> list[dict[str, Any]]:
+    """Two real reads of the demo patient's overview; the patient's extract once both are logged."""
+    patient = {"patient_id": nation.patient}
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    _post(nation, f"{nation.consent}/v1/relations", Role.CLINICIAN, patient)
+    unit = nation.people[Role.CLINICIAN].care_unit
+    consent = {**patient, "valid_to": later, "care_unit": unit}
+    _post(nation, f"{nation.consent}/v1/consents", Role.CLINICIAN, consent)
+    _post(nation, f"{nation.query}/v1/overview", Role.CLINICIAN, {"patientId": nation.patient})
+    _post(nation, f"{nation.consent}/v1/relations", EMERGENCY_DOCTOR, patient)
+    emergency = {**patient, "reason": "stroke alert"}
+    _post(nation, f"{nation.consent}/v1/emergency-accesses", EMERGENCY_DOCTOR, emergency)
+    _post(nation, f"{nation.query}/v1/overview", EMERGENCY_DOCTOR, {"patientId": nation.patient})
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        answer = _extract(nation, Role.PATIENT)
+        answer.raise_for_status()
+        if len(items := answer.json()["items"]) >= 2:
+            return list(items)
+        time.sleep(0.2)
+    raise AssertionError("the two reads never reached the patient's extract")
+
+
+def _open(browser: webdriver.Chrome, nation: Nation, who: Role) -> WebDriverWait[webdriver.Chrome]:
+    browser.get_log("browser")  # type: ignore[no-untyped-call]
+    browser.get("about:blank")  # a new page: only the fragment would differ from the last test's
+    browser.get(f"{nation.audit}/ui/patient.html#token={nation.token(who)}")
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=who]")))
+    return wait
+
+
+def _assert_quiet_console(browser: webdriver.Chrome) -> None:
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]  # type: ignore[no-untyped-call]
+    assert not severe, severe
+
+
+def test_the_patient_sees_who_read_their_record_when_and_why(
+    browser: webdriver.Chrome, nation: Nation, extract: list[dict[str, Any]], screenshot: Any
+) -> None:
+    clinician = nation.people[Role.CLINICIAN]
+    [read] = [i for i in extract if i["care_unit"] == clinician.care_unit]
+    [emergency] = [i for i in extract if i["care_unit"] == EMERGENCY_DOCTOR.care_unit]
+    wait = _open(browser, nation, Role.PATIENT)
+
+    rows = wait.until(lambda b: (found := b.find_elements(By.CSS_SELECTOR, "[data-testid=extract-row]"))
+                      and len(found) >= 2 and found)
+    units = (str(clinician.care_unit), str(EMERGENCY_DOCTOR.care_unit))
+    by_unit = {next(u for u in units if u in r.text): r for r in rows}
+    mine = by_unit[units[0]]
+    assert clinician.care_giver
+    assert clinician.care_giver in mine.text
+    stamp = mine.find_element(By.CSS_SELECTOR, "time")
+    assert stamp.get_attribute("datetime") == read["access_time"]
+    assert stamp.text.startswith(read["access_time"][:4])  # a readable local time, not empty
+    assert "Vård och behandling" in mine.text
+    assert not mine.find_elements(By.CSS_SELECTOR, "[data-testid=emergency]")
+    marked = by_unit[units[1]].find_element(By.CSS_SELECTOR, "[data-testid=emergency]")
+    assert emergency["emergency"] is True
+    assert "Emergency access" in marked.text
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "patientdatalagen" in page
+    assert "Patient Data Act" in page
+    assert nation.patient not in browser.page_source
+    assert not browser.find_elements(By.CSS_SELECTOR, "main input, main textarea")  # no patient field
+    screenshot("extract")
+    _assert_quiet_console(browser)
+
+
+def test_a_clinician_token_is_refused_on_the_patient_page(
+    browser: webdriver.Chrome, nation: Nation, extract: list[dict[str, Any]], screenshot: Any
+) -> None:
+    wait = _open(browser, nation, Role.CLINICIAN)
+
+    refused = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=refused]")))
+    assert "only a patient's own log" in refused.text
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=extract-row]")
+    assert _extract(nation, Role.CLINICIAN).status_code == 403  # and the API refuses it too
+    screenshot("refused")
+    _assert_quiet_console(browser)
