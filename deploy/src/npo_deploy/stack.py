@@ -24,6 +24,13 @@ from npo_platform.settings import PlatformSettings
 # Start order: the query service and the simulator call the others.
 ORDER = ("index", "consent", "audit", "simulator", "query")
 ROUTING_FILE = Path("services/query/routing.local.json")  # the local stack's routing table
+# Reference data of the local stack, when present (a variable set in the environment wins).
+LOCAL_FILES = {
+    "QUERY_ROUTING_FILE": ROUTING_FILE,
+    "INDEX_DIRECTORY_FILE": Path("services/index/directory.local.json"),  # `npo directory`
+}
+# Two server processes for the services on the request path: one core each.
+LOCAL_DEFAULTS = {"CONSENT_WORKERS": "2", "QUERY_WORKERS": "2"}
 
 
 @dataclass(frozen=True)
@@ -69,10 +76,11 @@ def start(settings: PlatformSettings, service: Service, timeout: float = 60.0) -
     log, pid = _files(settings, service)
     if processes.find_process(pid, service.command[0]) is not None and healthy(service):
         return False
-    if ROUTING_FILE.exists():
-        os.environ.setdefault("QUERY_ROUTING_FILE", str(ROUTING_FILE.resolve()))
-    if (directory := Path("services/index/directory.local.json")).exists():  # `npo directory`
-        os.environ.setdefault("INDEX_DIRECTORY_FILE", str(directory.resolve()))
+    for variable, value in LOCAL_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
+    for variable, path in LOCAL_FILES.items():
+        if path.exists():
+            os.environ.setdefault(variable, str(path.resolve()))
     started = processes.spawn_detached(service.command, log, pid)
 
     def alive() -> bool:

@@ -72,6 +72,7 @@ async def test_the_stream_delivers_fast_producers_first_after_the_access_event(
     names = [name for _, name, _ in events]
     assert names[0] == "accepted"
     assert names[-1] == "summary"
+    assert events[0][2]["blockedInformationExists"] is False
     producers = [(at, data) for at, name, data in events if name == "producer"]
     assert len(producers) == len(targets(patient))
     first_at, first = producers[0]
@@ -87,3 +88,24 @@ async def test_the_stream_delivers_fast_producers_first_after_the_access_event(
     assert event.meta.event_id == events[0][2]["accessEventId"]
     assert {p.status for p in event.producers} == {REQUESTED}
     assert len(event.producers) == len(targets(patient))
+
+
+async def test_the_stream_says_at_once_that_blocked_information_exists(
+    tmp_path: Path, kafka_bootstrap_servers: str, database_url: str,
+    kafka_topic_factory: TopicFactory, sim: Simulator,
+) -> None:
+    await sim.reset()
+    patient = patient_with(min_producers=2)
+    entries = index_entries(patient)
+    blocked = sorted({e.data_controller for e in entries})[0]
+    config = settings(tmp_path, kafka_bootstrap_servers, database_url, sim.url, kafka_topic_factory)
+    app = query_app(config, FakeIndex({patient: entries}), FakeConsent(blocked={blocked}))
+    async with serve(app) as url:
+        events = await _events(url, {"patientId": patient})
+    accepted = events[0][2]
+    assert (events[0][1], accepted["blockedInformationExists"]) == ("accepted", True)
+    # The blocked producers are reported withheld, without their address.
+    withheld = [p for p in accepted["producers"] if p["status"] == "WithheldByDecision"]
+    assert withheld
+    assert all(p["logicalAddress"] is None for p in withheld)
+    assert events[-1][2]["outcome"] == "partial"

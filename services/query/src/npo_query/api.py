@@ -96,7 +96,10 @@ async def overview_stream(body: OverviewRequest, request: Request,
 
 
 async def _events(ctx: QueryContext, plan: Plan, event_id: str) -> AsyncIterator[str]:
+    decision = plan.decision
     yield sse("accepted", {"accessEventId": event_id, "producersCalled": len(plan.calls),
+                           "blockedInformationExists": decision.blocked_information_exists,
+                           "protectedIdentity": decision.protected_identity,
                            "producers": [_dump(producer_out(r)) for r in plan.settled]})
     seen: set[tuple[str, str]] = set()
     called: list[TargetResult] = []

@@ -128,6 +128,7 @@ export function createOverview() {
         if (event === "accepted") {
           called = data.producersCalled;
           settle(data.producers, table);
+          if (data.blockedInformationExists) blockedNotice();
           progress.textContent = `Access logged. Waiting for ${called} producer answer(s)…`;
         } else if (event === "producer") {
           answered += 1;
