@@ -31,6 +31,11 @@ EMERGENCY_DOCTOR = Principal(
     care_unit="SE2321000016-AKM2", care_giver="SE2321000016-RG02", assignment="A8", purpose="care",
 )
 
+STRANGER = Principal(  # a clinician with no relation to the patient: refused, and logged
+    sub="SE2321000016-S003", name="Dr Sam Stranger", roles=frozenset({Role.CLINICIAN}),
+    care_unit="SE2321000016-ORT3", care_giver="SE2321000016-RG03", assignment="A9", purpose="care",
+)
+
 
 def _post(nation: Nation, url: str, who: Principal | Role, body: dict[str, Any]) -> dict[str, Any]:
     answer = httpx.post(url, json=body, headers=nation.headers(who), timeout=30)
@@ -53,7 +58,8 @@ def nation(kafka_bootstrap_servers: str, database_url: str, tmp_path_factory: py
 
 @pytest.fixture(scope="module")
 def extract(nation: Nation) -> list[dict[str, Any]]:
-    """Two real reads of the demo patient's overview; the patient's extract once both are logged."""
+    """Two real reads of the demo patient's overview and a refused attempt; the patient's extract
+    once all three are logged."""
     patient = {"patient_id": nation.patient}
     later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     _post(nation, f"{nation.consent}/v1/relations", Role.CLINICIAN, patient)
@@ -65,14 +71,17 @@ def extract(nation: Nation) -> list[dict[str, Any]]:
     emergency = {**patient, "reason": "stroke alert"}
     _post(nation, f"{nation.consent}/v1/emergency-accesses", EMERGENCY_DOCTOR, emergency)
     _post(nation, f"{nation.query}/v1/overview", EMERGENCY_DOCTOR, {"patientId": nation.patient})
+    refused = httpx.post(f"{nation.query}/v1/overview", json={"patientId": nation.patient},
+                         headers=nation.headers(STRANGER), timeout=30)
+    assert refused.status_code == 403, refused.text  # no relation: an attempt, logged too
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         answer = _extract(nation, Role.PATIENT)
         answer.raise_for_status()
-        if len(items := answer.json()["items"]) >= 2:
+        if len(items := answer.json()["items"]) >= 3:
             return list(items)
         time.sleep(0.2)
-    raise AssertionError("the two reads never reached the patient's extract")
+    raise AssertionError("the three accesses never reached the patient's extract")
 
 
 def _open(browser: webdriver.Chrome, nation: Nation, who: Role) -> WebDriverWait[webdriver.Chrome]:
@@ -98,8 +107,8 @@ def test_the_patient_sees_who_read_their_record_when_and_why(
     wait = _open(browser, nation, Role.PATIENT)
 
     rows = wait.until(lambda b: (found := b.find_elements(By.CSS_SELECTOR, "[data-testid=extract-row]"))
-                      and len(found) >= 2 and found)
-    units = (str(clinician.care_unit), str(EMERGENCY_DOCTOR.care_unit))
+                      and len(found) >= 3 and found)
+    units = (str(clinician.care_unit), str(EMERGENCY_DOCTOR.care_unit), str(STRANGER.care_unit))
     by_unit = {next(u for u in units if u in r.text): r for r in rows}
     mine = by_unit[units[0]]
     assert clinician.care_giver
@@ -109,6 +118,11 @@ def test_the_patient_sees_who_read_their_record_when_and_why(
     assert stamp.text.startswith(read["access_time"][:4])  # a readable local time, not empty
     assert "Vård och behandling" in mine.text
     assert not mine.find_elements(By.CSS_SELECTOR, "[data-testid=emergency]")
+    assert not mine.find_elements(By.CSS_SELECTOR, "[data-testid=outcome]")  # answered in full
+    attempt = by_unit[units[2]]
+    assert attempt.find_element(By.CSS_SELECTOR, "[data-testid=outcome]").get_attribute(
+        "data-outcome") == "denied"
+    assert "Refused, nothing was shown" in attempt.text
     marked = by_unit[units[1]].find_element(By.CSS_SELECTOR, "[data-testid=emergency]")
     assert emergency["emergency"] is True
     assert "Emergency access" in marked.text

@@ -156,7 +156,9 @@ async def test_a_patient_reads_only_their_own_extract(
         "resource_types",
         "resource_names",
         "emergency",
+        "outcome",
     }
+    assert {i["outcome"] for i in items} <= {"allowed", "partial", "denied", "not_delivered"}
     assert items[0]["resource_names"][0] == {"key": "dia", "sv": "Diagnoser", "en": "Diagnoses"}
     assert BOB not in own.text
     assert ALICE not in own.text

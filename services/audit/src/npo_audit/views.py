@@ -69,6 +69,8 @@ def extract_view(record: Record) -> dict[str, Any]:
         "purpose": e.purpose, "activity": enum_name(ActivityType, e.activity),
         "resource_types": list(e.categories), "emergency": e.basis == AccessBasis.EMERGENCY,
         "resource_names": [category_names(c) for c in e.categories],
+        # An attempt is logged too: refused (denied), answered in part, or not delivered.
+        "outcome": enum_name(AccessOutcome, e.outcome),
     }
 
 

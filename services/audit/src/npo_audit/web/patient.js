@@ -6,6 +6,10 @@ const ROLE = "patient";
 const PAGE = 100;
 const ACTIVITIES = { read: ["Läste", "Read"], emergency_open: ["Öppnade med nödåtkomst", "Opened by emergency access"],
   print: ["Skrev ut", "Printed"], write: ["Skrev", "Wrote"], sign: ["Signerade", "Signed"] };
+// What the reader got, when not everything asked for: attempts are logged too.
+const OUTCOMES = { denied: ["Nekades, inget visades", "Refused, nothing was shown"],
+  partial: ["Delvis, en del visades inte", "In part, some was not shown"],
+  not_delivered: ["Avbröts, inget visades", "Interrupted, nothing was shown"] };
 const PURPOSES = { care: ["Vård och behandling", "Care and treatment"] };
 
 const both = (sv, en) => [el("span", { lang: "sv" }, sv), el("br"), el("span", { lang: "en", class: "muted" }, en)];
@@ -40,12 +44,21 @@ function why(item) {
   return parts;
 }
 
+function done(item) {
+  const parts = [pair(ACTIVITIES, item.activity)].flat();
+  if (OUTCOMES[item.outcome]) {
+    parts.push(el("br"), el("span", { class: "pill", "data-testid": "outcome", "data-outcome": item.outcome },
+      `${OUTCOMES[item.outcome][0]} · ${OUTCOMES[item.outcome][1]}`));
+  }
+  return parts;
+}
+
 function accessRow(item) {
   const kinds = el("ul", { class: "plain" }, item.resource_names.map((c) =>
     el("li", {}, el("span", { lang: "sv" }, c.sv), " ", el("span", { lang: "en", class: "muted" }, `(${c.en})`))));
   return el("tr", { "data-testid": "extract-row" },
     el("th", { scope: "row" }, el("time", { datetime: item.access_time }, formatTime(item.access_time))),
-    el("td", {}, item.care_giver), el("td", {}, item.care_unit), el("td", {}, pair(ACTIVITIES, item.activity)),
+    el("td", {}, item.care_giver), el("td", {}, item.care_unit), el("td", {}, done(item)),
     el("td", {}, item.resource_names.length > 3 ? el("details", {}, el("summary", {},
       `${item.resource_names.length} slags information · kinds of information`), kinds) : kinds),
     el("td", {}, why(item)));
