@@ -9,17 +9,20 @@ the newest state. No I/O.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 
 NOT_APPLICABLE = "NA"  # EI's normalised form of an empty optional key part
 _SEPARATOR = "\x1f"  # unit separator: no two different identities hash the same text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
-    """The nine fields that identify an engagement, optional parts already normalised to ``NA``."""
+    """The nine fields that identify an engagement, optional parts already normalised to ``NA``.
+
+    The key is computed on first use (or given by ``keyed_identity``); it takes no part in
+    equality, hashing or ``repr``, being a function of the nine fields.
+    """
 
     patient: str
     service_domain: str
@@ -30,11 +33,16 @@ class Identity:
     source_system: str
     data_controller: str
     owner: str
+    _key: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
-    @cached_property
+    @property
     def key(self) -> bytes:
         """SHA-256 over the nine fields, as EI stores it (raw 32 bytes; ``.hex()`` on the wire)."""
-        return hashlib.sha256(_SEPARATOR.join(self.parts()).encode()).digest()
+        key = self._key
+        if key is None:  # a race computes the same bytes twice: harmless, no lock needed
+            key = identity_key(self.parts())
+            object.__setattr__(self, "_key", key)  # the frozen guard's own way round itself
+        return key
 
     def parts(self) -> tuple[str, ...]:
         return (
@@ -42,6 +50,11 @@ class Identity:
             self.business_object_instance_identifier, self.clinical_process_interest_id,
             self.source_system, self.data_controller, self.owner,
         )
+
+
+def identity_key(parts: tuple[str, ...]) -> bytes:
+    """The key of the nine (normalised) identity fields, in ``Identity.parts()`` order."""
+    return hashlib.sha256(_SEPARATOR.join(parts).encode()).digest()
 
 
 def normalise_optional(value: str) -> str:
@@ -76,3 +89,17 @@ class Transaction:
     @property
     def key(self) -> bytes:
         return self.identity.key
+
+
+def keyed_identity(parts: tuple[str, ...], key: bytes) -> Identity:
+    """``Identity(*parts)`` with its already computed ``identity_key(parts)`` (ingest)."""
+    identity = Identity(*parts)
+    object.__setattr__(identity, "_key", key)
+    return identity
+
+
+def new_transaction(
+    identity: Identity, most_recent_content: str, delete: bool, version: Version
+) -> Transaction:
+    """``Transaction(identity, most_recent_content, delete, version)``."""
+    return Transaction(identity, most_recent_content, delete, version)
