@@ -181,7 +181,7 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
         query_url = await exits.enter_async_context(
             serve(query_app(query, parts=Parts(offset_reset="earliest"))))
         announced = await _announce(kafka, topics, source)
-        patient = _demo_patient(source)
+        patient = source.demo_patient()
         nation = Nation(index_url, consent_url, query_url, audit_url, sim_url, topics, kafka,
                         source, announced, private_path.read_bytes(), patient,
                         demo_people(patient))
@@ -195,6 +195,11 @@ class ProducerCalls:
 
     def __init__(self, app: Any) -> None:
         self.app, self.calls = app, Counter[tuple[str, str, str]]()
+
+    def wrap(self, app: Any) -> ProducerCalls:
+        """Count the calls to ``app`` (``running_nation(..., wrap_producers=calls.wrap)``)."""
+        self.app = app
+        return self
 
     def of(self, logical_address: str, patient: str | None = None) -> int:
         return sum(n for (address, _, who), n in self.calls.items()
@@ -236,14 +241,6 @@ async def _announce(kafka: str, topics: Topics, source: RecordSource) -> int:
     async with producer_sinks(kafka, replace(ENGAGEMENT_UPDATES, name=topics.updates)) as sink_for:
         progress = await announce_population(source, sink_for)
     return progress.engagements
-
-
-def _demo_patient(source: RecordSource) -> str:
-    for person in source.people:
-        producers = {r.producer for r in source.histories.of(person) if not r.social_services}
-        if len(producers) >= 2:
-            return person.patient_id
-    raise AssertionError("no patient with records at two producers")
 
 
 async def indexed(nation: Nation) -> int:

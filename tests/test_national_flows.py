@@ -42,12 +42,8 @@ def calls() -> ProducerCalls:
 @pytest.fixture(scope="module")
 def nation(kafka_bootstrap_servers: str, database_url: str, calls: ProducerCalls,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nation]:
-    def counting(app: Any) -> ProducerCalls:
-        calls.app = app
-        return calls
-
     with running_nation(kafka_bootstrap_servers, database_url, tmp_path_factory.mktemp("nation"),
-                        population=600, wrap_producers=counting) as running:
+                        population=600, wrap_producers=calls.wrap) as running:
         yield running
 
 

@@ -44,14 +44,10 @@ def calls() -> ProducerCalls:
 @pytest.fixture(scope="module")
 def nation(kafka_bootstrap_servers: str, database_url: str, calls: ProducerCalls,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nation]:
-    def counting(app: Any) -> ProducerCalls:
-        calls.app = app
-        return calls
-
     # Only a consent event may end a cached decision within a test's time (TTL 120 s).
     with running_nation(kafka_bootstrap_servers, database_url, tmp_path_factory.mktemp("nation"),
                         population=1_000, query_options={"decision_cache_ttl_s": 120.0},
-                        wrap_producers=counting) as running:
+                        wrap_producers=calls.wrap) as running:
         yield running
 
 

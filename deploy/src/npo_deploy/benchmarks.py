@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from npo_deploy import kafka, postgres
-from npo_deploy.testing import isolated_kafka, isolated_postgres, scratch_dir
+from npo_deploy.testing import scratch_kafka, scratch_postgres
 
 
 @contextmanager
@@ -21,13 +21,8 @@ def database(configured_url: str, label: str) -> Iterator[str]:
         yield configured_url
         return
     typer.echo("no database answering: starting a scratch PostgreSQL for this run", err=True)
-    with scratch_dir(f"npo-bench-{label}-pg-") as home:
-        server = isolated_postgres(home / "postgres")
-        postgres.start(server)
-        try:
-            yield server.url
-        finally:
-            postgres.stop(server)
+    with scratch_postgres(f"npo-bench-{label}-pg-") as url:
+        yield url
 
 
 @contextmanager
@@ -37,13 +32,8 @@ def broker(configured_bootstrap: str, label: str) -> Iterator[str]:
         yield configured_bootstrap
         return
     typer.echo("no broker answering: starting a scratch Kafka broker for this run", err=True)
-    with scratch_dir(f"npo-bench-{label}-kafka-") as home:
-        server = isolated_kafka(home / "kafka")
-        kafka.start(server)
-        try:
-            yield server.bootstrap
-        finally:
-            kafka.stop(server)
+    with scratch_kafka(f"npo-bench-{label}-kafka-") as bootstrap:
+        yield bootstrap
 
 
 def report(figures: Mapping[str, Any], as_json: bool) -> None:

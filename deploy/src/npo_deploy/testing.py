@@ -70,7 +70,7 @@ def _docker_ping() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kafka_bootstrap_servers() -> Iterator[str]:
     """A broker for the session: KAFKA_BOOTSTRAP_SERVERS, a container or a local broker."""
     if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield bootstrap
@@ -80,12 +80,8 @@ def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
             yield container.get_bootstrap_server()
     else:
-        broker = isolated_kafka(tmp_path_factory.mktemp("kafka"))
-        kafka.start(broker)
-        try:
-            yield broker.bootstrap
-        finally:
-            kafka.stop(broker)
+        with scratch_kafka("npo-kafka-") as bootstrap:
+            yield bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -99,13 +95,8 @@ def database_url() -> Iterator[str]:
         with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
             yield container.get_connection_url()
     else:
-        with scratch_dir("npo-postgres-") as home:
-            server = isolated_postgres(home / "postgres")
-            postgres.start(server)
-            try:
-                yield server.url
-            finally:
-                postgres.stop(server)
+        with scratch_postgres("npo-postgres-") as url:
+            yield url
 
 
 def isolated_kafka(home: Path) -> LocalKafka:
@@ -118,6 +109,32 @@ def isolated_kafka(home: Path) -> LocalKafka:
 def isolated_postgres(home: Path) -> LocalPostgres:
     """A PostgreSQL server in ``home`` on a free port."""
     return LocalPostgres(home=home, port=processes.free_port())
+
+
+@contextmanager
+def scratch_kafka(prefix: str) -> Iterator[str]:
+    """A broker started in a fresh scratch directory; its bootstrap address. Stopped and removed
+    afterwards."""
+    with scratch_dir(prefix) as home:
+        broker = isolated_kafka(home / "kafka")
+        kafka.start(broker)
+        try:
+            yield broker.bootstrap
+        finally:
+            kafka.stop(broker)
+
+
+@contextmanager
+def scratch_postgres(prefix: str) -> Iterator[str]:
+    """A PostgreSQL server started in a fresh scratch directory; its URL. Stopped and removed
+    afterwards."""
+    with scratch_dir(prefix) as home:
+        server = isolated_postgres(home / "postgres")
+        postgres.start(server)
+        try:
+            yield server.url
+        finally:
+            postgres.stop(server)
 
 
 @contextmanager

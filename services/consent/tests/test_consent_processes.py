@@ -14,12 +14,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from npo_consent import main
 from npo_consent.config import ConsentSettings
+from npo_platform import service as platform_service
 
 
 def test_run_serves_the_factory_with_the_configured_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     served: dict[str, Any] = {}
     monkeypatch.setenv("CONSENT_WORKERS", "3")
-    monkeypatch.setattr(main.uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    monkeypatch.setattr(platform_service.uvicorn, "run",
+                        lambda app, **options: served.update(app=app, **options))
 
     main.run()
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from npo_platform import service as platform_service
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
 from npo_query import bench_load, main
 from npo_query.config import QuerySettings
@@ -22,7 +23,8 @@ MINUTES = timedelta(minutes=5)
 def test_run_serves_the_factory_with_the_configured_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     served: dict[str, Any] = {}
     monkeypatch.setenv("QUERY_WORKERS", "2")
-    monkeypatch.setattr(main.uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    monkeypatch.setattr(platform_service.uvicorn, "run",
+                        lambda app, **options: served.update(app=app, **options))
 
     main.run()
 

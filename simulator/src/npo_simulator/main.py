@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uvicorn
-
-from npo_platform.service import configure_process
+from npo_platform.service import configure_process, serve
 from npo_simulator.config import SimulatorSettings
 from npo_simulator.server import create_app
 
@@ -13,6 +11,4 @@ def run() -> None:
     """Console entry point ``npo-simulator``."""
     config = SimulatorSettings()
     configure_process(config)
-    # Open event streams end at most 10 s into a shutdown.
-    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port,
-                timeout_graceful_shutdown=10)
+    serve(create_app(config), config.http_host, config.http_port)

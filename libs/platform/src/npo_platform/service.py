@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
 from typing import Literal
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
@@ -68,6 +70,28 @@ def configure_process(settings: PlatformSettings) -> None:
     """Process-wide telemetry, once, from a service's entry point (never at import time)."""
     configure_logging(settings.service_name, settings.log_level)
     configure_tracing(settings.service_name, otlp_endpoint=settings.otel_exporter_otlp_endpoint)
+
+
+SHUTDOWN_GRACE_S = 10  # open event streams are cut this long into a shutdown
+
+
+def serve(app: FastAPI | str, host: str, port: int, workers: int = 1) -> None:
+    """A service's HTTP server in this process, until it is told to stop.
+
+    ``app`` is the application, or the import path of a factory (``"pkg.main:served_app"``)
+    that each of ``workers`` server processes calls to build its own.
+    """
+    uvicorn.run(app, factory=isinstance(app, str), host=host, port=port, workers=workers,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+
+
+def freeze_startup_objects(app: FastAPI) -> FastAPI:
+    """Move what start-up built (modules, routes, schemas: ~90,000 objects) out of the garbage
+    collector's reach: a full collection over them took 60-90 ms, a pause every request in
+    flight waited for."""
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def _configured_verifier(settings: PlatformSettings) -> TokenVerifier | None:

@@ -7,11 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from npo_platform.identity import TokenVerifier
-from npo_platform.service import configure_process, create_service_app
+from npo_platform.service import configure_process, create_service_app, serve
 from npo_platform.web import mount_web
 
 from .api import AuditServices, router
@@ -64,6 +63,4 @@ def run() -> None:
     """Console entry point ``npo-audit``: serve on the configured host and port."""
     config = AuditSettings()
     configure_process(config)
-    # Open event streams end at most 10 s into a shutdown.
-    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port,
-                timeout_graceful_shutdown=10)
+    serve(create_app(config), config.http_host, config.http_port)

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-import uvicorn
 from fastapi import FastAPI
 
 from npo_platform.contracts import AccessEvent
 from npo_platform.kafka import EventConsumer, EventPublisher
 from npo_platform.kafka_admin import ensure_topics, with_dead_letters
-from npo_platform.service import configure_process, create_service_app
+from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
 from . import standing
@@ -114,18 +112,12 @@ async def _background(
 
 
 def served_app() -> FastAPI:
-    """The app of one server process (uvicorn's factory, in every worker): telemetry, then app.
-
-    The objects built until now (modules, routes, schemas: ~85,000) are moved out of the
-    garbage collector's reach: a full collection over them took 60-90 ms, a pause every
-    request in flight then waited for (the p99 of ``npo bench consent``).
-    """
+    """The app of one server process (uvicorn's factory, in every worker): telemetry, then app,
+    then start-up's objects frozen (a full collection over them was the p99 of
+    ``npo bench consent``)."""
     config = ConsentSettings()
     configure_process(config)
-    app = create_app(config)
-    gc.collect()
-    gc.freeze()
-    return app
+    return freeze_startup_objects(create_app(config))
 
 
 def run() -> None:
@@ -135,5 +127,4 @@ def run() -> None:
     ``served_app``.
     """
     config = ConsentSettings()
-    uvicorn.run("npo_consent.main:served_app", factory=True, host=config.http_host,
-                port=config.http_port, workers=config.workers)
+    serve("npo_consent.main:served_app", config.http_host, config.http_port, config.workers)

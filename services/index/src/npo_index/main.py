@@ -7,12 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventPublisher
-from npo_platform.service import configure_process, create_service_app
+from npo_platform.service import configure_process, create_service_app, serve
 from npo_platform.web import mount_web
 from npo_producer import EngagementProducer
 from npo_producer.validation import Rules
@@ -85,6 +84,4 @@ def run() -> None:
     """Console entry point ``npo-index``: serve on the configured host and port."""
     config = IndexSettings()
     configure_process(config)
-    # Open event streams end at most 10 s into a shutdown.
-    uvicorn.run(create_app(config), host=config.http_host, port=config.http_port,
-                timeout_graceful_shutdown=10)
+    serve(create_app(config), config.http_host, config.http_port)

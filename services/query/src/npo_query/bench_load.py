@@ -79,9 +79,9 @@ def server_env(plan: ServerPlan) -> dict[str, str]:
 
 def bench_app() -> FastAPI:
     """The uvicorn factory of one query server process of the benchmark (as ``served_app``)."""
-    from npo_platform.service import configure_process
+    from npo_platform.service import configure_process, freeze_startup_objects
 
-    from .main import Parts, create_app, freeze_startup_objects  # not in the other processes
+    from .main import Parts, create_app  # not in the other processes
 
     plan = ServerPlan(**json.loads(os.environ[ENV]))
     config = QuerySettings(kafka_bootstrap_servers=plan.bootstrap, consumer_system=CONSUMER,
