@@ -94,6 +94,25 @@ def freeze_startup_objects(app: FastAPI) -> FastAPI:
     return app
 
 
+BATCH_YOUNG_THRESHOLD = 50_000
+
+
+def tune_collector_for_batches(young_threshold: int = BATCH_YOUNG_THRESHOLD) -> None:
+    """For a process that handles large batches of short-lived objects (a stream consumer):
+    freeze what start-up built, and collect the young generation every ``young_threshold``
+    allocations instead of every 700.
+
+    With the defaults, a batch of thousands of events lives through many young collections,
+    is promoted, and triggers full collections over everything alive. Measured in the index's
+    ingest (``npo bench ingest``): Python CPU per update 45-50 µs with the defaults, ~36 µs with
+    this. Cyclic garbage is still collected, a little later; the memory held meanwhile is a
+    young generation of at most ``young_threshold`` container objects.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(young_threshold, 10, 10)
+
+
 def _configured_verifier(settings: PlatformSettings) -> TokenVerifier | None:
     try:
         return load_token_verifier(settings)

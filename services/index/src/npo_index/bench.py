@@ -23,8 +23,10 @@ from typing import Annotated, Any
 import httpx
 import typer
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
+from npo_deploy import cpu
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
@@ -32,6 +34,7 @@ from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
 from npo_platform.kafka import EventPublisher
 from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.service import tune_collector_for_batches
 from npo_platform.topics import ENGAGEMENT_UPDATES
 
 from .config import IndexSettings
@@ -65,7 +68,7 @@ FRESHNESS_RATE = 5000  # updates/s
 def ingest(
     quick: Annotated[bool, typer.Option("--quick", help="a smaller run of a minute or two")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="figures as one JSON object, last line")] = False,
-    workers: Annotated[int, typer.Option(help="ingest processes in the consumer group (≤ 3 partitions)")] = 1,
+    workers: Annotated[int, typer.Option(help="ingest processes in one consumer group")] = 1,
 ) -> None:
     """Ingest 1,000,000 updates over 100,000 patients; freshness at 5,000/s; FindContent at ≥10M rows."""
     settings = IndexSettings()
@@ -118,21 +121,28 @@ async def _bench(base: IndexSettings, size: Size, workers: int = 1) -> dict[str,
         "db_schema": f"npo_index_bench_{run}", "consumer_group": f"npo-index-bench-{run}",
     })
     topics = with_dead_letters([settings.updates, settings.changes])
-    await ensure_topics(settings.kafka_bootstrap_servers, topics)
+    # One partition per group member, as production sizes the topic for its workers.
+    await ensure_topics(settings.kafka_bootstrap_servers, topics, partitions=settings.consumers * workers)
     messages = size.updates // KEYS_PER_PATIENT
     console.print(f"producing {size.updates} updates over {size.patients} patients…")
     await _produce(settings, [_update(patient(n % size.patients), datetime.now(UTC), "20260101120000")
                               for n in range(messages)])
     raw = await _raw_consume(settings, size.updates)
-    # With more processes: one group member per process and partition (3 partitions).
+    # Every process has the same number of group members, so the partitions spread evenly.
     children = [_spawn_worker(settings) for _ in range(workers - 1)]
-    if children:
-        settings = settings.model_copy(update={"consumers": max(1, base.consumers - len(children))})
     async with open_worker(settings) as worker:
+        tune_collector_for_batches()  # as run_worker does in npo-index and npo-index-worker
         try:
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
+            await _group_stable(settings, members=settings.consumers * workers)
+            database, broker = (cpu.listener(settings.database_url),
+                                cpu.listener(settings.kafka_bootstrap_servers))
+            meter = cpu.Meter({"index": lambda: [os.getpid(), *(c.pid for c in children)],
+                               "postgres": lambda: cpu.tree(database), "broker": lambda: [broker]})
+            metered = messages - await _processed(worker)
             rate = await _ingest_rate(worker, messages, size.updates)
+            spent = meter.per_unit(metered * KEYS_PER_PATIENT, unit=1e-6)
             fresh = await _freshness(settings, worker, size)
             _stop_workers(children)
             stop.set()
@@ -143,7 +153,8 @@ async def _bench(base: IndexSettings, size: Size, workers: int = 1) -> dict[str,
             async with worker.store.pool.acquire() as conn:
                 await conn.execute(f'DROP SCHEMA "{settings.db_schema}" CASCADE')
     return {"updates_per_s": round(rate), "raw_consume_per_s": round(raw),
-            "ingest_to_raw_ratio": round(rate / raw, 3), "workers": workers, **fresh, **find}
+            "ingest_to_raw_ratio": round(rate / raw, 3), "workers": workers, **fresh, **find,
+            **{f"cpu_us_per_update_{part}": round(value, 1) for part, value in spent.items()}}
 
 
 def _spawn_worker(settings: IndexSettings) -> subprocess.Popen[bytes]:
@@ -151,7 +162,7 @@ def _spawn_worker(settings: IndexSettings) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
            "DATABASE_URL": settings.database_url, "INDEX_UPDATES_TOPIC": settings.updates_topic,
            "INDEX_CHANGES_TOPIC": settings.changes_topic, "INDEX_DB_SCHEMA": settings.db_schema,
-           "INDEX_CONSUMER_GROUP": settings.consumer_group, "INDEX_CONSUMERS": "1",
+           "INDEX_CONSUMER_GROUP": settings.consumer_group, "INDEX_CONSUMERS": str(settings.consumers),
            "NPO_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, "-m", "npo_index.worker"], env=env)
 
@@ -198,6 +209,27 @@ async def _processed(worker: Worker) -> int:
     async with worker.store.pool.acquire() as conn:
         count: int = await conn.fetchval("SELECT count(*) FROM processed_events")
         return count
+
+
+async def _group_stable(settings: IndexSettings, members: int, within_s: float = 60.0) -> None:
+    """Wait until every ingest process's members are in the group and it is Stable.
+
+    The rate is measured from then on: a member joining later would stop the group for a
+    rebalance in the middle of the measurement.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            [response] = await admin.describe_consumer_groups([settings.consumer_group])
+            group = response.groups[0]  # (error, id, state, protocol type, protocol, members, …)
+            if group[2] == "Stable" and len(group[5]) >= members:
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"the consumer group did not settle with {members} members")
+    finally:
+        await admin.close()
 
 
 async def _ingest_rate(worker: Worker, messages: int, updates: int) -> float:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventPublisher
-from npo_platform.service import configure_process, create_service_app, serve
+from npo_platform.service import configure_process, create_service_app, serve, tune_collector_for_batches
 from npo_platform.web import mount_web
 from npo_producer import EngagementProducer
 from npo_producer.validation import Rules
@@ -69,7 +69,10 @@ def _lifespan(settings: IndexSettings) -> Callable[[FastAPI], contextlib.Abstrac
         async with open_worker(settings) as worker:
             _attach(app, settings, worker.store, worker.publisher)
             stop = asyncio.Event()
-            task = asyncio.create_task(worker.run(stop)) if settings.run_consumer else None
+            task = None
+            if settings.run_consumer:
+                tune_collector_for_batches()  # the ingest's batches, not the HTTP routes, dominate
+                task = asyncio.create_task(worker.run(stop))
             try:
                 yield
             finally:
