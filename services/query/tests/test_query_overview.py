@@ -34,6 +34,7 @@ from npo_platform.contracts.events_pb2 import (
     PARTIAL,
     WITHHELD_BY_DECISION,
 )
+from npo_query.schemas import OverviewOut
 from npo_simulator.organisations import nation
 
 pytestmark = pytest.mark.integration
@@ -84,6 +85,7 @@ async def test_only_producers_with_data_are_called_each_once(make: Any, fresh: S
     assert body["producersCalled"] == len(expected) < len(nation().producers)
     assert {p["status"] for p in body["producers"]} == {"DataFromSource"}
     assert body["outcome"] == "allowed"
+    assert OverviewOut.model_validate(body).model_dump(mode="json", by_alias=True) == body
     [event] = await access_events(kafka_bootstrap_servers, config.access_topic, 1)
     assert event.patient_id == patient
     assert event.actor.user_hsa_id == "SE2321000016-A1B2"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventConsumer, EventPublisher, RetryPolicy
 from npo_platform.kafka_admin import ensure_topics, with_dead_letters
-from npo_platform.service import tune_collector_for_batches
+from npo_platform.service import tune_collector
 from npo_producer.validation import Rules
 
 from .changes import BatchPublisher, OutboxRelay
@@ -94,5 +94,5 @@ async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
 
 async def run_worker(settings: IndexSettings, stop: asyncio.Event | None = None) -> None:
     async with open_worker(settings) as worker:
-        tune_collector_for_batches()
+        tune_collector()
         await worker.run(stop)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventPublisher
-from npo_platform.service import configure_process, create_service_app, serve, tune_collector_for_batches
+from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.web import mount_web
 from npo_producer import EngagementProducer
 from npo_producer.validation import Rules
@@ -69,10 +69,7 @@ def _lifespan(settings: IndexSettings) -> Callable[[FastAPI], contextlib.Abstrac
         async with open_worker(settings) as worker:
             _attach(app, settings, worker.store, worker.publisher)
             stop = asyncio.Event()
-            task = None
-            if settings.run_consumer:
-                tune_collector_for_batches()  # the ingest's batches, not the HTTP routes, dominate
-                task = asyncio.create_task(worker.run(stop))
+            task = asyncio.create_task(worker.run(stop)) if settings.run_consumer else None
             try:
                 yield
             finally:
@@ -87,4 +84,4 @@ def run() -> None:
     """Console entry point ``npo-index``: serve on the configured host and port."""
     config = IndexSettings()
     configure_process(config)
-    serve(create_app(config), config.http_host, config.http_port)
+    serve(freeze_startup_objects(create_app(config)), config.http_host, config.http_port)

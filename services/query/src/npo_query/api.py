@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic_core import to_json
 
 from npo_platform.identifiers import PatientId
 from npo_platform.identity import ClinicianClaims
@@ -26,7 +26,8 @@ from .audit import Attempt, Auditor, AuditUnavailable
 from .clients import Unavailable
 from .decision import Decision, unavailable
 from .domain import Outcome, Status, TargetResult, merge, outcome_of
-from .schemas import OverviewOut, OverviewRequest, producer_out, record_out
+from .lean_route import LeanClinicianRoute
+from .schemas import OverviewOut, OverviewRequest, producer_json, record_json
 
 router = APIRouter(prefix="/v1", tags=["overview"])
 SSE = "text/event-stream"
@@ -57,11 +58,11 @@ def reading_of(body: OverviewRequest, request: Request, claims: Any) -> Reading:
     return Reading(claims, bearer, patient.value, body.categories)
 
 
-@router.post("/overview", response_model=OverviewOut)
 async def overview(body: OverviewRequest, request: Request, claims: ClinicianClaims) -> Response:
     """The patient's overview for the asked categories, after the access event is written.
 
-    The answer is serialised here, once (FastAPI would validate the whole model again first).
+    The answer is built as JSON-ready values and serialised here, once (building the models
+    and FastAPI's validating them again cost ~0.1 ms per query).
     """
     ctx = context(request)
     plan = await plan_or_refuse(ctx, reading_of(body, request, claims))
@@ -69,17 +70,23 @@ async def overview(body: OverviewRequest, request: Request, claims: ClinicianCla
     outcome = outcome_of(False, ordered)
     event_id = await record(ctx, plan.reading, plan.decision, outcome, reason_of(plan, ordered),
                             ordered)
-    answer = OverviewOut(
-        outcome=outcome.value, basis=plan.decision.basis, reason_code=reason_of(plan, ordered),
-        blocked_information_exists=plan.decision.blocked_information_exists,
-        protected_identity=plan.decision.protected_identity,
-        protected_fields=list(plan.decision.protected_fields),
-        categories=plan.reading.categories, producers_called=len(plan.calls),
-        producers=[producer_out(r) for r in ordered],
-        records=[record_out(r) for r in merge(ordered)],
-        trace_id=current_trace_id(), access_event_id=event_id,
-    )
-    return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
+    decision = plan.decision
+    answer = {  # OverviewOut by alias (test_the_answer_matches_its_schema)
+        "outcome": outcome.value, "basis": decision.basis, "reasonCode": reason_of(plan, ordered),
+        "blockedInformationExists": decision.blocked_information_exists,
+        "protectedIdentity": decision.protected_identity,
+        "protectedFields": list(decision.protected_fields),
+        "categories": plan.reading.categories, "producersCalled": len(plan.calls),
+        "producers": [producer_json(r) for r in ordered],
+        "records": [record_json(r) for r in merge(ordered)],
+        "traceId": current_trace_id(), "accessEventId": event_id,
+    }
+    return Response(to_json(answer), media_type="application/json")
+
+
+# The hot route: FastAPI's schema and refusals, a lean handler for the ordinary request.
+router.add_api_route("/overview", overview, methods=["POST"], response_model=OverviewOut,
+                     route_class_override=LeanClinicianRoute)
 
 
 @router.post("/overview/stream", responses={200: {"content": {SSE: {}}}})
@@ -100,29 +107,25 @@ async def _events(ctx: QueryContext, plan: Plan, event_id: str) -> AsyncIterator
     yield sse("accepted", {"accessEventId": event_id, "producersCalled": len(plan.calls),
                            "blockedInformationExists": decision.blocked_information_exists,
                            "protectedIdentity": decision.protected_identity,
-                           "producers": [_dump(producer_out(r)) for r in plan.settled]})
+                           "producers": [producer_json(r) for r in plan.settled]})
     seen: set[tuple[str, str]] = set()
     called: list[TargetResult] = []
     async for result in ctx.aggregator.stream(plan):
         called.append(result)
         fresh = [r for r in result.records if r.identity not in seen]
         seen.update(r.identity for r in fresh)
-        yield sse("producer", {"producer": _dump(producer_out(result)),
-                               "records": [_dump(record_out(r)) for r in fresh]})
+        yield sse("producer", {"producer": producer_json(result),
+                               "records": [record_json(r) for r in fresh]})
     ordered = results_in_order(plan, called)
     yield sse("summary", {
         "outcome": outcome_of(False, ordered).value, "reasonCode": reason_of(plan, ordered),
-        "producers": [_dump(producer_out(r)) for r in ordered],
+        "producers": [producer_json(r) for r in ordered],
         "order": [[r.document_id, r.source_system] for r in merge(ordered)],
     })
 
 
 def sse(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-def _dump(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True)
 
 
 async def plan_or_refuse(ctx: QueryContext, reading: Reading) -> Plan:
@@ -142,7 +145,7 @@ async def plan_or_refuse(ctx: QueryContext, reading: Reading) -> Plan:
     raise Problem(403, "access.denied", "Access to this patient's information is denied.",
                   extensions={"reasonCode": reason,
                               "blockedInformationExists": decision.blocked_information_exists,
-                              "producers": [_dump(producer_out(r)) for r in plan.settled]})
+                              "producers": [producer_json(r) for r in plan.settled]})
 
 
 def reason_of(plan: Plan, results: Sequence[TargetResult]) -> str | None:

@@ -28,13 +28,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
 import typer
 
-from npo_deploy import benchmarks
+from npo_deploy import benchmarks, cpu
 from npo_platform.categories import AVAILABLE_CATEGORIES
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
 from npo_platform.kafka_admin import ensure_topics, with_dead_letters
@@ -136,7 +137,7 @@ def _measure(plan: Plan, bootstrap: str, url: str, producers_pid: int) -> dict[s
                                  plan.patients, plan.readers, min(5.0, plan.seconds / 4),
                                  plan.seconds, plan.rate)
             return _drive(plan, read, {"query": server.pid, "producers": producers_pid,
-                                       "broker": _listener(bootstrap)})
+                                       "broker": cpu.listener(bootstrap)})
 
 
 @contextlib.contextmanager
@@ -156,41 +157,20 @@ def _query_server(plan: load.ServerPlan, port: int, workers: int) -> Iterator[ps
         server.wait(30)
 
 
-def _listener(bootstrap: str) -> int:
-    """The broker's process id (for its CPU), or 0 when it cannot be found."""
-    port = int(bootstrap.rsplit(":", 1)[1])
-    with contextlib.suppress(psutil.Error):
-        for connection in psutil.net_connections("tcp"):
-            local = connection.laddr
-            if connection.status == psutil.CONN_LISTEN and local and local.port == port:
-                return connection.pid or 0
-    return 0
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds of a process and its children, 0 when it is not there."""
-    try:
-        process = psutil.Process(pid)
-        every = [process, *process.children(recursive=True)]
-        return sum(p.cpu_times().user + p.cpu_times().system for p in every)
-    except psutil.Error:
-        return 0.0
-
-
 def _drive(plan: Plan, read: load.ReadPlan, pids: dict[str, int]) -> dict[str, Any]:
     receiving, sending = multiprocessing.Pipe(duplex=False)
     readers = multiprocessing.get_context("spawn").Process(target=load.read, args=(read, sending))
     readers.start()
     receiving.recv()  # warmed up: the measured phase begins
-    before = {name: _cpu(pid) for name, pid in pids.items() if pid}
+    meter = cpu.Meter({name: partial(cpu.tree, pid) for name, pid in pids.items() if pid})
     load_before = os.getloadavg()[0]
     samples, elapsed, reader_cpu = receiving.recv()
-    after = {name: _cpu(pid) for name, pid in pids.items() if pid}
+    spent = meter.spent()
     readers.join(30)
     figures = _figures([Sample(*s) for s in samples], elapsed, plan)
     count = max(1, len(samples))
-    per_query = {f"cpu_ms_per_query_{name}": round(1000 * (after[name] - before[name]) / count, 3)
-                 for name in before}
+    per_query = {f"cpu_ms_per_query_{name}": round(1000 * seconds / count, 3)
+                 for name, seconds in spent.items() if name != "total"}
     per_query["cpu_ms_per_query_readers"] = round(1000 * reader_cpu / count, 3)
     figures.update(per_query)
     figures["cpu_ms_per_query_total"] = round(sum(per_query.values()), 3)

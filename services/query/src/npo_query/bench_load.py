@@ -101,18 +101,18 @@ class StandInIndex:
 
     def __init__(self, patients: list[str], producers: int, seed: int = 3) -> None:
         rng = random.Random(seed)  # noqa: S311 - benchmark data, not secrets
-        self.entries: dict[str, list[IndexEntry]] = {}
+        # Per patient and service domain, found at once (a real index is another process).
+        self.entries: dict[tuple[str, str], list[IndexEntry]] = {}
         for patient in patients:
-            found = []
             for n in rng.sample(range(producers), rng.randint(1, 4)):
                 for category in rng.sample(AVAILABLE_CATEGORIES, rng.randint(1, 2)):
-                    found.append(IndexEntry(category.service_domain, category.categorizations[0],
-                                            address(n), address(n).replace("-LA", "-SYS"),
-                                            address(n).replace("-LA", "-VG")))
-            self.entries[patient] = found
+                    domain = category.service_domain
+                    self.entries.setdefault((patient, domain), []).append(IndexEntry(
+                        domain, category.categorizations[0], address(n),
+                        address(n).replace("-LA", "-SYS"), address(n).replace("-LA", "-VG")))
 
     async def find(self, patient_id: str, service_domain: str) -> list[IndexEntry]:
-        return [e for e in self.entries.get(patient_id, []) if e.service_domain == service_domain]
+        return self.entries.get((patient_id, service_domain), [])
 
 
 class StandInConsent:

@@ -34,7 +34,7 @@ from .audit import Auditor
 from .clients import ConsentClient, HttpConsentClient, HttpIndexClient, IndexClient, TokenSource
 from .config import QuerySettings
 from .decision import DecisionCache
-from .producers import HttpProducerClient, ProducerClient
+from .producers import HttpProducerClient, ProducerClient, producer_session
 from .store import PostgresRoutingStore, RoutingStore
 from .tokens import token_source
 
@@ -115,8 +115,7 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
 
 async def _session(settings: QuerySettings,
                    stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0)
-    session = aiohttp.ClientSession(connector=connector)
+    session = producer_session(settings.max_connections)
     stack.push_async_callback(session.close)
     return session
 
@@ -127,7 +126,7 @@ def _tokens(source: TokenSource | str) -> TokenSource:
 
 async def _publisher(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> EventPublisher:
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name,
-                               linger_ms=0)  # no added wait: concurrent reads batch by themselves
+                               linger_ms=settings.audit_linger_ms)
     await publisher.start()
     stack.push_async_callback(publisher.stop)
     return publisher

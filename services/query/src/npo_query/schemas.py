@@ -80,19 +80,20 @@ class SubscribeRequest(OverviewRequest):
     pass
 
 
-def producer_out(result: TargetResult) -> ProducerOut:
+def producer_json(result: TargetResult) -> dict[str, Any]:
+    """``ProducerOut`` as JSON (by alias), built directly: the answer is serialised once,
+    without building and validating a model per producer first."""
     hidden = result.status is Status.WITHHELD_BY_DECISION and result.cause == BLOCKED
     target = result.target
-    return ProducerOut(
-        logical_address=None if hidden else target.logical_address,
-        data_controller=None if hidden else target.data_controller,
-        category=target.category, status=result.status, cause=result.cause,
-        http_status=result.http_status, record_count=len(result.records),
-        duration_ms=result.duration_ms,
-    )
+    return {"logicalAddress": None if hidden else target.logical_address,
+            "dataController": None if hidden else target.data_controller,
+            "category": target.category, "status": result.status.value, "cause": result.cause,
+            "httpStatus": result.http_status, "recordCount": len(result.records),
+            "durationMs": float(result.duration_ms)}
 
 
-def record_out(record: Record) -> RecordOut:
-    return RecordOut(category=record.category, logical_address=record.logical_address,
-                     document_id=record.document_id, source_system=record.source_system,
-                     time=record.author_time, document=record.document)
+def record_json(record: Record) -> dict[str, Any]:
+    """``RecordOut`` as JSON (by alias); the document as the producer sent it."""
+    return {"category": record.category, "logicalAddress": record.logical_address,
+            "documentId": record.document_id, "sourceSystem": record.source_system,
+            "time": record.author_time, "document": record.document}
