@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from npo_platform.identity import TokenVerifier
-from npo_platform.service import configure_process, create_service_app, serve
+from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.web import mount_web
 
 from .api import AuditServices, router
@@ -63,4 +63,4 @@ def run() -> None:
     """Console entry point ``npo-audit``: serve on the configured host and port."""
     config = AuditSettings()
     configure_process(config)
-    serve(create_app(config), config.http_host, config.http_port)
+    serve(freeze_startup_objects(create_app(config)), config.http_host, config.http_port)
