@@ -340,7 +340,9 @@ async def _seed(worker: Worker, size: Size) -> int:
                 "engagements", records=_seed_rows(missing, size.patients),
                 columns=_SEED_COLUMNS,
             )
-            await conn.execute("ANALYZE engagements")
+            # As after any bulk load: otherwise autovacuum starts on the 10M fresh rows while
+            # FindContent is measured (seen as a p99 of 5.9 ms in one run).
+            await conn.execute("VACUUM (ANALYZE) engagements")
         total: int = await conn.fetchval("SELECT count(*) FROM engagements")
         return total
 
