@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from .domain import Applied, Change, Record, Transaction, apply_all
@@ -99,6 +100,16 @@ class IndexStore(Protocol):
         """Apply new events atomically; returns the outbox batch queued (None: no change)."""
         ...
 
+    async def forget_processed(self, before: datetime) -> int:
+        """Drop the marks of events processed before ``before``; returns how many.
+
+        The marks only save work: an event delivered again after its mark is gone changes
+        nothing, because none of its transactions is newer than what the index holds (the
+        freshness rule). Forgetting marks older than the updates topic's retention keeps the
+        table from growing for ever.
+        """
+        ...
+
     async def find(self, query: FindQuery) -> list[Record]: ...
 
     async def coverage(self) -> list[CoverageCount]: ...
@@ -141,9 +152,10 @@ class InMemoryIndexStore:
     """The index in dictionaries: for unit tests and as the reference model of the fault test."""
 
     rows: dict[bytes, Record] = field(default_factory=dict)
-    processed: set[str] = field(default_factory=set)
+    processed: dict[str, datetime] = field(default_factory=dict)  # event id → when processed
     outbox: dict[int, OutboxBatch] = field(default_factory=dict)
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    batches: int = 0
 
     async def apply_batch(
         self, events: Sequence[IncomingEvent], outbox: OutboxBuilder
@@ -153,12 +165,20 @@ class InMemoryIndexStore:
         written, changes = apply_all(self.rows, transactions)
         messages = outbox(changes)
         self.rows.update(written)
-        self.processed.update(e.event_id for e in fresh)
+        now = datetime.now(UTC)
+        self.processed.update((e.event_id, now) for e in fresh)
         self.counts.update(coverage_deltas(changes))
         if not messages:
             return None
-        batch = self.outbox[len(self.processed)] = OutboxBatch(len(self.processed), messages)
+        self.batches += 1
+        batch = self.outbox[self.batches] = OutboxBatch(self.batches, messages)
         return batch
+
+    async def forget_processed(self, before: datetime) -> int:
+        old = [event_id for event_id, at in self.processed.items() if at < before]
+        for event_id in old:
+            del self.processed[event_id]
+        return len(old)
 
     async def find(self, query: FindQuery) -> list[Record]:
         found = sorted((r for r in self.rows.values() if query.matches(r)), key=lambda r: r.key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -95,6 +96,10 @@ _OUTBOX = (
     " RETURNING seq"
 )
 _SEPARATOR = "\x1f"
+_FORGET = (
+    "DELETE FROM processed_events WHERE event_id IN"
+    " (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)"
+)
 _COUNTS = (
     "INSERT INTO coverage_counts AS c (data_controller, service_domain, categorization, live)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])"
@@ -134,6 +139,16 @@ class PostgresIndexStore:
             changes = await _apply(conn, transactions)
             messages = outbox(changes)
             return await _write(conn, messages, coverage_deltas(changes))
+
+    async def forget_processed(self, before: datetime, chunk: int = 10_000) -> int:
+        forgotten = 0
+        while True:  # in chunks: short transactions, no long lock on a large table
+            async with self._pool.acquire() as conn:
+                done = await conn.execute(_FORGET, before, chunk)
+            count = int(done.rsplit(" ", 1)[1])
+            forgotten += count
+            if count < chunk:
+                return forgotten
 
     async def find(self, query: FindQuery) -> list[Record]:
         sql, args = _find_sql(query)
