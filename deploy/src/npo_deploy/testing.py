@@ -165,6 +165,25 @@ def kafka_topic_factory(kafka_bootstrap_servers: str, request: pytest.FixtureReq
     return new_topic
 
 
+@pytest.fixture
+def served_options(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What a service's ``run()`` hands uvicorn through the platform's ``serve`` (``app`` and
+    the options), filled in when it is called; nothing is served."""
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    return served
+
+
+@pytest.fixture
+def collector_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``"freeze"`` is appended at each ``gc.freeze()``; neither it nor ``gc.set_threshold``
+    touches the test process's collector."""
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "set_threshold", lambda *thresholds: None)
+    return calls
+
+
 @asynccontextmanager
 async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
     """``app`` under a real uvicorn; yields its base URL. ``options`` override the uvicorn config

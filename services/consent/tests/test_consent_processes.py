@@ -3,7 +3,6 @@ request span continues the caller's trace; the decision's answer keeps its docum
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import pytest
@@ -14,14 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from npo_consent import main
 from npo_consent.config import ConsentSettings
-from npo_platform import service as platform_service
 
 
-def test_run_serves_the_factory_with_the_configured_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    served: dict[str, Any] = {}
+def test_run_serves_the_factory_with_the_configured_workers(
+    monkeypatch: pytest.MonkeyPatch, served_options: dict[str, Any]
+) -> None:
     monkeypatch.setenv("CONSENT_WORKERS", "3")
-    monkeypatch.setattr(platform_service.uvicorn, "run",
-                        lambda app, **options: served.update(app=app, **options))
+    served = served_options
 
     main.run()
 
@@ -38,11 +36,10 @@ def test_workers_must_be_at_least_one(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_served_app_configures_telemetry_and_freezes_start_up_objects(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, collector_calls: list[str]
 ) -> None:
-    calls: list[str] = []
+    calls = collector_calls
     monkeypatch.setattr(main, "configure_process", lambda config: calls.append("telemetry"))
-    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
 
     app = main.served_app()
 

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from npo_platform import service as platform_service
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
 from npo_query import bench_load, main
 from npo_query.config import QuerySettings
@@ -20,11 +19,11 @@ from npo_query.config import QuerySettings
 MINUTES = timedelta(minutes=5)
 
 
-def test_run_serves_the_factory_with_the_configured_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    served: dict[str, Any] = {}
+def test_run_serves_the_factory_with_the_configured_workers(
+    monkeypatch: pytest.MonkeyPatch, served_options: dict[str, Any]
+) -> None:
     monkeypatch.setenv("QUERY_WORKERS", "2")
-    monkeypatch.setattr(platform_service.uvicorn, "run",
-                        lambda app, **options: served.update(app=app, **options))
+    served = served_options
 
     main.run()
 
@@ -35,11 +34,10 @@ def test_run_serves_the_factory_with_the_configured_workers(monkeypatch: pytest.
 
 
 def test_served_app_configures_telemetry_and_freezes_start_up_objects(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, collector_calls: list[str]
 ) -> None:
-    calls: list[str] = []
+    calls = collector_calls
     monkeypatch.setattr(main, "configure_process", lambda config: calls.append("telemetry"))
-    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
 
     app = main.served_app()
 

@@ -37,8 +37,8 @@ class Worker:
     publisher: EventPublisher
     relay: OutboxRelay
     consumers: list[EventConsumer[EngagementUpdate]]
-    processed_retention_s: float = 8 * 86_400
-    forget_every_s: float = 3_600
+    processed_retention_s: float
+    forget_every_s: float
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()

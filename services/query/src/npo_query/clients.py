@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 from opentelemetry import propagate
+from opentelemetry.context import Context
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -37,9 +38,10 @@ class ConsentClient(Protocol):
                      targets: list[Target]) -> Decision: ...
 
 
-def traced_headers(token: str) -> dict[str, str]:
+def traced_headers(token: str, context: Context | None = None) -> dict[str, str]:
+    """The bearer token and the W3C trace headers of ``context`` (default: the current one)."""
     headers = {"Authorization": f"Bearer {token}"}
-    propagate.inject(headers)
+    propagate.inject(headers, context=context)
     return headers
 
 

@@ -50,9 +50,6 @@ class QuerySettings(PlatformSettings):
     decision_cache_ttl_s: float = 5.0  # short: a revocation also invalidates at once
     decision_cache_size: int = 10_000
     audit_timeout_s: float = 5.0  # bound on the broker's acks=all acknowledgement
-    # How long the access-event publisher lets a batch fill before sending (0: at once;
-    # concurrent reads then batch by themselves while a request is in flight).
-    audit_linger_ms: int = Field(0, ge=0, le=50)
     push_max_s: float = 3600.0  # a subscription never outlives this (or the reader's token)
     workers: int = Field(1, ge=1)  # server processes of npo-query (see main.run)
     run_consumers: bool = True

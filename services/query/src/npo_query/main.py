@@ -126,7 +126,7 @@ def _tokens(source: TokenSource | str) -> TokenSource:
 
 async def _publisher(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> EventPublisher:
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name,
-                               linger_ms=settings.audit_linger_ms)
+                               linger_ms=0)  # no added wait: concurrent reads batch by themselves
     await publisher.start()
     stack.push_async_callback(publisher.stop)
     return publisher

@@ -6,19 +6,19 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any, Protocol
 
 import aiohttp
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from yarl import URL
 
-from .clients import TokenSource
+from .clients import TokenSource, traced_headers
 from .domain import Cause, Record, Status, Target, TargetResult
 
 tracer = trace.get_tracer(__name__)
-_MAX_URLS = 100_000  # cached parsed URLs (endpoint and category)
 
 
 class ProducerClient(Protocol):
@@ -84,21 +84,11 @@ class HttpProducerClient:
         self._http, self._token = http, token
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._page_size, self._max_pages = page_size, max_pages
-        self._urls: dict[tuple[str, str], tuple[URL, str]] = {}
-
-    def _url(self, endpoint: str, category: str) -> tuple[URL, str]:
-        found = self._urls.get((endpoint, category))
-        if found is None:
-            if len(self._urls) >= _MAX_URLS:
-                self._urls.clear()  # the routing table changed a lot: start afresh
-            text = f"{endpoint}/{category}"  # no patient id: it travels in the body
-            found = self._urls[(endpoint, category)] = (URL(text), text)
-        return found
 
     async def fetch(self, endpoint: str, target: Target, patient_id: str,
                     budget_s: float) -> TargetResult:
         began = time.perf_counter()
-        url, text = self._url(endpoint, target.category)
+        url, text = _url(endpoint, target.category)
         span = tracer.start_span(
             "producer call", kind=trace.SpanKind.CLIENT,
             attributes={"npo.logical_address": target.logical_address,
@@ -141,9 +131,7 @@ class HttpProducerClient:
     async def _pages(self, url: URL, traced: Context, patient_id: str, into: list[_Page]) -> None:
         body: dict[str, Any] = {"patientId": patient_id, "pageSize": self._page_size}
         while True:
-            headers = {"Authorization": f"Bearer {self._token()}",
-                       "Content-Type": "application/json"}
-            propagate.inject(headers, context=traced)
+            headers = traced_headers(self._token(), traced) | {"Content-Type": "application/json"}
             async with self._http.post(url, data=json.dumps(body).encode(), headers=headers,
                                        timeout=self._timeout) as answer:
                 if answer.status != 200:
@@ -159,6 +147,14 @@ class HttpProducerClient:
             if len(into) >= self._max_pages:
                 raise InvalidAnswer  # a producer that never stops paging
             body["continuationToken"] = page.continuation_token
+
+
+@lru_cache(maxsize=100_000)
+def _url(endpoint: str, category: str) -> tuple[URL, str]:
+    """The call's URL, parsed once per endpoint and category (no patient id: it travels in the
+    body), and its text for the span."""
+    text = f"{endpoint}/{category}"
+    return URL(text), text
 
 
 def producer_session(max_connections: int) -> aiohttp.ClientSession:
