@@ -8,6 +8,7 @@ must take the fast path.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import FrozenInstanceError
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from npo_platform.contracts import EngagementUpdate
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
 from npo_platform.identifiers import make_personnummer
-from npo_producer.engagement import Identity, Transaction, Version, keyed_identity, new_transaction
+from npo_producer.engagement import Identity, Transaction, Version, keyed_identity
 from npo_producer.validation import (
     InvalidUpdate,
     Rules,
@@ -167,9 +168,21 @@ def test_fast_built_identities_and_transactions_are_ordinary_frozen_ones() -> No
     with pytest.raises(FrozenInstanceError):
         keyed.patient = Q  # type: ignore[misc]
     version = Version(T0, "20260101120000", "e-1")
-    built, plain_tx = new_transaction(keyed, "c", True, version), Transaction(plain, "c", True, version)
-    assert type(built) is Transaction
+    built, plain_tx = Transaction(keyed, "c", True, version), Transaction(plain, "c", True, version)
     assert (built, hash(built), repr(built)) == (plain_tx, hash(plain_tx), repr(plain_tx))
     assert built.key == plain.key
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(AttributeError):  # msgspec's frozen struct
         built.delete = False  # type: ignore[misc]
+
+
+def test_versions_order_by_event_time_then_content_then_event_id() -> None:
+    later = T0 + timedelta(seconds=1)
+    ordered = [Version(T0, "20260101120000", "b"), Version(T0, "20260101120001", "a"),
+               Version(later, "20250101000000", "a"), Version(later, "20250101000000", "b")]
+    for older, newer in itertools.pairwise(ordered):
+        assert newer > older
+        assert older < newer
+        assert not older > newer
+        assert newer.as_tuple() > older.as_tuple()
+    assert Version(T0, "c", "e") == Version(T0, "c", "e")
+    assert not Version(T0, "c", "e") > Version(T0, "c", "e")

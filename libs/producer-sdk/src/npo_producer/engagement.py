@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
+
 NOT_APPLICABLE = "NA"  # EI's normalised form of an empty optional key part
 _SEPARATOR = "\x1f"  # unit separator: no two different identities hash the same text
 
@@ -62,9 +64,13 @@ def normalise_optional(value: str) -> str:
     return value if value else NOT_APPLICABLE
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
-    """Total order of transactions on one record: event time, content time, event id."""
+class Version(msgspec.Struct, frozen=True, order=True, gc=False):
+    """Total order of transactions on one record: event time, content time, event id.
+
+    The order is the fields' order (``order=True``). Like Transaction, an immutable msgspec
+    struct: built in C, about a seventh of a frozen dataclass's cost on the ingest's hot path,
+    and untracked by the garbage collector (it holds no containers, so it can be in no cycle).
+    """
 
     event_time: datetime
     most_recent_content: str
@@ -73,12 +79,8 @@ class Version:
     def as_tuple(self) -> tuple[datetime, str, str]:
         return (self.event_time, self.most_recent_content, self.event_id)
 
-    def __gt__(self, other: Version) -> bool:
-        return self.as_tuple() > other.as_tuple()
 
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(msgspec.Struct, frozen=True, gc=False):
     """One validated engagement transaction of an update event."""
 
     identity: Identity
@@ -92,8 +94,8 @@ class Transaction:
 
 
 # The slots' own setters: a frozen dataclass's __init__ goes through object.__setattr__ by name
-# for every field (1.6 µs for an Identity); these build the same frozen instances in half the
-# time for the ingest's hot path (tested equal to the ordinary constructors).
+# for every field (1.6 µs for an Identity); these build the same frozen instance in half the
+# time for the ingest's hot path (tested equal to the ordinary constructor).
 _new = object.__new__
 (_set_patient, _set_domain, _set_categorization, _set_address, _set_boi, _set_process, _set_source,
  _set_controller, _set_owner, _set_key) = (
@@ -102,9 +104,6 @@ _new = object.__new__
         "business_object_instance_identifier", "clinical_process_interest_id", "source_system",
         "data_controller", "owner", "_key",
     )
-)
-_set_identity, _set_content, _set_delete, _set_version = (
-    Transaction.__dict__[name].__set__ for name in ("identity", "most_recent_content", "delete", "version")
 )
 
 
@@ -123,15 +122,3 @@ def keyed_identity(parts: tuple[str, ...], key: bytes) -> Identity:
     _set_owner(identity, owner)
     _set_key(identity, key)
     return identity
-
-
-def new_transaction(
-    identity: Identity, most_recent_content: str, delete: bool, version: Version
-) -> Transaction:
-    """``Transaction(identity, most_recent_content, delete, version)``, built as ``keyed_identity``."""
-    transaction = _new(Transaction)
-    _set_identity(transaction, identity)
-    _set_content(transaction, most_recent_content)
-    _set_delete(transaction, delete)
-    _set_version(transaction, version)
-    return transaction

@@ -28,7 +28,6 @@ from npo_producer.engagement import (
     Version,
     identity_key,
     keyed_identity,
-    new_transaction,
     normalise_optional,
 )
 
@@ -301,7 +300,7 @@ def _all_valid_transactions(
         if key in seen:
             return None
         seen.add(key)
-        result.append(new_transaction(keyed_identity(parts, key), content, tx.delete_flag, version))
+        result.append(Transaction(keyed_identity(parts, key), content, tx.delete_flag, version))
     return result
 
 

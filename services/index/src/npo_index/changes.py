@@ -19,6 +19,7 @@ from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
 from npo_platform.contracts import IndexChange
@@ -65,16 +66,17 @@ def engagement_of(record: Record, engagement: Engagement | None = None) -> Engag
         engagement.source_system, engagement.data_controller, engagement.owner,
     ) = record.identity.parts()
     engagement.most_recent_content = record.most_recent_content
-    engagement.creation_time.seconds, engagement.creation_time.nanos = _timestamp(record.creation_time)
-    engagement.update_time.seconds, engagement.update_time.nanos = _timestamp(record.update_time)
+    engagement.creation_time.CopyFrom(_timestamp(record.creation_time))
+    engagement.update_time.CopyFrom(_timestamp(record.update_time))
     return engagement
 
 
 @lru_cache(maxsize=4096)
-def _timestamp(at: datetime) -> tuple[int, int]:
-    """Seconds and nanos of an aware datetime (cached: a batch shares few event times)."""
+def _timestamp(at: datetime) -> Timestamp:
+    """An aware datetime as a Timestamp to copy from, never to change (cached: a batch shares
+    few event times, and one CopyFrom costs less than setting seconds and nanos)."""
     delta = at - _EPOCH
-    return delta.days * 86_400 + delta.seconds, delta.microseconds * 1000
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def index_change(applied: Applied, event: IndexChange | None = None) -> IndexChange:
@@ -88,7 +90,7 @@ def index_change(applied: Applied, event: IndexChange | None = None) -> IndexCha
     meta = event.meta
     meta.event_id = change_event_id(cause.event_id, applied.record.key, key_hex)
     meta.source = SOURCE
-    meta.event_time.seconds, meta.event_time.nanos = _timestamp(cause.event_time)
+    meta.event_time.CopyFrom(_timestamp(cause.event_time))
     event.change = _CHANGE_TYPES[applied.change]
     engagement_of(applied.record, event.engagement)
     event.engagement_key = key_hex

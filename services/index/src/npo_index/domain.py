@@ -12,9 +12,11 @@ event times, never from the wall clock).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+
+import msgspec
+from msgspec.structs import replace
 
 from npo_producer.engagement import NOT_APPLICABLE, Identity, Transaction, Version, normalise_optional
 
@@ -31,9 +33,12 @@ class Change(StrEnum):
     DELETED = "deleted"
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """An engagement as the index stores it; ``deleted`` records are tombstones (never returned)."""
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """An engagement as the index stores it; ``deleted`` records are tombstones (never returned).
+
+    Record and Applied are immutable msgspec structs, as the SDK's Transaction: built in C for
+    every change the ingest makes, and untracked by the garbage collector (no cycles possible).
+    """
 
     key: bytes
     identity: Identity
@@ -44,8 +49,7 @@ class Record:
     update_time: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(msgspec.Struct, frozen=True, gc=False):
     """The outcome of one transaction: the record to store (None: nothing to write) and the change."""
 
     record: Record | None

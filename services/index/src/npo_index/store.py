@@ -14,28 +14,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
+
 from .domain import Applied, Change, Record, Transaction, apply_all
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingEvent:
+class IncomingEvent(msgspec.Struct, frozen=True):
     """One validated EngagementUpdate: its id and transactions, in message order."""
 
     event_id: str
     transactions: Sequence[Transaction]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    """A change event ready to publish: its id, Kafka key and serialised value."""
+class OutboxMessage(msgspec.Struct, frozen=True, gc=False):
+    """A change event ready to publish: its id, Kafka key and serialised value (one per change:
+    a msgspec struct, like the domain's values)."""
 
     event_id: str
     key: str
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxBatch:
+class OutboxBatch(msgspec.Struct, frozen=True):
     """The change messages one ingest batch queued, in order; removed together once published."""
 
     seq: int
@@ -123,16 +123,20 @@ class IndexStore(Protocol):
         ...
 
 
-def coverage_deltas(changes: Sequence[Applied]) -> Counter[tuple[str, str, str]]:
+def coverage_deltas(changes: Sequence[Applied]) -> dict[tuple[str, str, str], int]:
     """How many live engagements each (controller, domain, categorization) gains or loses."""
-    deltas: Counter[tuple[str, str, str]] = Counter()
+    deltas: dict[tuple[str, str, str], int] = {}
     for applied in changes:
+        change = applied.change
+        if change is Change.CREATED:
+            step = 1
+        elif change is Change.DELETED:
+            step = -1
+        else:
+            continue
         identity = applied.cause.identity
         group = (identity.data_controller, identity.service_domain, identity.categorization)
-        if applied.change is Change.CREATED:
-            deltas[group] += 1
-        elif applied.change is Change.DELETED:
-            deltas[group] -= 1
+        deltas[group] = deltas.get(group, 0) + step
     return deltas
 
 
