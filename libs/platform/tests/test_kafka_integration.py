@@ -24,7 +24,7 @@ from npo_platform.kafka import (
     Received,
     RetryPolicy,
 )
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import GroupProgress, ensure_topics, with_dead_letters
 from npo_platform.telemetry import configure_tracing, current_trace_id
 from npo_platform.topics import Topic
 
@@ -169,6 +169,8 @@ async def test_bad_records_are_dead_lettered_and_the_consumer_carries_on(
     assert dict(by_reason["test.rejected"].headers)[DLQ_ATTEMPTS] == b"1"
     assert dict(by_reason["event.undecodable"].headers)[DLQ_ORIGIN].startswith(topic.name.encode())
     assert all(r.key == b"p1" for r in dead), "dead letters keep the original key"
+    async with GroupProgress(kafka_bootstrap_servers, "g-dlq", topic.name) as progress:
+        assert await progress.committed() == 6, "every record counts as done, dead letters too"
 
     # Everything was committed: a new member of the group has nothing left to read.
     leftovers: list[str] = []

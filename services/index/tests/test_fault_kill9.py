@@ -30,7 +30,7 @@ from npo_index.store import IncomingEvent, InMemoryIndexStore
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate, IndexChange
 from npo_platform.kafka import EventPublisher
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import GroupProgress, ensure_topics, with_dead_letters
 from npo_producer.validation import Rules, transactions_of
 
 pytestmark = pytest.mark.integration
@@ -116,7 +116,6 @@ async def test_kill_9_during_ingest_then_restart_ends_in_the_exact_expected_inde
             [IncomingEvent(m.meta.event_id, transactions_of(m, Rules()))], outbox_messages
         )
         changes += batch.messages if batch else []
-    distinct = len({m.meta.event_id for m in messages})
 
     publisher = EventPublisher(kafka_bootstrap_servers, linger_ms=20)
     await publisher.start()
@@ -127,17 +126,20 @@ async def test_kill_9_during_ingest_then_restart_ends_in_the_exact_expected_inde
         await publisher.stop()
 
     prepared = time.monotonic()
+    total = len(messages)
     conn = await asyncpg.connect(database_url)
+    progress = GroupProgress(kafka_bootstrap_servers, settings.consumer_group, settings.updates_topic)
     worker = _start_worker(settings)
     try:
-        await wait_for(_progress(conn, settings.db_schema, distinct // 3), 120, every=0.02)
-        os.kill(worker.pid, signal.SIGKILL)
-        assert worker.wait(10) == -signal.SIGKILL
-        at_kill = await _count(conn, settings.db_schema, "processed_events")
-        assert at_kill < distinct, "the worker must be killed in the middle of the ingest"
+        async with progress:  # committed offsets: records whose batch was committed to the index
+            await wait_for(_reached(progress, total // 3), 120, every=0.02)
+            os.kill(worker.pid, signal.SIGKILL)
+            assert worker.wait(10) == -signal.SIGKILL
+            at_kill = await progress.committed()
+            assert at_kill < total, "the worker must be killed in the middle of the ingest"
 
-        worker = _start_worker(settings)
-        await wait_for(_progress(conn, settings.db_schema, distinct), 300, every=0.1)
+            worker = _start_worker(settings)
+            await wait_for(_reached(progress, total), 300, every=0.1)
         await wait_for(_outbox_empty(conn, settings.db_schema), 60)
     finally:
         worker.kill()
@@ -155,17 +157,17 @@ async def test_kill_9_during_ingest_then_restart_ends_in_the_exact_expected_inde
     assert actual == wanted
 
     expected_ids = {c.event_id for c in changes}
-    seen, total = await _published_ids(kafka_bootstrap_servers, settings.changes_topic, expected_ids)
+    seen, published = await _published_ids(kafka_bootstrap_servers, settings.changes_topic, expected_ids)
     assert seen == expected_ids
-    print(f"\n{len(messages)} messages / {sum(len(m.transactions) for m in messages)} updates; killed at "
-          f"{at_kill}/{distinct} processed; {elapsed:.1f} s to the final state; {len(wanted)} rows; "
-          f"{len(expected_ids)} changes, {total - len(expected_ids)} republished after the kill; "
+    print(f"\n{total} messages / {sum(len(m.transactions) for m in messages)} updates; killed at "
+          f"{at_kill}/{total} committed; {elapsed:.1f} s to the final state; {len(wanted)} rows; "
+          f"{len(expected_ids)} changes, {published - len(expected_ids)} republished after the kill; "
           f"test {time.monotonic() - began:.1f} s (preparing {prepared - began:.1f} s)")
 
 
-def _progress(conn: asyncpg.Connection, schema: str, target: int) -> Callable[[], Awaitable[bool]]:
+def _reached(progress: GroupProgress, target: int) -> Callable[[], Awaitable[bool]]:
     async def reached() -> bool:
-        return await _count(conn, schema, "processed_events") >= target
+        return await progress.committed() >= target
 
     return reached
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from index_helpers import T0, engagement, patient, schema_name, tx, update
 
 from npo_index.changes import outbox_messages
-from npo_index.consumer import forget_old_marks
 from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate, IndexChange
@@ -46,29 +44,19 @@ class TestIndexStoreContract:
         await store.remove_outbox([batch.seq])
         assert await store.pending_outbox() == []
 
-    async def test_a_processed_event_is_skipped_even_within_one_batch(self, store: IndexStore) -> None:
-        u = update(tx(engagement(patient(22))))
-        batch = await store.apply_batch([_event(u), _event(u)], outbox_messages)
+    async def test_an_event_delivered_again_changes_nothing(self, store: IndexStore) -> None:
+        p = patient(22)
+        u = update(tx(engagement(p)), tx(engagement(p, categorization="dia")))
+        batch = await store.apply_batch([_event(u), _event(u)], outbox_messages)  # within one batch
         assert batch is not None
-        assert len(batch.messages) == 1
+        assert len(batch.messages) == 2
+        rows, coverage = await store.records(), await store.coverage()
+        # Again in a later batch (after a crash or a rebalance): no row, change or count moves,
+        # with no memory of event ids: none of its transactions is newer than the index.
         assert await store.apply_batch([_event(u)], outbox_messages) is None
-        assert len(await store.records()) == 1
-
-    async def test_old_marks_are_forgotten_and_a_forgotten_event_still_changes_nothing(
-        self, store: IndexStore
-    ) -> None:
-        p = patient(27)
-        first = update(tx(engagement(p, content="20260102000000")))
-        assert await store.apply_batch([_event(first)], outbox_messages) is not None
-        rows = await store.records()
-        assert await store.forget_processed(datetime.now(UTC) - timedelta(hours=1)) == 0
-        assert await store.forget_processed(datetime.now(UTC) + timedelta(seconds=1)) == 1
-        assert await store.forget_processed(datetime.now(UTC) + timedelta(seconds=1)) == 0
-        # Delivered again without its mark: the freshness rule alone makes it a no-op.
-        assert await store.apply_batch([_event(first)], outbox_messages) is None
+        assert await store.apply_batch([_event(u), _event(u)], outbox_messages) is None
         assert await store.records() == rows
-        # ...and it is marked again, so the next repeat is skipped before the rule is asked.
-        assert await store.forget_processed(datetime.now(UTC) + timedelta(seconds=1)) == 1
+        assert await store.coverage() == coverage
 
     async def test_stale_and_late_updates_never_win(self, store: IndexStore) -> None:
         p = patient(23)
@@ -144,15 +132,3 @@ class TestIndexStoreContract:
                          IndexChange.CONTENT_UPDATED]
         assert await store.records() == await reference.records()
         assert await store.coverage() == await reference.coverage()
-
-
-async def test_the_worker_forgets_old_marks_until_it_is_stopped() -> None:
-    store = InMemoryIndexStore()
-    await store.apply_batch([_event(update(tx(engagement(patient(28)))))], outbox_messages)
-    stop = asyncio.Event()
-    task = asyncio.create_task(forget_old_marks(store, retention_s=0.0, every_s=0.01, stop=stop))
-    while store.processed:  # noqa: ASYNC110 - the loop under test runs beside this one
-        await asyncio.sleep(0.01)
-    stop.set()
-    await asyncio.wait_for(task, 1.0)
-    assert store.processed == {}

@@ -33,7 +33,7 @@ from npo_platform.events import new_meta
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
 from npo_platform.kafka import EventPublisher
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import GroupProgress, ensure_topics, with_dead_letters
 from npo_platform.service import tune_collector
 from npo_platform.topics import ENGAGEMENT_UPDATES
 
@@ -140,8 +140,10 @@ async def _bench(base: IndexSettings, size: Size, workers: int = 1) -> dict[str,
                                 cpu.listener(settings.kafka_bootstrap_servers))
             meter = cpu.Meter({"index": lambda: [os.getpid(), *(c.pid for c in children)],
                                "postgres": lambda: cpu.tree(database), "broker": lambda: [broker]})
-            metered = messages - await _processed(worker)
-            rate = await _ingest_rate(worker, messages, size.updates)
+            async with GroupProgress(settings.kafka_bootstrap_servers, settings.consumer_group,
+                                     settings.updates_topic) as progress:
+                metered = messages - await progress.committed()
+                rate = await _ingest_rate(worker, progress, messages, size.updates)
             spent = meter.per_unit(metered * KEYS_PER_PATIENT, unit=1e-6)
             fresh = await _freshness(settings, worker, size)
             _stop_workers(children)
@@ -205,12 +207,6 @@ async def _raw_consume(settings: IndexSettings, updates: int) -> float:
         await consumer.stop()
 
 
-async def _processed(worker: Worker) -> int:
-    async with worker.store.pool.acquire() as conn:
-        count: int = await conn.fetchval("SELECT count(*) FROM processed_events")
-        return count
-
-
 async def _group_stable(settings: IndexSettings, members: int, within_s: float = 60.0) -> None:
     """Wait until every ingest process's members are in the group and it is Stable.
 
@@ -232,15 +228,17 @@ async def _group_stable(settings: IndexSettings, members: int, within_s: float =
         await admin.close()
 
 
-async def _ingest_rate(worker: Worker, messages: int, updates: int) -> float:
-    """Sustained rate while every process ingests: from 10 % to 90 % of the messages still to
-    do once the group settled. Commits arrive in steps of a whole batch per group member, so
-    counting from the first commit would credit batches begun before; the middle of the run
-    has neither the start nor the tail of a lone last partition."""
-    base = await _processed(worker)
+async def _ingest_rate(worker: Worker, progress: GroupProgress, messages: int, updates: int) -> float:
+    """Sustained rate from topic to committed rows while every process ingests: from 10 % to
+    90 % of the messages still to do once the group settled, counted by the group's committed
+    offsets (a batch's offsets are committed after its database transaction). Commits arrive
+    in steps of a whole batch per group member, so counting from the first commit would credit
+    batches begun before; the middle of the run has neither the start nor the tail of a lone
+    last partition."""
+    base = await progress.committed()
     low, high = base + (messages - base) // 10, base + (messages - base) * 9 // 10
     first: tuple[float, int] | None = None
-    while (done := await _processed(worker)) < messages:
+    while (done := await progress.committed()) < messages:
         now = time.perf_counter()
         if first is None and done >= low:
             first = (now, done)
@@ -250,7 +248,7 @@ async def _ingest_rate(worker: Worker, messages: int, updates: int) -> float:
     if first is None or done == first[1]:
         raise RuntimeError("too few updates to measure a sustained rate")
     rate = (done - first[1]) * KEYS_PER_PATIENT / (time.perf_counter() - first[0])
-    while await _processed(worker) < messages:  # noqa: ASYNC110 - polls the database
+    while await progress.committed() < messages:  # noqa: ASYNC110 - polls the broker
         await asyncio.sleep(0.05)
     console.print(f"ingested {updates} updates; waiting for the change stream to catch up…")
     while await worker.store.pending_outbox(1):  # noqa: ASYNC110 - polls the database

@@ -28,10 +28,6 @@ class IndexSettings(PlatformSettings):
     max_batch: int = 2000
     consumers: int = 3  # group members per process (at most one per partition does work)
     run_consumer: bool = True  # the HTTP process also ingests; off for API-only replicas
-    # Idempotence marks older than this are forgotten (store.forget_processed): keep it above
-    # the updates topic's retention (Kafka's default is 7 days), checked every forget_every_s.
-    processed_retention_s: float = 8 * 86_400
-    forget_every_s: float = 3_600
     # Loop protection (EI006): no engagement may point at the platform's own addresses.
     own_addresses: frozenset[str] = frozenset({"SE5565594230-NPOIDX", "SE5565594230-NPOAGP"})
     find_content_max_page: int = 1000

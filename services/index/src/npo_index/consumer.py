@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventConsumer, EventPublisher, RetryPolicy
@@ -19,7 +17,6 @@ from npo_producer.validation import Rules
 from .changes import BatchPublisher, OutboxRelay
 from .config import IndexSettings
 from .handlers import IngestHandler
-from .store import IndexStore
 from .store_pg import PostgresIndexStore
 
 log = logging.getLogger(__name__)
@@ -37,16 +34,11 @@ class Worker:
     publisher: EventPublisher
     relay: OutboxRelay
     consumers: list[EventConsumer[EngagementUpdate]]
-    processed_retention_s: float
-    forget_every_s: float
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         async with asyncio.TaskGroup() as group:
             group.create_task(self.relay.run(stop))
-            group.create_task(
-                forget_old_marks(self.store, self.processed_retention_s, self.forget_every_s, stop)
-            )
             for consumer in self.consumers:
                 group.create_task(consumer.run(stop))
 
@@ -93,28 +85,11 @@ async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
             )
             for _ in range(settings.consumers)
         ]
-        yield Worker(store, publisher, relay, consumers,
-                     settings.processed_retention_s, settings.forget_every_s)
+        yield Worker(store, publisher, relay, consumers)
     finally:
         await sender.stop()
         await publisher.stop()
         await store.close()
-
-
-async def forget_old_marks(
-    store: IndexStore, retention_s: float, every_s: float, stop: asyncio.Event
-) -> None:
-    """Forget idempotence marks older than ``retention_s``, now and every ``every_s``, until
-    stopped; a failure is logged and tried again next time (the marks only save work)."""
-    while not stop.is_set():
-        try:
-            forgotten = await store.forget_processed(datetime.now(UTC) - timedelta(seconds=retention_s))
-            if forgotten:
-                log.info("forgot %d processed-event marks older than %.0f s", forgotten, retention_s)
-        except Exception as error:  # database away: the next round tries again
-            log.warning("forgetting old processed-event marks failed (%s)", type(error).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
 
 
 async def run_worker(settings: IndexSettings, stop: asyncio.Event | None = None) -> None:

@@ -18,7 +18,8 @@ INVALID_IN_BATCH = "batch.has_invalid"
 
 @dataclass
 class IngestHandler:
-    """The consumer's batch handler. Idempotent: the store skips event ids it has processed.
+    """The consumer's batch handler. Idempotent: an event delivered again changes nothing (the
+    freshness rule: none of its transactions is newer than what the index holds).
 
     One invalid message in a batch makes the handler refuse the batch; the platform consumer
     then hands the records over one by one, so only the invalid message is dead-lettered (with

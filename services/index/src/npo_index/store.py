@@ -1,9 +1,9 @@
 """Index storage: the IndexStore protocol and its in-memory implementation (PostgreSQL: store_pg).
 
-``apply_batch`` is the unit of consistency: in ONE transaction it marks the events processed
-(skipping those seen before), folds their transactions over the stored records with the domain's
-freshness rule, writes the records, adjusts the coverage counts and queues the resulting
-IndexChange messages in the outbox.
+``apply_batch`` is the unit of consistency: in ONE transaction it folds the events'
+transactions over the stored records with the domain's freshness rule, writes the records,
+adjusts the coverage counts and queues the resulting IndexChange messages in the outbox. The
+rule alone makes it idempotent: an event delivered again changes nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
@@ -97,16 +96,11 @@ class IndexStore(Protocol):
     async def apply_batch(
         self, events: Sequence[IncomingEvent], outbox: OutboxBuilder
     ) -> OutboxBatch | None:
-        """Apply new events atomically; returns the outbox batch queued (None: no change)."""
-        ...
+        """Apply the events atomically; returns the outbox batch queued (None: no change).
 
-    async def forget_processed(self, before: datetime) -> int:
-        """Drop the marks of events processed before ``before``; returns how many.
-
-        The marks only save work: an event delivered again after its mark is gone changes
-        nothing, because none of its transactions is newer than what the index holds (the
-        freshness rule). Forgetting marks older than the updates topic's retention keeps the
-        table from growing for ever.
+        Idempotent without remembering event ids: an event delivered again changes nothing,
+        because none of its transactions is newer than what the index holds (the freshness
+        rule), so it yields no row, no change event and no count.
         """
         ...
 
@@ -156,7 +150,6 @@ class InMemoryIndexStore:
     """The index in dictionaries: for unit tests and as the reference model of the fault test."""
 
     rows: dict[bytes, Record] = field(default_factory=dict)
-    processed: dict[str, datetime] = field(default_factory=dict)  # event id → when processed
     outbox: dict[int, OutboxBatch] = field(default_factory=dict)
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     batches: int = 0
@@ -164,25 +157,16 @@ class InMemoryIndexStore:
     async def apply_batch(
         self, events: Sequence[IncomingEvent], outbox: OutboxBuilder
     ) -> OutboxBatch | None:
-        fresh = [e for e in first_occurrences(events) if e.event_id not in self.processed]
-        transactions = [tx for event in fresh for tx in event.transactions]
+        transactions = [tx for event in first_occurrences(events) for tx in event.transactions]
         written, changes = apply_all(self.rows, transactions)
         messages = outbox(changes)
         self.rows.update(written)
-        now = datetime.now(UTC)
-        self.processed.update((e.event_id, now) for e in fresh)
         self.counts.update(coverage_deltas(changes))
         if not messages:
             return None
         self.batches += 1
         batch = self.outbox[self.batches] = OutboxBatch(self.batches, messages)
         return batch
-
-    async def forget_processed(self, before: datetime) -> int:
-        old = [event_id for event_id, at in self.processed.items() if at < before]
-        for event_id in old:
-            del self.processed[event_id]
-        return len(old)
 
     async def find(self, query: FindQuery) -> list[Record]:
         found = sorted((r for r in self.rows.values() if query.matches(r)), key=lambda r: r.key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -35,10 +34,6 @@ _COLUMNS = (
 _CREATED, _UPDATED, _DELETED = 1, 2, 3  # change codes the apply statement returns
 _CHANGES = {_CREATED: Change.CREATED, _UPDATED: Change.CONTENT_UPDATED, _DELETED: Change.DELETED}
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM engagements"  # noqa: S608 - constant column names
-_MARK = (
-    "INSERT INTO processed_events (event_id) SELECT unnest($1::text[])"
-    " ON CONFLICT DO NOTHING RETURNING event_id"
-)
 # The freshness rule of domain.apply, set-based: one statement writes a layer of transactions
 # (each key at most once) and returns only the real changes. ``old``/``new`` in RETURNING
 # (PostgreSQL 18) are the row before and after; a stale or duplicate transaction fails the
@@ -96,10 +91,6 @@ _OUTBOX = (
     " RETURNING seq"
 )
 _SEPARATOR = "\x1f"
-_FORGET = (
-    "DELETE FROM processed_events WHERE event_id IN"
-    " (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)"
-)
 _COUNTS = (
     "INSERT INTO coverage_counts AS c (data_controller, service_domain, categorization, live)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])"
@@ -130,25 +121,13 @@ class PostgresIndexStore:
     async def apply_batch(
         self, events: Sequence[IncomingEvent], outbox: OutboxBuilder
     ) -> OutboxBatch | None:
-        unique = first_occurrences(events)
+        transactions = [tx for e in first_occurrences(events) for tx in e.transactions]
+        if not transactions:
+            return None
         async with self._pool.acquire() as conn, conn.transaction():
-            marked = {row[0] for row in await conn.fetch(_MARK, [e.event_id for e in unique])}
-            transactions = [tx for e in unique if e.event_id in marked for tx in e.transactions]
-            if not transactions:
-                return None
             changes = await _apply(conn, transactions)
             messages = outbox(changes)
             return await _write(conn, messages, coverage_deltas(changes))
-
-    async def forget_processed(self, before: datetime, chunk: int = 10_000) -> int:
-        forgotten = 0
-        while True:  # in chunks: short transactions, no long lock on a large table
-            async with self._pool.acquire() as conn:
-                done = await conn.execute(_FORGET, before, chunk)
-            count = int(done.rsplit(" ", 1)[1])
-            forgotten += count
-            if count < chunk:
-                return forgotten
 
     async def find(self, query: FindQuery) -> list[Record]:
         sql, args = _find_sql(query)
