@@ -9,7 +9,6 @@ must take the fast path.
 from __future__ import annotations
 
 import itertools
-from dataclasses import FrozenInstanceError
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from npo_platform.contracts import EngagementUpdate
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
 from npo_platform.identifiers import make_personnummer
-from npo_producer.engagement import Identity, Transaction, Version, keyed_identity
+from npo_producer.engagement import Identity, Transaction, Version, identity_key, transaction
 from npo_producer.validation import (
     InvalidUpdate,
     Rules,
@@ -159,20 +158,28 @@ def test_invalid_messages_are_left_to_the_full_walk(name: str, update: Engagemen
     assert (caught.value.codes, str(caught.value)) == (full.codes, str(full))
 
 
-def test_fast_built_identities_and_transactions_are_ordinary_frozen_ones() -> None:
+def test_identities_and_transactions_are_frozen_and_carry_the_identity_key() -> None:
     parts = (P, "d", "c", "l", "NA", "NA", "s", "g", "NA")
-    plain = Identity(*parts)
-    keyed = keyed_identity(parts, plain.key)
-    assert type(keyed) is Identity
-    assert (keyed, hash(keyed), repr(keyed), keyed.parts()) == (plain, hash(plain), repr(plain), parts)
-    with pytest.raises(FrozenInstanceError):
-        keyed.patient = Q  # type: ignore[misc]
-    version = Version(T0, "20260101120000", "e-1")
-    built, plain_tx = Transaction(keyed, "c", True, version), Transaction(plain, "c", True, version)
-    assert (built, hash(built), repr(built)) == (plain_tx, hash(plain_tx), repr(plain_tx))
-    assert built.key == plain.key
+    identity = Identity(*parts)
+    assert identity.parts() == parts
+    assert identity.key == identity_key(parts) == Identity(*parts).key
+    assert (identity, hash(identity)) == (Identity(*parts), hash(Identity(*parts)))
     with pytest.raises(AttributeError):  # msgspec's frozen struct
+        identity.patient = Q  # type: ignore[misc]
+    version = Version(T0, "20260101120000", "e-1")
+    built = transaction(identity, "c", True, version)
+    assert built == Transaction(identity, "c", True, version, identity.key)
+    assert hash(built) == hash(Transaction(identity, "c", True, version, identity.key))
+    with pytest.raises(AttributeError):
         built.delete = False  # type: ignore[misc]
+
+
+def test_the_fast_path_keys_each_transaction_with_its_identity_key() -> None:
+    u = _update(_engagement(), _engagement(categorization="upp", owner=""))
+    for checked in (transactions_of(u, RULES, received_at=T0), _full(u, T0)):
+        assert isinstance(checked, list)
+        assert [t.key for t in checked] == [t.identity.key for t in checked]
+        assert checked[1].identity.owner == "NA"
 
 
 def test_versions_order_by_event_time_then_content_then_event_id() -> None:

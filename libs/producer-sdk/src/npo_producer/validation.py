@@ -27,7 +27,6 @@ from npo_producer.engagement import (
     Transaction,
     Version,
     identity_key,
-    keyed_identity,
     normalise_optional,
 )
 
@@ -122,11 +121,12 @@ def _full_walk(
         if found:
             continue
         identity = identity_of(tx.engagement)
-        if identity.key in seen:
+        key = identity.key
+        if key in seen:
             violations.append(Violation(Code.DUPLICATE_KEY, index, "identity repeated in message"))
-        seen.add(identity.key)
+        seen.add(key)
         content = tx.engagement.most_recent_content
-        result.append(Transaction(identity, content, tx.delete_flag, version_of(content)))
+        result.append(Transaction(identity, content, tx.delete_flag, version_of(content), key))
     if violations:
         raise InvalidUpdate(violations)
     return result
@@ -300,7 +300,7 @@ def _all_valid_transactions(
         if key in seen:
             return None
         seen.add(key)
-        result.append(Transaction(keyed_identity(parts, key), content, tx.delete_flag, version))
+        result.append(Transaction(Identity(*parts), content, tx.delete_flag, version, key))
     return result
 
 
