@@ -263,6 +263,10 @@ async def test_one_trace_covers_decision_index_producers_and_access_event(
     names = [s.name for s in spans]
     assert {"decision", "index lookup", "access event"} <= set(names)
     assert names.count("producer call") == body["producersCalled"]
+    # The access event's span is the send's own PRODUCER span: no second one inside it.
+    [access] = [s for s in spans if s.name == "access event"]
+    assert (access.attributes or {}).get("messaging.destination.name") == config.access.name
+    assert not [name for name in names if name.startswith("publish ")]
     [event] = await access_events(kafka_bootstrap_servers, config.access_topic, 1)
     assert event.trace_id == trace_id
 

@@ -150,10 +150,14 @@ class Auditor:
         self._publisher, self._topic = publisher, topic
         self._source, self._timeout = source, timeout_s
         self._corrections: set[asyncio.Task[None]] = set()
+        # The span is the send's own (the publisher opens none inside it): messaging attributes.
+        self._span_attributes = {"messaging.system": "kafka",
+                                 "messaging.destination.name": topic.name}
 
     async def record(self, attempt: Attempt) -> str:
         """Write the attempt's access event; its event id, or AuditUnavailable."""
-        with tracer.start_as_current_span("access event", kind=trace.SpanKind.PRODUCER) as span:
+        with tracer.start_as_current_span("access event", kind=trace.SpanKind.PRODUCER,
+                                          attributes=self._span_attributes) as span:
             event = access_event(attempt, self._source)
             span.set_attribute("npo.outcome", attempt.outcome.value)
             try:
