@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+import uvloop
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
@@ -74,7 +75,8 @@ def ingest(
     settings = IndexSettings()
     started = _ensure_stack(settings)
     try:
-        figures = asyncio.run(_bench(settings, QUICK if quick else FULL, workers))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the services run
+            figures = runner.run(_bench(settings, QUICK if quick else FULL, workers))
     finally:
         if started:
             from npo_deploy import infra

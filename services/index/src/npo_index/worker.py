@@ -14,6 +14,8 @@ import multiprocessing
 import signal
 from collections.abc import Sequence
 
+import uvloop
+
 from npo_platform.service import configure_process
 
 from .config import IndexSettings
@@ -47,7 +49,8 @@ def run_one() -> None:
     """One ingest process until SIGTERM/SIGINT (then it leaves the consumer group)."""
     settings = IndexSettings()
     configure_process(settings)
-    asyncio.run(_until_signalled(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as uvicorn serves npo-index
+        runner.run(_until_signalled(settings))
 
 
 async def _until_signalled(settings: IndexSettings) -> None:
