@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -50,7 +52,8 @@ def platform_topic_names() -> list[str]:
 
 
 class GroupProgress:
-    """How far a consumer group got on a topic: the sum of its committed offsets.
+    """How far a consumer group got on a topic: the sum of its committed offsets, and whether
+    the group has settled.
 
     The platform consumer commits a record's offset only after its handler finished with it,
     so this counts the records handled (dead letters included), however often they were
@@ -80,3 +83,16 @@ class GroupProgress:
             self._coordinator = None
             return 0
         return sum(meta.offset for tp, meta in offsets.items() if tp.topic == self._topic and meta.offset > 0)
+
+    async def wait_stable(self, members: int, within_s: float = 60.0) -> None:
+        """Until the group is Stable with at least ``members`` members; TimeoutError after
+        ``within_s``. A benchmark measures from then on: a member joining later would stop the
+        group for a rebalance in the middle of the measurement."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            [response] = await self._admin.describe_consumer_groups([self._group])
+            group = response.groups[0]  # (error, id, state, protocol type, protocol, members, …)
+            if group[2] == "Stable" and len(group[5]) >= members:
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"the consumer group did not settle with {members} members")

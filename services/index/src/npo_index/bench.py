@@ -24,7 +24,6 @@ import httpx
 import typer
 import uvloop
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
 from npo_deploy import cpu
@@ -75,8 +74,7 @@ def ingest(
     settings = IndexSettings()
     started = _ensure_stack(settings)
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the services run
-            figures = runner.run(_bench(settings, QUICK if quick else FULL, workers))
+        figures = uvloop.run(_bench(settings, QUICK if quick else FULL, workers))  # as the services
     finally:
         if started:
             from npo_deploy import infra
@@ -137,15 +135,16 @@ async def _bench(base: IndexSettings, size: Size, workers: int = 1) -> dict[str,
         try:
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
-            await _group_stable(settings, members=settings.consumers * workers)
-            database, broker = (cpu.listener(settings.database_url),
-                                cpu.listener(settings.kafka_bootstrap_servers))
-            meter = cpu.Meter({"index": lambda: [os.getpid(), *(c.pid for c in children)],
-                               "postgres": lambda: cpu.tree(database), "broker": lambda: [broker]})
             async with GroupProgress(settings.kafka_bootstrap_servers, settings.consumer_group,
                                      settings.updates_topic) as progress:
-                metered = messages - await progress.committed()
-                rate = await _ingest_rate(worker, progress, messages, size.updates)
+                await progress.wait_stable(members=settings.consumers * workers)
+                database, broker = (cpu.listener(settings.database_url),
+                                    cpu.listener(settings.kafka_bootstrap_servers))
+                meter = cpu.Meter({"index": lambda: [os.getpid(), *(c.pid for c in children)],
+                                   "postgres": lambda: cpu.tree(database), "broker": lambda: [broker]})
+                settled = await progress.committed()
+                rate = await _ingest_rate(worker, progress, settled, messages, size.updates)
+            metered = messages - settled
             spent = meter.per_unit(metered * KEYS_PER_PATIENT, unit=1e-6)
             fresh = await _freshness(settings, worker, size)
             _stop_workers(children)
@@ -209,36 +208,16 @@ async def _raw_consume(settings: IndexSettings, updates: int) -> float:
         await consumer.stop()
 
 
-async def _group_stable(settings: IndexSettings, members: int, within_s: float = 60.0) -> None:
-    """Wait until every ingest process's members are in the group and it is Stable.
-
-    The rate is measured from then on: a member joining later would stop the group for a
-    rebalance in the middle of the measurement.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            [response] = await admin.describe_consumer_groups([settings.consumer_group])
-            group = response.groups[0]  # (error, id, state, protocol type, protocol, members, …)
-            if group[2] == "Stable" and len(group[5]) >= members:
-                return
-            await asyncio.sleep(0.2)
-        raise TimeoutError(f"the consumer group did not settle with {members} members")
-    finally:
-        await admin.close()
-
-
-async def _ingest_rate(worker: Worker, progress: GroupProgress, messages: int, updates: int) -> float:
+async def _ingest_rate(
+    worker: Worker, progress: GroupProgress, settled: int, messages: int, updates: int
+) -> float:
     """Sustained rate from topic to committed rows while every process ingests: from 10 % to
     90 % of the messages still to do once the group settled, counted by the group's committed
     offsets (a batch's offsets are committed after its database transaction). Commits arrive
     in steps of a whole batch per group member, so counting from the first commit would credit
     batches begun before; the middle of the run has neither the start nor the tail of a lone
-    last partition."""
-    base = await progress.committed()
-    low, high = base + (messages - base) // 10, base + (messages - base) * 9 // 10
+    last partition. ``settled``: the messages committed when the group settled."""
+    low, high = settled + (messages - settled) // 10, settled + (messages - settled) * 9 // 10
     first: tuple[float, int] | None = None
     while (done := await progress.committed()) < messages:
         now = time.perf_counter()

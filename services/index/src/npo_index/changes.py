@@ -25,6 +25,7 @@ from opentelemetry import trace
 from npo_platform.contracts import IndexChange
 from npo_platform.contracts.events_pb2 import Engagement
 from npo_platform.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER
+from npo_platform.kafka import messaging_attributes
 from npo_platform.telemetry import inject_headers
 from npo_platform.topics import Topic
 
@@ -136,7 +137,7 @@ class BatchPublisher:
         """Send every message and wait until the broker acknowledged all of them."""
         with tracer.start_as_current_span(
             f"publish {topic.name}", kind=trace.SpanKind.PRODUCER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": topic.name,
+            attributes={**messaging_attributes(topic.name),
                         "messaging.batch.message_count": len(messages)},
         ):
             context = inject_headers([(EVENT_TYPE_HEADER, topic.message.encode())])

@@ -49,8 +49,7 @@ def run_one() -> None:
     """One ingest process until SIGTERM/SIGINT (then it leaves the consumer group)."""
     settings = IndexSettings()
     configure_process(settings)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as uvicorn serves npo-index
-        runner.run(_until_signalled(settings))
+    uvloop.run(_until_signalled(settings))  # the loop uvicorn serves npo-index on
 
 
 async def _until_signalled(settings: IndexSettings) -> None:

@@ -39,6 +39,7 @@ from npo_platform.contracts.events_pb2 import DENIED as PB_DENIED
 from npo_platform.contracts.events_pb2 import PARTIAL as PB_PARTIAL
 from npo_platform.events import new_meta
 from npo_platform.identity import Claims
+from npo_platform.kafka import messaging_attributes
 from npo_platform.telemetry import current_trace_id
 from npo_platform.topics import Topic
 
@@ -150,9 +151,8 @@ class Auditor:
         self._publisher, self._topic = publisher, topic
         self._source, self._timeout = source, timeout_s
         self._corrections: set[asyncio.Task[None]] = set()
-        # The span is the send's own (the publisher opens none inside it): messaging attributes.
-        self._span_attributes = {"messaging.system": "kafka",
-                                 "messaging.destination.name": topic.name}
+        # The span is the send's own (the publisher opens none inside it): its attributes.
+        self._span_attributes = messaging_attributes(topic.name)
 
     async def record(self, attempt: Attempt) -> str:
         """Write the attempt's access event; its event id, or AuditUnavailable."""
