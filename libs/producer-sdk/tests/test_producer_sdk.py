@@ -63,3 +63,14 @@ def test_change_filter(categorizations: tuple[str, ...], accepted: bool) -> None
     change = IndexChange(engagement=tx("x").engagement)
     f = ChangeFilter.of("riv:clinicalprocess:healthcond:description", categorizations)
     assert f.matches(change) is accepted
+
+
+def test_change_filter_selects_from_a_record_in_order() -> None:
+    from npo_platform.contracts import IndexChange, IndexChanges
+
+    kept, other, also = (IndexChange(engagement=tx("x").engagement) for _ in range(3))
+    other.engagement.categorization = "dia"
+    also.engagement.business_object_instance_identifier = "second"
+    record = IndexChanges(changes=[kept, other, also])
+    f = ChangeFilter.of("riv:clinicalprocess:healthcond:description", ["voo"])
+    assert f.select(record) == [kept, also]

@@ -1,17 +1,19 @@
-"""IndexChange events: stable ids, subscriber filters, coverage figures (no I/O)."""
+"""Change-stream records (IndexChanges): stable ids, one record per patient, subscriber filters,
+coverage figures (no I/O)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
 
+import msgspec
 from index_helpers import CONTROLLER, T0, engagement, patient, tx, update
 
 from npo_index.changes import CHANGE_NAMESPACE, change_event_id, index_change, outbox_messages
 from npo_index.coverage import coverage_report
 from npo_index.domain import apply_all
 from npo_index.store import CoverageCount
-from npo_platform.contracts import IndexChange
+from npo_platform.contracts import EventMeta, IndexChange, IndexChanges
 from npo_producer import ChangeFilter
 from npo_producer.validation import Rules, transactions_of
 
@@ -26,12 +28,37 @@ def test_outbox_messages_are_keyed_by_patient_and_carry_the_cause() -> None:
     u = update(tx(engagement(patient(71))))
     _, applied = apply_all({}, transactions_of(u, Rules()))
     (message,) = outbox_messages(applied)
-    change = IndexChange.FromString(message.payload)
+    record = IndexChanges.FromString(message.payload)
+    (change,) = record.changes
     assert message.key == patient(71)
+    assert record.meta.event_id == message.event_id
+    assert record.meta.source == "npo-index"
     assert change.caused_by_event_id == u.meta.event_id
     assert change.change == IndexChange.CREATED
-    assert change.meta.event_id == message.event_id
+    assert change.meta.event_id == change_event_id(u.meta.event_id, applied[0].record.key)
     assert change.engagement.creation_time.ToDatetime().year == 2026
+
+
+def test_one_record_per_patient_with_that_patients_changes_in_order() -> None:
+    a, b = patient(74), patient(75)
+    first = update(
+        tx(engagement(a, boi="doc-1")), tx(engagement(b, boi="doc-1")), tx(engagement(a, boi="doc-2"))
+    )
+    later = update(tx(engagement(b, boi="doc-1"), delete=True), at=T0 + timedelta(minutes=5))
+    _, applied = apply_all({}, [t for u in (first, later) for t in transactions_of(u, Rules())])
+    messages = outbox_messages(applied)
+    assert [m.key for m in messages] == [a, b]
+    records = {m.key: IndexChanges.FromString(m.payload) for m in messages}
+    assert [c.engagement.business_object_instance_identifier for c in records[a].changes] == [
+        "doc-1", "doc-2",
+    ]
+    assert [c.change for c in records[b].changes] == [IndexChange.CREATED, IndexChange.DELETED]
+    assert {c.engagement.registered_resident_identification for c in records[b].changes} == {b}
+    # A record's time is its latest change's; its id follows from its changes' ids alone.
+    assert records[b].meta.event_time.ToDatetime() == (T0 + timedelta(minutes=5)).replace(tzinfo=None)
+    assert [m.event_id for m in outbox_messages(applied)] == [m.event_id for m in messages]
+    assert outbox_messages(applied[:1])[0].event_id != messages[0].event_id
+    assert len({m.event_id for m in messages}) == 2
 
 
 def test_subscribers_filter_by_service_domain_and_categorizations() -> None:
@@ -64,6 +91,23 @@ def test_batch_building_reuses_one_message_without_carrying_fields_over() -> Non
     gone = update(tx(engagement(p, boi="doc-1"), delete=True), at=T0 + timedelta(minutes=1))
     transactions = [t for u in (created, gone) for t in transactions_of(u, Rules())]
     _, applied = apply_all({}, transactions)
-    assert [m.payload for m in outbox_messages(applied)] == [
-        index_change(a).SerializeToString() for a in applied
-    ]
+    (message,) = outbox_messages(applied)
+    # The framed bytes are exactly protobuf's own serialisation of the same IndexChanges.
+    meta = EventMeta(event_id=message.event_id, source="npo-index")
+    meta.event_time.FromDatetime(T0 + timedelta(minutes=1))
+    expected = IndexChanges(meta=meta, changes=[index_change(a) for a in applied])
+    assert message.payload == expected.SerializeToString()
+
+
+def test_a_change_of_many_kilobytes_is_framed_with_a_longer_length() -> None:
+    u = update(tx(engagement(patient(76))))
+    _, (applied,) = apply_all({}, transactions_of(u, Rules()))
+    assert applied.record is not None
+    # Longer than validation lets a field be, and than the table of short frames covers.
+    long_identity = msgspec.structs.replace(applied.record.identity, owner="x" * 70_000)
+    record = msgspec.structs.replace(applied.record, identity=long_identity)
+    big = msgspec.structs.replace(applied, record=record)
+    (message,) = outbox_messages([big])
+    (change,) = IndexChanges.FromString(message.payload).changes
+    assert change == index_change(big)
+    assert change.engagement.owner == "x" * 70_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +17,7 @@ from index_helpers import T0, engagement, patient, schema_name, topic_name, tx, 
 from npo_index.config import IndexSettings
 from npo_index.consumer import Worker, open_worker
 from npo_index.store import FindQuery
-from npo_platform.contracts import EngagementUpdate, IndexChange
+from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
 from npo_platform.events import header
 from npo_platform.kafka import DLQ_REASON, EventPublisher
 
@@ -76,16 +76,21 @@ async def _running(settings: IndexSettings) -> AsyncIterator[Running]:
             await task
 
 
-async def _read(bootstrap: str, topic: str, expected: int, seconds: float = 10) -> list[tuple[object, ...]]:
+async def _read(bootstrap: str, topic: str, expected: int, seconds: float = 10,
+                count: Callable[[bytes], int] = lambda value: 1) -> list[tuple[object, ...]]:
+    """The records of ``topic`` until ``expected`` things were read (``count`` of a value: how
+    many things it holds), then any surplus that arrives within half a second."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     found: list[tuple[object, ...]] = []
+    total = 0
     try:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and len(found) < expected:
+        while time.monotonic() < deadline and total < expected:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 found += [(r.key, r.value, tuple(r.headers)) for r in records]
-        if len(found) == expected:  # anything more would be a surplus
+                total += sum(count(r.value) for r in records)
+        if total == expected:  # anything more would be a surplus
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 found += [(r.key, r.value, tuple(r.headers)) for r in records]
     finally:
@@ -94,8 +99,10 @@ async def _read(bootstrap: str, topic: str, expected: int, seconds: float = 10) 
 
 
 async def _changes(running: Running, expected: int) -> list[IndexChange]:
-    raw = await _read(running.settings.kafka_bootstrap_servers, running.settings.changes_topic, expected)
-    return [IndexChange.FromString(value) for _, value, _ in raw]  # type: ignore[arg-type]
+    """The changes published, in order, from the change records (a patient's changes of a batch)."""
+    raw = await _read(running.settings.kafka_bootstrap_servers, running.settings.changes_topic, expected,
+                      count=lambda value: len(IndexChanges.FromString(value).changes))
+    return [c for _, value, _ in raw for c in IndexChanges.FromString(value).changes]  # type: ignore[arg-type]
 
 
 async def _contents(running: Running, p: str) -> list[str]:
@@ -224,4 +231,7 @@ async def test_changes_committed_but_not_published_before_a_crash_are_published_
     async with _running(settings) as restarted:
         changes = await _changes(restarted, 2)
         assert await restarted.worker.store.pending_outbox() == []
-    assert [c.meta.event_id for c in changes] == [m.event_id for m in committed.messages]
+    assert [m.key for m in committed.messages] == [patient(52)]  # one record: one patient
+    assert [c.meta.event_id for c in changes] == [
+        c.meta.event_id for m in committed.messages for c in IndexChanges.FromString(m.payload).changes
+    ]

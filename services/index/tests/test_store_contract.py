@@ -9,9 +9,9 @@ import pytest
 from index_helpers import T0, engagement, patient, schema_name, tx, update
 
 from npo_index.changes import outbox_messages
-from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore
+from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore, OutboxBatch
 from npo_index.store_pg import PostgresIndexStore
-from npo_platform.contracts import EngagementUpdate, IndexChange
+from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
 from npo_producer.validation import Rules, transactions_of
 
 DOMAIN = "riv:clinicalprocess:healthcond:description"
@@ -28,6 +28,11 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[IndexStore]:
     await pg.close()
 
 
+def _changes(batch: OutboxBatch) -> list[IndexChange]:
+    """The changes of a batch's records, in order."""
+    return [c for m in batch.messages for c in IndexChanges.FromString(m.payload).changes]
+
+
 def _event(u: EngagementUpdate) -> IncomingEvent:
     return IncomingEvent(u.meta.event_id, transactions_of(u, Rules()))
 
@@ -38,8 +43,8 @@ class TestIndexStoreContract:
         first = update(tx(engagement(p)), tx(engagement(p, categorization="dia")))
         batch = await store.apply_batch([_event(first)], outbox_messages)
         assert batch is not None
-        assert len(batch.messages) == 2
-        assert {m.key for m in batch.messages} == {p}
+        assert len(_changes(batch)) == 2
+        assert [m.key for m in batch.messages] == [p]  # one record: one patient's changes
         assert await store.pending_outbox() == [batch]
         await store.remove_outbox([batch.seq])
         assert await store.pending_outbox() == []
@@ -49,7 +54,7 @@ class TestIndexStoreContract:
         u = update(tx(engagement(p)), tx(engagement(p, categorization="dia")))
         batch = await store.apply_batch([_event(u), _event(u)], outbox_messages)  # within one batch
         assert batch is not None
-        assert len(batch.messages) == 2
+        assert len(_changes(batch)) == 2
         rows, coverage = await store.records(), await store.coverage()
         # Again in a later batch (after a crash or a rebalance): no row, change or count moves,
         # with no memory of event ids: none of its transactions is newer than the index.
@@ -122,12 +127,12 @@ class TestIndexStoreContract:
         expected = []
         for u in [seeded, *mixed]:
             single = await reference.apply_batch([_event(u)], outbox_messages)
-            expected += single.messages if single is not None and u is not seeded else []
+            expected += _changes(single) if single is not None and u is not seeded else []
         await store.apply_batch([_event(seeded)], outbox_messages)
         batch = await store.apply_batch([_event(u) for u in mixed], outbox_messages)
         assert batch is not None
-        assert batch.messages == expected
-        kinds = [IndexChange.FromString(m.payload).change for m in expected]
+        assert _changes(batch) == expected
+        kinds = [c.change for c in expected]
         assert kinds == [IndexChange.CONTENT_UPDATED, IndexChange.DELETED, IndexChange.CREATED,
                          IndexChange.CONTENT_UPDATED]
         assert await store.records() == await reference.records()

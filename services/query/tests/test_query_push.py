@@ -26,7 +26,7 @@ from query_fixtures import (
 
 from npo_deploy.testing import TopicFactory
 from npo_platform.categories import by_key
-from npo_platform.contracts import ConsentEvent, IndexChange
+from npo_platform.contracts import ConsentEvent, IndexChange, IndexChanges
 from npo_platform.contracts.events_pb2 import Engagement
 from npo_platform.events import new_meta
 from npo_platform.kafka import EventPublisher
@@ -68,6 +68,10 @@ def _change(patient: str, giver: str, address: str, category: str = "notes") -> 
                        engagement=engagement)
 
 
+def _changes(*changes: IndexChange) -> IndexChanges:
+    return IndexChanges(meta=new_meta("npo-index"), changes=changes)
+
+
 async def _read(lines: AsyncIterator[str], wanted: str) -> dict[str, Any]:
     name = ""
     async for line in lines:
@@ -91,14 +95,14 @@ async def test_a_related_reader_is_told_of_new_information_but_not_of_blocked_on
             assert answer.status_code == 200
             lines = answer.aiter_lines()
             assert (await _read(lines, "subscribed"))["categories"] == ["care_plans", "notes"]
-            await publisher.publish(config.changes, other, _change(other, REGION_GIVER,
-                                                                   REGION_ADDRESS))
-            await publisher.publish(config.changes, patient,
-                                    _change(patient, BLOCKED_GIVER, "SE2321000099-LA"))
-            await publisher.publish(config.changes, patient,
-                                    _change(patient, REGION_GIVER, REGION_ADDRESS, "diagnoses"))
-            await publisher.publish(config.changes, patient,
-                                    _change(patient, REGION_GIVER, REGION_ADDRESS))
+            await publisher.publish(config.changes, other, _changes(_change(other, REGION_GIVER,
+                                                                            REGION_ADDRESS)))
+            # One record, as the index publishes a patient's changes of one batch: the first
+            # two are not told (blocked care giver, a category not subscribed), the third is.
+            await publisher.publish(config.changes, patient, _changes(
+                _change(patient, BLOCKED_GIVER, "SE2321000099-LA"),
+                _change(patient, REGION_GIVER, REGION_ADDRESS, "diagnoses"),
+                _change(patient, REGION_GIVER, REGION_ADDRESS)))
             async with asyncio.timeout(30):
                 notice = await _read(lines, "change")
     assert notice["category"] == "notes"

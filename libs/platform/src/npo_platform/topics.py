@@ -26,7 +26,8 @@ def dead_letter_topic(topic: str) -> str:
 ENGAGEMENT_UPDATES = Topic(
     "npo.engagement.updates.v1", "patient id", "npo.events.v1.EngagementUpdate"
 )
-INDEX_CHANGES = Topic("npo.index.changes.v1", "patient id", "npo.events.v1.IndexChange")
+# v2: a record holds IndexChanges (a patient's changes of one ingest batch); v1 held one IndexChange.
+INDEX_CHANGES = Topic("npo.index.changes.v2", "patient id", "npo.events.v1.IndexChanges")
 ACCESS_EVENTS = Topic("npo.access.events.v1", "patient id", "npo.events.v1.AccessEvent")
 CONSENT_EVENTS = Topic("npo.consent.events.v1", "patient id", "npo.events.v1.ConsentEvent")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from npo_platform.contracts import IndexChange
+from npo_platform.contracts import IndexChange, IndexChanges
 
 
 @dataclass(frozen=True)
@@ -27,3 +27,8 @@ class ChangeFilter:
         if engagement.service_domain != self.service_domain:
             return False
         return not self.categorizations or engagement.categorization in self.categorizations
+
+    def select(self, record: IndexChanges) -> list[IndexChange]:
+        """The changes of one change-stream record (a patient's changes of one ingest batch)
+        that this filter accepts, in their order."""
+        return [change for change in record.changes if self.matches(change)]

@@ -1,10 +1,13 @@
 """IndexChange events: built from applied changes, relayed from the outbox, filtered by subscribers.
 
-Order of work: the rows and their IndexChange messages commit together (the outbox); the relay
+Order of work: the rows and their change records commit together (the outbox); the relay
 publishes after the commit and removes what the broker acknowledged. A crash between commit and
-publish leaves the messages in the outbox, and the next start publishes them (at-least-once).
-Their event ids are derived from (causing event id, engagement key), so a subscriber that sees a
-message twice can drop the repeat by ``meta.event_id``.
+publish leaves the records in the outbox, and the next start publishes them (at-least-once).
+
+A record is an ``IndexChanges``: the changes one ingest batch made for one patient, in order,
+keyed by the patient id. Each change's event id is derived from (causing event id, engagement
+key), so a subscriber that sees a change twice (in the same record again, or in a record formed
+differently after a replay) can drop the repeat by its ``meta.event_id``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aiokafka.partitioner import murmur2
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
-from npo_platform.contracts import IndexChange
+from npo_platform.contracts import EventMeta, IndexChange, IndexChanges
 from npo_platform.contracts.events_pb2 import Engagement
 from npo_platform.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER
 from npo_platform.kafka import messaging_attributes
@@ -50,7 +53,10 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
 
 def change_event_id(caused_by: str, key: bytes, key_hex: str | None = None) -> str:
     """Deterministic: the same change always gets the same id, however often it is published."""
-    text = f"{caused_by}/{key_hex or key.hex()}"
+    return _uuid5(f"{caused_by}/{key_hex or key.hex()}")
+
+
+def _uuid5(text: str) -> str:
     digest = hashlib.sha1(_NAMESPACE_BYTES + text.encode()).hexdigest()  # noqa: S324
     # uuid5 by hand (same value as uuid.uuid5): version 5, RFC 4122 variant, no UUID objects.
     variant = _VARIANT[digest[16]]
@@ -100,15 +106,74 @@ def index_change(applied: Applied, event: IndexChange | None = None) -> IndexCha
 
 
 def outbox_messages(changes: Sequence[Applied]) -> list[OutboxMessage]:
-    """The OutboxBuilder of the ingest: one IndexChange per real change, keyed by patient."""
-    messages = []
+    """The OutboxBuilder of the ingest: per patient one ``IndexChanges`` record holding that
+    patient's real changes in their order, keyed by the patient id.
+
+    The changes are serialised one by one (one reused IndexChange) and framed as the record's
+    ``changes`` field: a repeated message field's wire format is each element's bytes behind its
+    tag and length, so no second message tree is built (a test checks the bytes are the same as
+    protobuf's own serialisation of the IndexChanges).
+    """
+    bundles: dict[str, _Bundle] = {}
     event = IndexChange()
+    patient, bundle = "", _Bundle()
     for applied in changes:
         index_change(applied, event)
-        messages.append(
-            OutboxMessage(event.meta.event_id, applied.cause.identity.patient, event.SerializeToString())
-        )
-    return messages
+        cause = applied.cause
+        if cause.identity.patient != patient:  # a batch's changes come mostly patient by patient
+            patient = cause.identity.patient
+            if (found := bundles.get(patient)) is None:
+                found = bundles[patient] = _Bundle()
+            bundle = found
+        change = event.SerializeToString()
+        bundle.ids.append(event.meta.event_id)
+        bundle.parts.append(_frame(len(change)))
+        bundle.parts.append(change)
+        if cause.version.event_time > bundle.latest:
+            bundle.latest = cause.version.event_time
+    return [bundle.message(patient) for patient, bundle in bundles.items()]
+
+
+class _Bundle:
+    """One patient's serialised changes, their ids and the latest event time among them."""
+
+    __slots__ = ("ids", "latest", "parts")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.parts: list[bytes] = []
+        self.latest = _EPOCH
+
+    def message(self, patient: str) -> OutboxMessage:
+        event_id = _uuid5("+".join(self.ids))  # the same changes, the same record id
+        meta = EventMeta(event_id=event_id, source=SOURCE)
+        meta.event_time.CopyFrom(_timestamp(self.latest))
+        head = meta.SerializeToString()
+        payload = b"".join((_META_TAG, _varint(len(head)), head, *self.parts))
+        return OutboxMessage(event_id, patient, payload)
+
+
+# Field tags of IndexChanges (field number << 3 | wire type 2, length-delimited).
+_META_TAG = bytes([IndexChanges.META_FIELD_NUMBER << 3 | 2])
+_CHANGES_TAG = bytes([IndexChanges.CHANGES_FIELD_NUMBER << 3 | 2])
+
+
+def _varint(n: int) -> bytes:
+    """A protobuf base-128 varint (of a length: never negative)."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_FRAMES = [_CHANGES_TAG + _varint(n) for n in range(4096)]  # a change is a few hundred bytes
+
+
+def _frame(length: int) -> bytes:
+    """The tag and length in front of one change of ``length`` bytes."""
+    return _FRAMES[length] if length < 4096 else _CHANGES_TAG + _varint(length)
 
 
 class BatchPublisher:

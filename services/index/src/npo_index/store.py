@@ -2,7 +2,7 @@
 
 ``apply_batch`` is the unit of consistency: in ONE transaction it folds the events'
 transactions over the stored records with the domain's freshness rule, writes the records,
-adjusts the coverage counts and queues the resulting IndexChange messages in the outbox. The
+adjusts the coverage counts and queues the resulting change records in the outbox. The
 rule alone makes it idempotent: an event delivered again changes nothing.
 """
 
@@ -26,8 +26,8 @@ class IncomingEvent(msgspec.Struct, frozen=True):
 
 
 class OutboxMessage(msgspec.Struct, frozen=True, gc=False):
-    """A change event ready to publish: its id, Kafka key and serialised value (one per change:
-    a msgspec struct, like the domain's values)."""
+    """A change record ready to publish: its id, Kafka key (the patient id) and serialised
+    IndexChanges (a msgspec struct, like the domain's values)."""
 
     event_id: str
     key: str
@@ -35,7 +35,7 @@ class OutboxMessage(msgspec.Struct, frozen=True, gc=False):
 
 
 class OutboxBatch(msgspec.Struct, frozen=True):
-    """The change messages one ingest batch queued, in order; removed together once published."""
+    """The change records one ingest batch queued, in order; removed together once published."""
 
     seq: int
     messages: list[OutboxMessage]

@@ -19,7 +19,7 @@ import aiohttp
 import httpx
 from fastapi import FastAPI
 
-from npo_platform.contracts import ConsentEvent, IndexChange
+from npo_platform.contracts import ConsentEvent, IndexChanges
 from npo_platform.db import apply_migrations, create_pool
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventConsumer, EventPublisher
@@ -152,7 +152,7 @@ async def _consume(settings: QuerySettings, parts: Parts, publisher: EventPublis
                       publisher=publisher, auto_offset_reset=parts.offset_reset),
         EventConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
                       group_id=f"npo-query-push-{replica}", topic=settings.changes,
-                      message_type=IndexChange, handler=hub.handle, publisher=publisher,
+                      message_type=IndexChanges, handler=hub.handle, publisher=publisher,
                       auto_offset_reset=parts.offset_reset),
     ]
     stop = asyncio.Event()

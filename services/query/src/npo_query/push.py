@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from npo_platform.categories import find_by_code
-from npo_platform.contracts import IndexChange
+from npo_platform.contracts import IndexChange, IndexChanges
 from npo_platform.identity import ClinicianClaims
 from npo_platform.kafka import Received
 from npo_platform.problems import Problem
@@ -72,9 +72,10 @@ class Hub:
                 queue.get_nowait()  # a slow reader loses the oldest notice, not the newest
             queue.put_nowait(change)
 
-    async def handle(self, batch: Sequence[Received[IndexChange]]) -> None:
+    async def handle(self, batch: Sequence[Received[IndexChanges]]) -> None:
         for received in batch:
-            self.offer(received.event)
+            for change in received.event.changes:
+                self.offer(change)
 
 
 def invalidating(cache: DecisionCache) -> Any:

@@ -6,6 +6,7 @@ from npo_platform.contracts.events_pb2 import (
     EngagementUpdate,
     EventMeta,
     IndexChange,
+    IndexChanges,
 )
 
-__all__ = ["AccessEvent", "ConsentEvent", "EngagementUpdate", "EventMeta", "IndexChange"]
+__all__ = ["AccessEvent", "ConsentEvent", "EngagementUpdate", "EventMeta", "IndexChange", "IndexChanges"]

@@ -158,6 +158,14 @@ class IndexChange(_message.Message):
     caused_by_event_id: str
     def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., change: _Optional[_Union[IndexChange.ChangeType, str]] = ..., engagement: _Optional[_Union[Engagement, _Mapping]] = ..., engagement_key: _Optional[str] = ..., caused_by_event_id: _Optional[str] = ...) -> None: ...
 
+class IndexChanges(_message.Message):
+    __slots__ = ("meta", "changes")
+    META_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    meta: EventMeta
+    changes: _containers.RepeatedCompositeFieldContainer[IndexChange]
+    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[IndexChange, _Mapping]]] = ...) -> None: ...
+
 class Actor(_message.Message):
     __slots__ = ("user_hsa_id", "name", "title", "assignment_id", "purpose", "care_unit_hsa_id", "care_giver_hsa_id", "roles", "system_hsa_id")
     USER_HSA_ID_FIELD_NUMBER: _ClassVar[int]
