@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -71,7 +72,7 @@ def test_every_event_message_starts_with_meta() -> None:
 def test_topics_are_versioned_and_unique() -> None:
     names = [t.name for t in ALL_TOPICS]
     assert len(set(names)) == len(names)
-    assert all(n.startswith("npo.") and n.endswith(".v1") for n in names)
+    assert all(re.fullmatch(r"npo\.[a-z.]+\.v[1-9][0-9]*", n) for n in names)
     assert all(t.dead_letter == f"{t.name}.dlq" for t in ALL_TOPICS)
 
 

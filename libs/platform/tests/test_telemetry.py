@@ -47,3 +47,34 @@ def test_kafka_wire_dumps_stay_out_of_debug_logs() -> None:
     configure_logging("npo-test", "DEBUG")
     assert logging.getLogger("aiokafka").getEffectiveLevel() == logging.INFO
     assert logging.getLogger("npo_platform").getEffectiveLevel() == logging.DEBUG
+
+
+def test_spans_are_recorded_only_when_they_are_exported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from npo_platform.telemetry import configure_tracing
+
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    unexported = configure_tracing("npo-test").get_tracer("t")
+    with unexported.start_as_current_span("request") as span:
+        assert not span.is_recording()
+        context = span.get_span_context()
+        assert context.is_valid  # a real trace id all the same: it travels, and is logged
+        child = unexported.start_span("call")
+        assert child.get_span_context().trace_id == context.trace_id
+        assert f"{context.trace_id:032x}" in dict(inject_headers())["traceparent"].decode()
+
+    exporter = InMemorySpanExporter()
+    exported = configure_tracing("npo-test", exporter=exporter).get_tracer("t")
+    with exported.start_as_current_span("request") as span:
+        assert span.is_recording()
+
+    provider = configure_tracing("npo-test")  # a processor added later (as tests add theirs)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("later") as span:
+        assert span.is_recording()
+    assert "later" in [s.name for s in exporter.get_finished_spans()]
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")  # an explicit sampler is obeyed
+    assert configure_tracing("npo-test").get_tracer("t").start_span("x").is_recording()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, MutableMapping, Sequence
@@ -11,9 +12,12 @@ from typing import Any
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.environment_variables import OTEL_TRACES_SAMPLER
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, SamplingResult
+from opentelemetry.util.types import Attributes
 from pythonjsonlogger.json import JsonFormatter
 
 # Twelve digits that may be a personnummer/samordningsnummer, with or without separator.
@@ -30,8 +34,19 @@ def redact(text: str) -> str:
 def configure_tracing(
     service_name: str, *, otlp_endpoint: str | None = None, exporter: SpanExporter | None = None
 ) -> TracerProvider:
-    """Install a tracer provider for the process; export via OTLP/HTTP when an endpoint is set."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    """Install a tracer provider for the process; export via OTLP/HTTP when an endpoint is set.
+
+    Spans are recorded only while they go somewhere: until the provider has a span processor
+    (an exporter, here or added later) every span is a non-recording one. Trace and span ids
+    are made all the same, so the trace id still travels in W3C headers and Kafka records and
+    reaches access events and log lines; what is saved is building spans nobody reads (in the
+    query service ~0.2-0.25 ms of CPU per overview of about 8 spans, ``npo bench query``). Once
+    exporting, sampling is parent-based always-on; ``OTEL_TRACES_SAMPLER``, when set, decides
+    instead (the SDK's own reading of it).
+    """
+    resource = Resource.create({"service.name": service_name})
+    provider = (TracerProvider(resource=resource) if os.environ.get(OTEL_TRACES_SAMPLER)
+                else _RecordingWhenExported(resource))
     if exporter is None and otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -40,6 +55,39 @@ def configure_tracing(
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
+
+
+class _WhenExported(Sampler):
+    """Parent-based always-on once spans are exported; before that, none is recorded."""
+
+    def __init__(self) -> None:
+        self.exporting = False
+
+    def should_sample(self, parent_context: otel_context.Context | None, trace_id: int, name: str,
+                      kind: trace.SpanKind | None = None, attributes: Attributes = None,
+                      links: Sequence[trace.Link] | None = None,
+                      trace_state: trace.TraceState | None = None) -> SamplingResult:
+        sampler = _EXPORTING if self.exporting else ALWAYS_OFF
+        return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links,
+                                     trace_state)
+
+    def get_description(self) -> str:
+        return f"WhenExported{{{'ParentBased{AlwaysOn}' if self.exporting else 'AlwaysOff'}}}"
+
+
+_EXPORTING = ParentBased(ALWAYS_ON)
+
+
+class _RecordingWhenExported(TracerProvider):
+    """A tracer provider whose spans are recorded from its first span processor on."""
+
+    def __init__(self, resource: Resource) -> None:
+        self._when_exported = _WhenExported()
+        super().__init__(resource=resource, sampler=self._when_exported)
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self._when_exported.exporting = True
 
 
 def server_telemetry(*, excluded_paths: Iterable[str] = ()) -> TelemetryConfig:
