@@ -85,3 +85,33 @@ async def test_the_bench_server_app_answers_an_overview_from_its_plan(
     body = answer.json()
     assert body["producersCalled"] >= 1
     assert {p["cause"] for p in body["producers"]} == {"connection_error"}
+
+
+async def test_the_bench_producers_answer_two_records_of_the_patient_after_the_latency() -> None:
+    import asyncio
+    import time
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: bench_load.ProducerProtocol(loop, 0.05), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    address = bench_load.address(7)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            began = time.perf_counter()
+            first, second = await asyncio.gather(*(  # one connection each, kept alive
+                client.post(f"/producers/{address}/notes", json={"patientId": p, "pageSize": 50})
+                for p in ("191212121212", "194102135555")))
+            took = time.perf_counter() - began
+            again = await client.post(f"/producers/{address}/notes", json={"patientId": "191212121212"})
+            bad = await client.post(f"/producers/{address}/notes", content=b"{not json")
+    finally:
+        server.close()
+    assert took >= 0.05
+    assert first.status_code == second.status_code == again.status_code == 200
+    answer = first.json()
+    assert answer["contract"] == "notes"
+    assert answer["continuationToken"] is None
+    assert [r["header"]["patientId"]["id"] for r in answer["records"]] == ["191212121212"] * 2
+    assert [r["header"]["patientId"]["id"] for r in second.json()["records"]] == ["194102135555"] * 2
+    assert answer["records"][0]["header"]["documentId"] == f"{address}-0"
+    assert bad.status_code == 400

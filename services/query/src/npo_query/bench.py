@@ -1,12 +1,13 @@
 """``npo bench query``: aggregation overhead and throughput against many fixed-latency producers.
 
 What runs, each in its own process so that each one's CPU is measured apart (bench_load.py):
-``producers_total`` simulated producers with a fixed latency L (a lean ASGI app under uvicorn;
-the simulated nation of npo-simulator has only ~50 publishing organisations, and a service may
-not import it); the query service as ``npo-query`` serves it (uvicorn, ``--workers`` server
-processes, uvloop + httptools) with in-memory index and consent stand-ins, so their network hops
-are not in the figures; ``readers`` concurrent closed-loop readers over aiohttp in one more
-process; a real Kafka broker for the access events (the local stack's, else a scratch one).
+``producers_total`` simulated producers with a fixed latency L (a bare HTTP/1.1 server on
+uvloop and httptools; the simulated nation of npo-simulator has only ~50 publishing
+organisations, and a service may not import it); the query service as ``npo-query`` serves
+it (uvicorn, ``--workers`` server processes, uvloop + httptools) with in-memory index and
+consent stand-ins, so their network hops are not in the figures; ``readers`` concurrent
+closed-loop readers over aiohttp in one more process; a real Kafka broker for the access
+events (the local stack's, else a scratch one).
 
 Overhead per query = query latency - the slowest called producer's call time as the
 aggregator measured it (``overhead_vs_nominal_*`` subtract the nominal L instead).
