@@ -87,7 +87,16 @@ async def test_the_bench_server_app_answers_an_overview_from_its_plan(
     assert {p["cause"] for p in body["producers"]} == {"connection_error"}
 
 
-async def test_the_bench_producers_answer_two_records_of_the_patient_after_the_latency() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the bench runs them on uvloop
+def test_the_bench_producers_answer_two_records_of_the_patient_after_the_latency(loop: str) -> None:
+    import asyncio
+
+    import uvloop
+
+    (uvloop.run if loop == "uvloop" else asyncio.run)(_ask_the_bench_producers())
+
+
+async def _ask_the_bench_producers() -> None:
     import asyncio
     import time
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 
@@ -155,8 +155,7 @@ class ProducerProtocol(asyncio.Protocol):
         self.url, self.body = b"", b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport
 
     def data_received(self, data: bytes) -> None:
         import httptools
