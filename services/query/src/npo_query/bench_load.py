@@ -225,8 +225,7 @@ def read(plan: ReadPlan, out: Connection) -> None:
     """Process entry: warm up, then measure; sends (samples, elapsed s, CPU s) back on ``out``."""
     import uvloop
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        out.send(runner.run(_read(plan, out)))
+    out.send(uvloop.run(_read(plan, out)))
     out.close()
 
 
