@@ -9,7 +9,13 @@ from datetime import timedelta
 import msgspec
 from index_helpers import CONTROLLER, T0, engagement, patient, tx, update
 
-from npo_index.changes import CHANGE_NAMESPACE, change_event_id, index_change, outbox_messages
+from npo_index.changes import (
+    CHANGE_NAMESPACE,
+    MAX_RECORD_BYTES,
+    change_event_id,
+    index_change,
+    outbox_messages,
+)
 from npo_index.coverage import coverage_report
 from npo_index.domain import apply_all
 from npo_index.store import CoverageCount
@@ -111,3 +117,18 @@ def test_a_change_of_many_kilobytes_is_framed_with_a_longer_length() -> None:
     (change,) = IndexChanges.FromString(message.payload).changes
     assert change == index_change(big)
     assert change.engagement.owner == "x" * 70_000
+
+
+def test_a_patients_many_changes_are_split_into_records_of_bounded_size_in_order() -> None:
+    p = patient(77)
+    u = update(*(tx(engagement(p, boi=f"doc-{n:04d}")) for n in range(1000)))
+    later = update(*(tx(engagement(p, boi=f"doc-{n:04d}", content="20260102000000"))
+                     for n in range(1000)), at=T0 + timedelta(minutes=1))
+    _, applied = apply_all({}, [t for x in (u, later) for t in transactions_of(x, Rules())])
+    messages = outbox_messages(applied)
+    assert len(messages) > 1
+    assert {m.key for m in messages} == {p}
+    assert all(len(m.payload) <= MAX_RECORD_BYTES for m in messages)
+    changes = [c for m in messages for c in IndexChanges.FromString(m.payload).changes]
+    assert changes == [index_change(a) for a in applied]  # all of them, in order
+    assert len({m.event_id for m in messages}) == len(messages)

@@ -114,7 +114,7 @@ def outbox_messages(changes: Sequence[Applied]) -> list[OutboxMessage]:
     tag and length, so no second message tree is built (a test checks the bytes are the same as
     protobuf's own serialisation of the IndexChanges).
     """
-    bundles: dict[str, _Bundle] = {}
+    bundles: dict[str, list[_Bundle]] = {}  # per patient, in order: more than one if large
     event = IndexChange()
     patient, bundle = "", _Bundle()
     for applied in changes:
@@ -123,26 +123,37 @@ def outbox_messages(changes: Sequence[Applied]) -> list[OutboxMessage]:
         if cause.identity.patient != patient:  # a batch's changes come mostly patient by patient
             patient = cause.identity.patient
             if (found := bundles.get(patient)) is None:
-                found = bundles[patient] = _Bundle()
-            bundle = found
+                found = bundles[patient] = [_Bundle()]
+            bundle = found[-1]
         change = event.SerializeToString()
+        if bundle.size + len(change) > MAX_RECORD_BYTES and bundle.ids:
+            bundle = _Bundle()
+            bundles[patient].append(bundle)
         bundle.ids.append(event.meta.event_id)
         bundle.parts.append(_frame(len(change)))
         bundle.parts.append(change)
+        bundle.size += len(change) + 4
         if cause.version.event_time > bundle.latest:
             bundle.latest = cause.version.event_time
-    return [bundle.message(patient) for patient, bundle in bundles.items()]
+    return [bundle.message(patient) for patient, chunks in bundles.items() for bundle in chunks]
+
+
+# A record stays well below the sender's batch (512 KiB) and the broker's default
+# max.message.bytes (1 MiB): a patient with thousands of changes in one batch gets several
+# records, in order (same key, same partition).
+MAX_RECORD_BYTES = 256 * 1024
 
 
 class _Bundle:
-    """One patient's serialised changes, their ids and the latest event time among them."""
+    """One patient's serialised changes, their ids, size and the latest event time among them."""
 
-    __slots__ = ("ids", "latest", "parts")
+    __slots__ = ("ids", "latest", "parts", "size")
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.parts: list[bytes] = []
         self.latest = _EPOCH
+        self.size = 64  # the record's meta and framing
 
     def message(self, patient: str) -> OutboxMessage:
         event_id = _uuid5("+".join(self.ids))  # the same changes, the same record id
