@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 
-from npo_platform.contracts import EngagementUpdate
+from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
 from npo_platform.identifiers import make_personnummer
@@ -16,6 +16,11 @@ PRODUCER = "SE2321000016-1234"
 CONTROLLER = "SE2321000016-0001"
 ADDRESS = "SE2321000016-9876"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def changes_in(records: Iterable[bytes]) -> list[IndexChange]:
+    """The changes that serialised change-stream records (IndexChanges) hold, in order."""
+    return [change for record in records for change in IndexChanges.FromString(record).changes]
 
 
 def patient(n: int) -> str:

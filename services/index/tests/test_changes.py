@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import msgspec
-from index_helpers import CONTROLLER, T0, engagement, patient, tx, update
+from index_helpers import CONTROLLER, T0, changes_in, engagement, patient, tx, update
 
 from npo_index.changes import (
     CHANGE_NAMESPACE,
@@ -129,6 +129,6 @@ def test_a_patients_many_changes_are_split_into_records_of_bounded_size_in_order
     assert len(messages) > 1
     assert {m.key for m in messages} == {p}
     assert all(len(m.payload) <= MAX_RECORD_BYTES for m in messages)
-    changes = [c for m in messages for c in IndexChanges.FromString(m.payload).changes]
+    changes = changes_in(m.payload for m in messages)
     assert changes == [index_change(a) for a in applied]  # all of them, in order
     assert len({m.event_id for m in messages}) == len(messages)

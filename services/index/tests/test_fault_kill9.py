@@ -22,13 +22,13 @@ from datetime import timedelta
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
-from index_helpers import T0, engagement, patient, schema_name, topic_name, tx, update, wait_for
+from index_helpers import T0, changes_in, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
 from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
 from npo_index.store import IncomingEvent, InMemoryIndexStore
 from npo_index.store_pg import PostgresIndexStore
-from npo_platform.contracts import EngagementUpdate, IndexChanges
+from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventPublisher
 from npo_platform.kafka_admin import GroupProgress, ensure_topics, with_dead_letters
 from npo_producer.validation import Rules, transactions_of
@@ -89,8 +89,7 @@ async def _published_ids(bootstrap: str, topic: str, expected: set[str]) -> tupl
             while not expected <= seen:
                 for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                     total += len(records)
-                    seen.update(c.meta.event_id for r in records
-                                for c in IndexChanges.FromString(r.value).changes)
+                    seen.update(c.meta.event_id for c in changes_in(r.value for r in records))
     finally:
         await consumer.stop()
     return seen, total
@@ -157,7 +156,7 @@ async def test_kill_9_during_ingest_then_restart_ends_in_the_exact_expected_inde
     assert len(actual) == len(wanted)
     assert actual == wanted
 
-    expected_ids = {c.meta.event_id for m in changes for c in IndexChanges.FromString(m.payload).changes}
+    expected_ids = {c.meta.event_id for c in changes_in(m.payload for m in changes)}
     seen, published = await _published_ids(kafka_bootstrap_servers, settings.changes_topic, expected_ids)
     assert seen == expected_ids
     print(f"\n{total} messages / {sum(len(m.transactions) for m in messages)} updates; killed at "

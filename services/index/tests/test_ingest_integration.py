@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from index_helpers import T0, engagement, patient, schema_name, topic_name, tx, update, wait_for
+from index_helpers import T0, changes_in, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
 from npo_index.config import IndexSettings
 from npo_index.consumer import Worker, open_worker
@@ -102,7 +102,7 @@ async def _changes(running: Running, expected: int) -> list[IndexChange]:
     """The changes published, in order, from the change records (a patient's changes of a batch)."""
     raw = await _read(running.settings.kafka_bootstrap_servers, running.settings.changes_topic, expected,
                       count=lambda value: len(IndexChanges.FromString(value).changes))
-    return [c for _, value, _ in raw for c in IndexChanges.FromString(value).changes]  # type: ignore[arg-type]
+    return changes_in(value for _, value, _ in raw)  # type: ignore[misc]
 
 
 async def _contents(running: Running, p: str) -> list[str]:
@@ -233,5 +233,5 @@ async def test_changes_committed_but_not_published_before_a_crash_are_published_
         assert await restarted.worker.store.pending_outbox() == []
     assert [m.key for m in committed.messages] == [patient(52)]  # one record: one patient
     assert [c.meta.event_id for c in changes] == [
-        c.meta.event_id for m in committed.messages for c in IndexChanges.FromString(m.payload).changes
+        c.meta.event_id for c in changes_in(m.payload for m in committed.messages)
     ]

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from index_helpers import T0, engagement, patient, schema_name, tx, update
+from index_helpers import T0, changes_in, engagement, patient, schema_name, tx, update
 
 from npo_index.changes import outbox_messages
 from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore, OutboxBatch
 from npo_index.store_pg import PostgresIndexStore
-from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
+from npo_platform.contracts import EngagementUpdate, IndexChange
 from npo_producer.validation import Rules, transactions_of
 
 DOMAIN = "riv:clinicalprocess:healthcond:description"
@@ -30,7 +30,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[IndexStore]:
 
 def _changes(batch: OutboxBatch) -> list[IndexChange]:
     """The changes of a batch's records, in order."""
-    return [c for m in batch.messages for c in IndexChanges.FromString(m.payload).changes]
+    return changes_in(m.payload for m in batch.messages)
 
 
 def _event(u: EngagementUpdate) -> IncomingEvent:

@@ -40,7 +40,8 @@ def configure_tracing(
     (an exporter, here or added later) every span is a non-recording one. Trace and span ids
     are made all the same, so the trace id still travels in W3C headers and Kafka records and
     reaches access events and log lines; what is saved is building spans nobody reads (in the
-    query service ~0.2-0.25 ms of CPU per overview of about 8 spans, ``npo bench query``). Once
+    query service ~0.2 ms of CPU per overview: ``npo bench query --quick`` with the same two
+    samplers set through ``OTEL_TRACES_SAMPLER``, always_off against parentbased_always_on). Once
     exporting, sampling is parent-based always-on; ``OTEL_TRACES_SAMPLER``, when set, decides
     instead (the SDK's own reading of it).
     """

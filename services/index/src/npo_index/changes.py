@@ -126,22 +126,24 @@ def outbox_messages(changes: Sequence[Applied]) -> list[OutboxMessage]:
                 found = bundles[patient] = [_Bundle()]
             bundle = found[-1]
         change = event.SerializeToString()
-        if bundle.size + len(change) > MAX_RECORD_BYTES and bundle.ids:
+        frame = _frame(len(change))
+        if bundle.size + len(frame) + len(change) > MAX_RECORD_BYTES and bundle.ids:
             bundle = _Bundle()
             bundles[patient].append(bundle)
         bundle.ids.append(event.meta.event_id)
-        bundle.parts.append(_frame(len(change)))
-        bundle.parts.append(change)
-        bundle.size += len(change) + 4
+        bundle.parts += (frame, change)
+        bundle.size += len(frame) + len(change)
         if cause.version.event_time > bundle.latest:
             bundle.latest = cause.version.event_time
     return [bundle.message(patient) for patient, chunks in bundles.items() for bundle in chunks]
 
 
-# A record stays well below the sender's batch (512 KiB) and the broker's default
-# max.message.bytes (1 MiB): a patient with thousands of changes in one batch gets several
-# records, in order (same key, same partition).
+# A record stays well below the broker's default max.message.bytes and aiokafka's default
+# max_request_size (1 MiB each; a larger record would be refused, and the relay would retry it
+# for ever): a patient with thousands of changes in one batch gets several records, in order
+# (same key, same partition).
 MAX_RECORD_BYTES = 256 * 1024
+_META_BYTES = 128  # a record's meta with its tag and length (id, time, source: ~65 bytes)
 
 
 class _Bundle:
@@ -153,7 +155,7 @@ class _Bundle:
         self.ids: list[str] = []
         self.parts: list[bytes] = []
         self.latest = _EPOCH
-        self.size = 64  # the record's meta and framing
+        self.size = _META_BYTES  # what the record holds besides the changes' frames and bytes
 
     def message(self, patient: str) -> OutboxMessage:
         event_id = _uuid5("+".join(self.ids))  # the same changes, the same record id

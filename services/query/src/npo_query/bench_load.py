@@ -25,6 +25,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
+import httptools
+import uvloop
 from fastapi import FastAPI
 
 from npo_platform.categories import AVAILABLE_CATEGORIES
@@ -124,8 +126,6 @@ class StandInConsent:
 
 def serve_producers(port: int, latency_ms: float) -> None:
     """Process entry: the simulated producers on ``port`` until terminated."""
-    import uvloop
-
     uvloop.run(_serve_producers(port, latency_ms / 1000))
 
 
@@ -147,23 +147,20 @@ class ProducerProtocol(asyncio.Protocol):
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, latency_s: float) -> None:
-        import httptools
-
         self.loop, self.latency_s = loop, latency_s
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
         self.url, self.body = b"", b""
+
+    transport: asyncio.Transport  # from connection_made, before any data
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport
 
     def data_received(self, data: bytes) -> None:
-        import httptools
-
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self._close()
+            self.transport.close()
 
     def on_message_begin(self) -> None:  # httptools' callbacks
         self.url, self.body = b"", b""
@@ -178,7 +175,7 @@ class ProducerProtocol(asyncio.Protocol):
         self.loop.call_later(self.latency_s, self._answer, self.url, self.body)
 
     def _answer(self, url: bytes, body: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport.is_closing():
             return
         try:
             _, _, producer, category = url.decode().split("/")
@@ -191,10 +188,6 @@ class ProducerProtocol(asyncio.Protocol):
                              "continuationToken": None}).encode()
         self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                              b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
-
-    def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 def _document(producer: str, patient: str, n: int) -> dict[str, Any]:
@@ -223,8 +216,6 @@ Sample = tuple[float, float, int, int, int]
 
 def read(plan: ReadPlan, out: Connection) -> None:
     """Process entry: warm up, then measure; sends (samples, elapsed s, CPU s) back on ``out``."""
-    import uvloop
-
     out.send(uvloop.run(_read(plan, out)))
     out.close()
 
