@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import trace
 
 from npo_platform.contracts import AccessEvent
@@ -24,7 +25,7 @@ from npo_platform.kafka import (
     Received,
     RetryPolicy,
 )
-from npo_platform.kafka_admin import GroupProgress, ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import GroupProgress, delete_topics, ensure_topics, with_dead_letters
 from npo_platform.telemetry import configure_tracing, current_trace_id
 from npo_platform.topics import Topic
 
@@ -252,3 +253,20 @@ async def read_all(bootstrap: str, topic: str, *, expected: int) -> list[object]
     finally:
         await consumer.stop()
     return records
+
+
+async def test_delete_topics_removes_only_those_that_exist(kafka_bootstrap_servers: str) -> None:
+    names = [f"test.delete.{uuid.uuid4().hex[:8]}.{n}" for n in range(2)]
+    kept = f"test.delete.{uuid.uuid4().hex[:8]}.kept"
+    await ensure_topics(kafka_bootstrap_servers, [*names, kept])
+    await delete_topics(kafka_bootstrap_servers, [*names, "test.delete.never-created"])
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        async with asyncio.timeout(30):  # deletion completes in the background
+            while set(names) & set(await admin.list_topics()):  # noqa: ASYNC110 - polls the broker
+                await asyncio.sleep(0.1)
+        assert kept in await admin.list_topics()
+    finally:
+        await admin.close()
+    await delete_topics(kafka_bootstrap_servers, [kept])

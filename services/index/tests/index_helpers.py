@@ -7,7 +7,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 
-from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
+from npo_index.changes import change_event_id
+from npo_index.domain import Applied, Change
+from npo_platform.contracts import EngagementUpdate, EventMeta, IndexChange, IndexChanges
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
 from npo_platform.identifiers import make_personnummer
@@ -16,6 +18,32 @@ PRODUCER = "SE2321000016-1234"
 CONTROLLER = "SE2321000016-0001"
 ADDRESS = "SE2321000016-9876"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def expected_change(applied: Applied) -> IndexChange:
+    """The change event of ``applied`` built with protobuf's own API: what the index's hand
+    encoder (``npo_index.changes.encode_change``) must serialise, byte for byte."""
+    assert applied.record is not None
+    assert applied.change is not None
+    record, version = applied.record, applied.cause.version
+    (patient_id, domain, categorization, address, boi, process, source, controller, owner) = (
+        record.identity.parts()
+    )
+    meta = EventMeta(event_id=change_event_id(version.event_id, record.key), source="npo-index")
+    meta.event_time.FromDatetime(version.event_time)
+    engagement = Engagement(
+        registered_resident_identification=patient_id, service_domain=domain,
+        categorization=categorization, logical_address=address,
+        business_object_instance_identifier=boi, clinical_process_interest_id=process,
+        most_recent_content=record.most_recent_content, source_system=source,
+        data_controller=controller, owner=owner,
+    )
+    engagement.creation_time.FromDatetime(record.creation_time)
+    engagement.update_time.FromDatetime(record.update_time)
+    kinds = {Change.CREATED: IndexChange.CREATED, Change.CONTENT_UPDATED: IndexChange.CONTENT_UPDATED,
+             Change.DELETED: IndexChange.DELETED}
+    return IndexChange(meta=meta, change=kinds[applied.change], engagement=engagement,
+                       engagement_key=record.key.hex(), caused_by_event_id=version.event_id)
 
 
 def changes_in(records: Iterable[bytes]) -> list[IndexChange]:

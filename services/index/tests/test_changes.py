@@ -4,20 +4,20 @@ coverage figures (no I/O)."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
-from index_helpers import CONTROLLER, T0, changes_in, engagement, patient, tx, update
+from index_helpers import CONTROLLER, T0, changes_in, engagement, expected_change, patient, tx, update
 
 from npo_index.changes import (
     CHANGE_NAMESPACE,
     MAX_RECORD_BYTES,
     change_event_id,
-    index_change,
+    encode_change,
     outbox_messages,
 )
 from npo_index.coverage import coverage_report
-from npo_index.domain import apply_all
+from npo_index.domain import Change, apply_all
 from npo_index.store import CoverageCount
 from npo_platform.contracts import EventMeta, IndexChange, IndexChanges
 from npo_producer import ChangeFilter
@@ -101,7 +101,7 @@ def test_batch_building_reuses_one_message_without_carrying_fields_over() -> Non
     # The framed bytes are exactly protobuf's own serialisation of the same IndexChanges.
     meta = EventMeta(event_id=message.event_id, source="npo-index")
     meta.event_time.FromDatetime(T0 + timedelta(minutes=1))
-    expected = IndexChanges(meta=meta, changes=[index_change(a) for a in applied])
+    expected = IndexChanges(meta=meta, changes=[expected_change(a) for a in applied])
     assert message.payload == expected.SerializeToString()
 
 
@@ -115,7 +115,7 @@ def test_a_change_of_many_kilobytes_is_framed_with_a_longer_length() -> None:
     big = msgspec.structs.replace(applied, record=record)
     (message,) = outbox_messages([big])
     (change,) = IndexChanges.FromString(message.payload).changes
-    assert change == index_change(big)
+    assert change == expected_change(big)
     assert change.engagement.owner == "x" * 70_000
 
 
@@ -130,5 +130,45 @@ def test_a_patients_many_changes_are_split_into_records_of_bounded_size_in_order
     assert {m.key for m in messages} == {p}
     assert all(len(m.payload) <= MAX_RECORD_BYTES for m in messages)
     changes = changes_in(m.payload for m in messages)
-    assert changes == [index_change(a) for a in applied]  # all of them, in order
+    assert changes == [expected_change(a) for a in applied]  # all of them, in order
     assert len({m.event_id for m in messages}) == len(messages)
+
+
+def test_the_hand_encoder_writes_protobufs_own_bytes_for_varied_records() -> None:
+    u = update(tx(engagement(patient(78), boi="doc-1")))
+    _, (applied,) = apply_all({}, transactions_of(u, Rules()))
+    assert applied.record is not None
+    identity, record = applied.record.identity, applied.record
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    variants = [
+        {},
+        {"owner": "Region Västra Götaland, vårdcentral Åsa"},  # multi-byte UTF-8
+        {"business_object_instance_identifier": "d" * 127},  # the longest one-byte length
+        {"business_object_instance_identifier": "d" * 128},  # the shortest two-byte length
+        {"clinical_process_interest_id": "p" * 20_000},  # a three-byte length
+        {"business_object_instance_identifier": "", "owner": ""},  # empty: left out
+    ]
+    times = [
+        T0, T0 + timedelta(microseconds=1), epoch, epoch + timedelta(microseconds=5),
+        epoch - timedelta(days=400, microseconds=250), datetime(2261, 1, 1, tzinfo=UTC),
+    ]
+    cases = []
+    for n, fields in enumerate(variants):
+        at = times[n % len(times)]
+        changed = msgspec.structs.replace(
+            record, identity=msgspec.structs.replace(identity, **fields),
+            most_recent_content="" if n % 2 else "20260102030405", creation_time=at,
+            update_time=times[(n + 1) % len(times)],
+        )
+        for kind in Change:
+            cases.append(msgspec.structs.replace(applied, record=changed, change=kind))
+    for n, at in enumerate(times):  # the event time goes into the meta
+        version = msgspec.structs.replace(applied.cause.version, event_time=at, event_id=f"é-{n}")
+        cause = msgspec.structs.replace(applied.cause, version=version)
+        cases.append(msgspec.structs.replace(applied, cause=cause))
+    for case in cases:
+        event_id, payload = encode_change(case)
+        expected = expected_change(case)
+        assert payload == expected.SerializeToString()
+        assert event_id == expected.meta.event_id
+    assert len(cases) == 24

@@ -41,6 +41,18 @@ async def ensure_topics(
         await admin.close()
 
 
+async def delete_topics(bootstrap_servers: str, names: Iterable[str]) -> None:
+    """Delete those of ``names`` that exist (a benchmark's or test's own topics, at its end)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        present = sorted(set(names) & set(await admin.list_topics()))
+        if present:
+            await admin.delete_topics(present)
+    finally:
+        await admin.close()
+
+
 def with_dead_letters(topics: Iterable[Topic]) -> list[str]:
     """The topic names and their dead-letter topics."""
     return [name for topic in topics for name in (topic.name, dead_letter_topic(topic.name))]

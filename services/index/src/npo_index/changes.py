@@ -16,23 +16,22 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from binascii import hexlify
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
-from npo_platform.contracts import EventMeta, IndexChange, IndexChanges
-from npo_platform.contracts.events_pb2 import Engagement
+from npo_platform.contracts import IndexChange
 from npo_platform.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER
 from npo_platform.kafka import messaging_attributes
 from npo_platform.telemetry import inject_headers
 from npo_platform.topics import Topic
 
-from .domain import Applied, Change, Record
+from .domain import Applied, Change
 from .store import IndexStore, OutboxBatch, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -51,86 +50,154 @@ _NAMESPACE_BYTES = CHANGE_NAMESPACE.bytes  # UUID.bytes is computed at every acc
 _VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}  # RFC 4122 variant
 
 
-def change_event_id(caused_by: str, key: bytes, key_hex: str | None = None) -> str:
+def change_event_id(caused_by: str, key: bytes) -> str:
     """Deterministic: the same change always gets the same id, however often it is published."""
-    return _uuid5(f"{caused_by}/{key_hex or key.hex()}")
+    return _uuid5(f"{caused_by}/{key.hex()}".encode())
 
 
-def _uuid5(text: str) -> str:
-    digest = hashlib.sha1(_NAMESPACE_BYTES + text.encode()).hexdigest()  # noqa: S324
+def _uuid5(name: bytes) -> str:
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name).hexdigest()  # noqa: S324
     # uuid5 by hand (same value as uuid.uuid5): version 5, RFC 4122 variant, no UUID objects.
     variant = _VARIANT[digest[16]]
     return f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-{variant}{digest[17:20]}-{digest[20:32]}"
 
 
-def engagement_of(record: Record, engagement: Engagement | None = None) -> Engagement:
-    """The engagement as the change event carries it; fills ``engagement`` (every field) if given."""
-    engagement = Engagement() if engagement is None else engagement
-    (
-        engagement.registered_resident_identification, engagement.service_domain,
-        engagement.categorization, engagement.logical_address,
-        engagement.business_object_instance_identifier, engagement.clinical_process_interest_id,
-        engagement.source_system, engagement.data_controller, engagement.owner,
-    ) = record.identity.parts()
-    engagement.most_recent_content = record.most_recent_content
-    engagement.creation_time.CopyFrom(_timestamp(record.creation_time))
-    engagement.update_time.CopyFrom(_timestamp(record.update_time))
-    return engagement
+def encode_change(applied: Applied) -> tuple[str, bytes]:
+    """The change event of ``applied``: its id and its serialised ``IndexChange``.
 
-
-@lru_cache(maxsize=4096)
-def _timestamp(at: datetime) -> Timestamp:
-    """An aware datetime as a Timestamp to copy from, never to change (cached: a batch shares
-    few event times, and one CopyFrom costs less than setting seconds and nanos)."""
-    delta = at - _EPOCH
-    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
-
-
-def index_change(applied: Applied, event: IndexChange | None = None) -> IndexChange:
-    """The change event of ``applied``; fills ``event`` (every field) if given: reusing one
-    message for a batch saves building five protobuf objects per change."""
-    assert applied.record is not None
+    Encoded by hand in protobuf's wire format (fields in number order, empty ones left out,
+    as protobuf itself writes them): building and serialising an IndexChange message cost
+    more than the rest of the change stream together. Strings that repeat across a batch
+    (addresses, domains, codes, the patient, the times) are encoded once and cached. A test
+    checks the bytes equal protobuf's own serialisation over varied records.
+    """
+    record, version = applied.record, applied.cause.version
+    assert record is not None
     assert applied.change is not None
-    event = IndexChange() if event is None else event
-    cause = applied.cause.version
-    key_hex = applied.record.key.hex()
-    meta = event.meta
-    meta.event_id = change_event_id(cause.event_id, applied.record.key, key_hex)
-    meta.source = SOURCE
-    meta.event_time.CopyFrom(_timestamp(cause.event_time))
-    event.change = _CHANGE_TYPES[applied.change]
-    engagement_of(applied.record, event.engagement)
-    event.engagement_key = key_hex
-    event.caused_by_event_id = cause.event_id
-    return event
+    identity = record.identity
+    key_hex = hexlify(record.key)
+    cause = version.event_id.encode()
+    event_id = _uuid5(b"%s/%s" % (cause, key_hex))
+    meta = _meta(event_id, version.event_time)
+    engagement = b"".join((
+        _PATIENT(identity.patient), _DOMAIN(identity.service_domain),
+        _CATEGORIZATION(identity.categorization), _ADDRESS(identity.logical_address),
+        _text(_BOI_TAG, identity.business_object_instance_identifier),
+        _PROCESS(identity.clinical_process_interest_id), _CONTENT(record.most_recent_content),
+        _SOURCE(identity.source_system), _CONTROLLER(identity.data_controller),
+        _OWNER(identity.owner), _CREATION(record.creation_time), _UPDATE(record.update_time),
+    ))
+    return event_id, b"".join((
+        meta, _CHANGE_FIELDS[applied.change], _ENGAGEMENT_TAG, _length(len(engagement)), engagement,
+        _KEY_TAG, _length(len(key_hex)), key_hex, _CAUSE_TAG, _length(len(cause)), cause,
+    ))
+
+
+def _meta(event_id: str, at: datetime) -> bytes:
+    """An ``EventMeta`` of this service (id, time, source) as field 1 of its event."""
+    event_id_field = _EVENT_ID_TAG + _length(len(event_id)) + event_id.encode()
+    body = b"".join((event_id_field, _EVENT_TIME(at), _SOURCE_FIELD))
+    return _META_TAG + _length(len(body)) + body
+
+
+def _length(n: int) -> bytes:
+    """A length as protobuf writes it in front of a string or message (a varint)."""
+    return _LENGTHS[n] if n < 128 else _varint(n)
+
+
+def _text(tag: bytes, value: str) -> bytes:
+    """A string field; an empty string is left out, as protobuf leaves out default values."""
+    if not value:
+        return b""
+    data = value.encode()
+    return tag + _length(len(data)) + data
+
+
+def _cached_text(field: int) -> Callable[[str], bytes]:
+    tag = _tag(field, _LENGTH_DELIMITED)
+
+    @lru_cache(maxsize=4096)
+    def encode(value: str) -> bytes:
+        return _text(tag, value)
+
+    return encode
+
+
+def _cached_timestamp(field: int) -> Callable[[datetime], bytes]:
+    """A ``google.protobuf.Timestamp`` field of an aware datetime (seconds, nanos; zeros left out)."""
+    tag = _tag(field, _LENGTH_DELIMITED)
+
+    @lru_cache(maxsize=4096)
+    def encode(at: datetime) -> bytes:
+        delta = at - _EPOCH
+        seconds, nanos = delta.days * 86_400 + delta.seconds, delta.microseconds * 1000
+        body = b"".join((
+            _tag(1, _VARINT) + _varint(seconds % (1 << 64)) if seconds else b"",  # int64: two's complement
+            _tag(2, _VARINT) + _varint(nanos) if nanos else b"",
+        ))
+        return tag + _length(len(body)) + body
+
+    return encode
+
+
+_VARINT, _LENGTH_DELIMITED = 0, 2  # wire types
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    return _varint(field << 3 | wire_type)
+
+
+def _varint(n: int) -> bytes:
+    """A protobuf base-128 varint of a non-negative number."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_LENGTHS = [bytes([n]) for n in range(128)]
+# Field numbers from events.proto (IndexChange, Engagement, EventMeta), checked by the tests.
+_META_TAG, _ENGAGEMENT_TAG = _tag(1, _LENGTH_DELIMITED), _tag(3, _LENGTH_DELIMITED)
+_KEY_TAG, _CAUSE_TAG = _tag(4, _LENGTH_DELIMITED), _tag(5, _LENGTH_DELIMITED)
+_CHANGE_FIELDS = {
+    change: _tag(2, _VARINT) + _varint(code) for change, code in (
+        (Change.CREATED, IndexChange.CREATED), (Change.CONTENT_UPDATED, IndexChange.CONTENT_UPDATED),
+        (Change.DELETED, IndexChange.DELETED),
+    )
+}
+_EVENT_ID_TAG, _EVENT_TIME = _tag(1, _LENGTH_DELIMITED), _cached_timestamp(2)
+_SOURCE_FIELD = _text(_tag(3, _LENGTH_DELIMITED), SOURCE)
+_PATIENT, _DOMAIN, _CATEGORIZATION, _ADDRESS = (_cached_text(n) for n in (1, 2, 3, 4))
+_BOI_TAG = _tag(5, _LENGTH_DELIMITED)  # mostly a different value in every record: not cached
+_PROCESS, _CONTENT, _SOURCE, _CONTROLLER, _OWNER = (_cached_text(n) for n in (6, 7, 8, 9, 10))
+_CREATION, _UPDATE = _cached_timestamp(11), _cached_timestamp(12)
 
 
 def outbox_messages(changes: Sequence[Applied]) -> list[OutboxMessage]:
     """The OutboxBuilder of the ingest: per patient one ``IndexChanges`` record holding that
     patient's real changes in their order, keyed by the patient id.
 
-    The changes are serialised one by one (one reused IndexChange) and framed as the record's
-    ``changes`` field: a repeated message field's wire format is each element's bytes behind its
-    tag and length, so no second message tree is built (a test checks the bytes are the same as
-    protobuf's own serialisation of the IndexChanges).
+    Each change is encoded on its own (``encode_change``) and framed as the record's
+    ``changes`` field: a repeated message field's wire format is each element's bytes behind
+    its tag and length, so no message tree is built.
     """
     bundles: dict[str, list[_Bundle]] = {}  # per patient, in order: more than one if large
-    event = IndexChange()
     patient, bundle = "", _Bundle()
     for applied in changes:
-        index_change(applied, event)
+        event_id, change = encode_change(applied)
         cause = applied.cause
         if cause.identity.patient != patient:  # a batch's changes come mostly patient by patient
             patient = cause.identity.patient
             if (found := bundles.get(patient)) is None:
                 found = bundles[patient] = [_Bundle()]
             bundle = found[-1]
-        change = event.SerializeToString()
         frame = _frame(len(change))
         if bundle.size + len(frame) + len(change) > MAX_RECORD_BYTES and bundle.ids:
             bundle = _Bundle()
             bundles[patient].append(bundle)
-        bundle.ids.append(event.meta.event_id)
+        bundle.ids.append(event_id)
         bundle.parts += (frame, change)
         bundle.size += len(frame) + len(change)
         if cause.version.event_time > bundle.latest:
@@ -158,29 +225,12 @@ class _Bundle:
         self.size = _META_BYTES  # what the record holds besides the changes' frames and bytes
 
     def message(self, patient: str) -> OutboxMessage:
-        event_id = _uuid5("+".join(self.ids))  # the same changes, the same record id
-        meta = EventMeta(event_id=event_id, source=SOURCE)
-        meta.event_time.CopyFrom(_timestamp(self.latest))
-        head = meta.SerializeToString()
-        payload = b"".join((_META_TAG, _varint(len(head)), head, *self.parts))
+        event_id = _uuid5("+".join(self.ids).encode())  # the same changes, the same record id
+        payload = b"".join((_meta(event_id, self.latest), *self.parts))
         return OutboxMessage(event_id, patient, payload)
 
 
-# Field tags of IndexChanges (field number << 3 | wire type 2, length-delimited).
-_META_TAG = bytes([IndexChanges.META_FIELD_NUMBER << 3 | 2])
-_CHANGES_TAG = bytes([IndexChanges.CHANGES_FIELD_NUMBER << 3 | 2])
-
-
-def _varint(n: int) -> bytes:
-    """A protobuf base-128 varint (of a length: never negative)."""
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
+_CHANGES_TAG = _tag(2, _LENGTH_DELIMITED)  # IndexChanges.changes
 _FRAMES = [_CHANGES_TAG + _varint(n) for n in range(4096)]  # a change is a few hundred bytes
 
 
