@@ -94,15 +94,23 @@ def encode_change(applied: Applied) -> tuple[str, bytes]:
 
 
 def _meta(event_id: str, at: datetime) -> bytes:
-    """An ``EventMeta`` of this service (id, time, source) as field 1 of its event."""
-    event_id_field = _EVENT_ID_TAG + _length(len(event_id)) + event_id.encode()
-    body = b"".join((event_id_field, _EVENT_TIME(at), _SOURCE_FIELD))
-    return _META_TAG + _length(len(body)) + body
+    """An ``EventMeta`` of this service (id, time, source) as field 1 of its event; ``event_id``
+    is a uuid5 string of 36 ASCII characters, as ``_uuid5`` makes them."""
+    head, tail = _meta_around(at)
+    return head + event_id.encode() + tail
+
+
+@lru_cache(maxsize=4096)
+def _meta_around(at: datetime) -> tuple[bytes, bytes]:
+    """The bytes of an EventMeta field before and after its event id, for one event time."""
+    tail = _EVENT_TIME(at) + _SOURCE_FIELD
+    size = len(_EVENT_ID_TAG) + len(_LENGTHS[_UUID_CHARS]) + _UUID_CHARS + len(tail)
+    return _META_TAG + _length(size) + _EVENT_ID_TAG + _LENGTHS[_UUID_CHARS], tail
 
 
 def _length(n: int) -> bytes:
     """A length as protobuf writes it in front of a string or message (a varint)."""
-    return _LENGTHS[n] if n < 128 else _varint(n)
+    return _LENGTHS[n] if n < _SHORT else _varint(n)
 
 
 def _text(tag: bytes, value: str) -> bytes:
@@ -157,7 +165,9 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_LENGTHS = [bytes([n]) for n in range(128)]
+_SHORT = 4096  # a change is a few hundred bytes; its fields and frame are shorter
+_LENGTHS = [_varint(n) for n in range(_SHORT)]
+_UUID_CHARS = 36
 # Field numbers from events.proto (IndexChange, Engagement, EventMeta), checked by the tests.
 _META_TAG, _ENGAGEMENT_TAG = _tag(1, _LENGTH_DELIMITED), _tag(3, _LENGTH_DELIMITED)
 _KEY_TAG, _CAUSE_TAG = _tag(4, _LENGTH_DELIMITED), _tag(5, _LENGTH_DELIMITED)
@@ -231,12 +241,12 @@ class _Bundle:
 
 
 _CHANGES_TAG = _tag(2, _LENGTH_DELIMITED)  # IndexChanges.changes
-_FRAMES = [_CHANGES_TAG + _varint(n) for n in range(4096)]  # a change is a few hundred bytes
+_FRAMES = [_CHANGES_TAG + length for length in _LENGTHS]
 
 
 def _frame(length: int) -> bytes:
     """The tag and length in front of one change of ``length`` bytes."""
-    return _FRAMES[length] if length < 4096 else _CHANGES_TAG + _varint(length)
+    return _FRAMES[length] if length < _SHORT else _CHANGES_TAG + _varint(length)
 
 
 class BatchPublisher:
