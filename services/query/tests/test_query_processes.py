@@ -124,3 +124,62 @@ async def _ask_the_bench_producers() -> None:
     assert [r["header"]["patientId"]["id"] for r in second.json()["records"]] == ["194102135555"] * 2
     assert answer["records"][0]["header"]["documentId"] == f"{address}-0"
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_bench_readers_post_overviews_on_kept_alive_connections(loop: str) -> None:
+    import asyncio
+
+    import uvloop
+
+    (uvloop.run if loop == "uvloop" else asyncio.run)(_read_through_a_reader_connection())
+
+
+async def _read_through_a_reader_connection() -> None:
+    import asyncio
+
+    requests: list[bytes] = []
+    connections, ended = 0, asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            await answer(reader, writer)
+        except asyncio.IncompleteReadError:
+            pass  # the reader closed its connection
+        finally:
+            writer.close()
+            if connections == 2:
+                ended.set()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            requests.append(head + await reader.readexactly(length))
+            if len(requests) == 1:  # plain, kept alive
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            elif len(requests) == 2:  # chunked, then the server closes the connection
+                writer.write(b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n"
+                             b"connection: close\r\n\r\n3\r\nnot\r\n4\r\n now\r\n0\r\n\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n[42]")
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader = bench_load.ReaderConnection("127.0.0.1", port, "tok")
+    try:
+        answers = [await reader.post(b'{"patientId": "%d"}' % n) for n in range(3)]
+    finally:
+        reader.close()
+        server.close()
+    await asyncio.wait_for(ended.wait(), 5)
+    assert answers == [(200, b"{}"), (503, b"not now"), (200, b"[42]")]
+    assert connections == 2  # the third request on a new connection
+    assert requests[0].startswith(b"POST /v1/overview HTTP/1.1\r\n")
+    assert b"Authorization: Bearer tok\r\n" in requests[0]
+    assert requests[2].endswith(b'\r\n\r\n{"patientId": "2"}')

@@ -6,7 +6,7 @@ uvloop and httptools; the simulated nation of npo-simulator has only ~50 publish
 organisations, and a service may not import it); the query service as ``npo-query`` serves
 it (uvicorn, ``--workers`` server processes, uvloop + httptools) with in-memory index and
 consent stand-ins, so their network hops are not in the figures; ``readers`` concurrent
-closed-loop readers over aiohttp in one more process; a real Kafka broker for the access
+closed-loop readers (a bare HTTP/1.1 client) in one more process; a real Kafka broker for the access
 events (the local stack's, else a scratch one).
 
 Overhead per query = query latency - the slowest called producer's call time as the
