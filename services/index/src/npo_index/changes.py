@@ -171,12 +171,7 @@ _UUID_CHARS = 36
 # Field numbers from events.proto (IndexChange, Engagement, EventMeta), checked by the tests.
 _META_TAG, _ENGAGEMENT_TAG = _tag(1, _LENGTH_DELIMITED), _tag(3, _LENGTH_DELIMITED)
 _KEY_TAG, _CAUSE_TAG = _tag(4, _LENGTH_DELIMITED), _tag(5, _LENGTH_DELIMITED)
-_CHANGE_FIELDS = {
-    change: _tag(2, _VARINT) + _varint(code) for change, code in (
-        (Change.CREATED, IndexChange.CREATED), (Change.CONTENT_UPDATED, IndexChange.CONTENT_UPDATED),
-        (Change.DELETED, IndexChange.DELETED),
-    )
-}
+_CHANGE_FIELDS = {change: _tag(2, _VARINT) + _varint(code) for change, code in _CHANGE_TYPES.items()}
 _EVENT_ID_TAG, _EVENT_TIME = _tag(1, _LENGTH_DELIMITED), _cached_timestamp(2)
 _SOURCE_FIELD = _text(_tag(3, _LENGTH_DELIMITED), SOURCE)
 _PATIENT, _DOMAIN, _CATEGORIZATION, _ADDRESS = (_cached_text(n) for n in (1, 2, 3, 4))
