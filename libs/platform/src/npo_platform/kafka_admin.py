@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
@@ -26,9 +27,7 @@ async def ensure_topics(
     replication_factor: int = 1,
 ) -> list[str]:
     """Create the missing topics among ``names``; return those this call created. Safe to race."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
+    async with _admin(bootstrap_servers) as admin:
         missing = sorted(set(names) - set(await admin.list_topics()))
         if missing:
             wanted = [NewTopic(name, partitions, replication_factor) for name in missing]
@@ -37,18 +36,25 @@ async def ensure_topics(
             if failed:
                 raise TopicProvisioningError(f"creating topics failed: {failed}")
         return missing
-    finally:
-        await admin.close()
 
 
 async def delete_topics(bootstrap_servers: str, names: Iterable[str]) -> None:
     """Delete those of ``names`` that exist (a benchmark's or test's own topics, at its end)."""
+    async with _admin(bootstrap_servers) as admin:
+        present = sorted(set(names) & set(await admin.list_topics()))
+        if present:
+            response = await admin.delete_topics(present)
+            failed = [e for e in response.topic_error_codes if e[1] != 0]
+            if failed:
+                raise TopicProvisioningError(f"deleting topics failed: {failed}")
+
+
+@asynccontextmanager
+async def _admin(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        present = sorted(set(names) & set(await admin.list_topics()))
-        if present:
-            await admin.delete_topics(present)
+        yield admin
     finally:
         await admin.close()
 

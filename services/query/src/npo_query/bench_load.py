@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httptools
 import uvloop
@@ -224,8 +225,10 @@ async def _read(plan: ReadPlan, out: Connection) -> tuple[list[Sample], float, f
     patients = patients_of(plan.patients)
     gc.collect()
     gc.freeze()  # the readers' own collector pauses would count as the service's latency
-    host, port = _host_and_port(plan.url)
-    readers = [ReaderConnection(host, port, plan.token) for _ in range(plan.readers)]
+    url = urlsplit(plan.url)
+    assert url.hostname is not None
+    assert url.port is not None  # the bench serves on a port of its own
+    readers = [ReaderConnection(url.hostname, url.port, plan.token) for _ in range(plan.readers)]
     try:
         await _phase(readers, patients, plan, plan.warm_up_s, [])
         samples: list[Sample] = []
@@ -236,11 +239,6 @@ async def _read(plan: ReadPlan, out: Connection) -> tuple[list[Sample], float, f
     finally:
         for reader in readers:
             reader.close()
-
-
-def _host_and_port(url: str) -> tuple[str, int]:
-    host, _, port = url.removeprefix("http://").partition(":")
-    return host, int(port)
 
 
 class ReaderConnection(asyncio.Protocol):
