@@ -1,18 +1,19 @@
-"""The httpx clients of the index and the consent service, against stand-ins that check the
-request exactly as the other services' current code (read, not imported) expects it."""
+"""The HTTP clients of the index, the consent service and the producers, over real HTTP against
+stand-ins that check the request exactly as the other services' current code (read, not
+imported) expects it."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 from fastapi import FastAPI, Request
 from query_fixtures import serve
 
-from npo_query.clients import HttpConsentClient, HttpIndexClient, Unavailable
+from npo_query.clients import HttpConsentClient, HttpIndexClient, Unavailable, service_session
 from npo_query.domain import Status, Target
 from npo_query.producers import HttpProducerClient
 
@@ -46,9 +47,8 @@ def _engagement(address: str) -> dict[str, Any]:
 async def test_find_content_sends_the_index_contract_and_follows_pages() -> None:
     seen: list[dict[str, Any]] = []
     app = _index_app([[_engagement("LA1")], [_engagement("LA2")]], seen)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://index") as http:
-        client = HttpIndexClient(http, "http://index", lambda: "system-token", 2.0, 500)
+    async with serve(app) as url, service_session(10) as http:
+        client = HttpIndexClient(http, url, lambda: "system-token", 2.0, 500)
         found = await client.find(PATIENT, "riv:clinicalprocess:healthcond:description")
     assert [e.logical_address for e in found] == ["LA1", "LA2"]
     assert found[0].data_controller == "LA1-VG"
@@ -67,12 +67,38 @@ async def test_an_index_error_is_unavailable_with_a_code() -> None:
     async def broken() -> None:
         raise RuntimeError
 
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://index") as http:
-        client = HttpIndexClient(http, "http://index", lambda: "t", 2.0, 500)
+    async with serve(app) as url, service_session(10) as http:
+        client = HttpIndexClient(http, url, lambda: "t", 2.0, 500)
         with pytest.raises(Unavailable) as error:
             await client.find(PATIENT, "d")
     assert error.value.code == "index.http_status"
+
+
+async def test_an_index_that_is_not_there_or_too_slow_is_unreachable() -> None:
+    app = FastAPI()
+
+    @app.post("/find-content")
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    async with serve(app) as url, service_session(10) as http:
+        slow_index = HttpIndexClient(http, url, lambda: "t", 0.3, 500)
+        gone = HttpIndexClient(http, f"http://127.0.0.1:{_closed_port()}", lambda: "t", 2.0, 500)
+        with pytest.raises(Unavailable) as timed_out:
+            await slow_index.find(PATIENT, "d")
+        with pytest.raises(Unavailable) as refused:
+            await gone.find(PATIENT, "d")
+    assert timed_out.value.code == refused.value.code == "index.unreachable"
+    assert "Timeout" in str(timed_out.value)
+    assert "Connect" in str(refused.value)
+
+
+async def test_a_consent_service_that_is_not_there_is_unreachable() -> None:
+    async with service_session(10) as http:
+        client = HttpConsentClient(http, f"http://127.0.0.1:{_closed_port()}", 2.0)
+        with pytest.raises(Unavailable) as error:
+            await client.decide("t", PATIENT, ["notes"], [Target("LA1", "notes")])
+    assert error.value.code == "consent.unreachable"
 
 
 async def test_the_decision_forwards_the_readers_token_and_maps_the_answer() -> None:
@@ -92,9 +118,8 @@ async def test_the_decision_forwards_the_readers_token_and_maps_the_answer() -> 
                      "reason_code": "blocked"}]}
 
     targets = [Target("LA1", "notes", "G1", "S1"), Target("LA2", "notes", "G2", "S2")]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://consent") as http:
-        client = HttpConsentClient(http, "http://consent", 2.0)
+    async with serve(app) as url, service_session(10) as http:
+        client = HttpConsentClient(http, url, 2.0)
         decision = await client.decide("reader-token", PATIENT, ["notes"], targets)
     [call] = seen
     assert call["auth"] == "Bearer reader-token"

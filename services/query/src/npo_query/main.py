@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 from fastapi import FastAPI
 
 from npo_platform.contracts import ConsentEvent, IndexChanges
@@ -31,7 +30,14 @@ from . import admin, api, catalogue, push
 from .admin import RoutingView
 from .aggregator import Aggregator, Timeouts
 from .audit import Auditor
-from .clients import ConsentClient, HttpConsentClient, HttpIndexClient, IndexClient, TokenSource
+from .clients import (
+    ConsentClient,
+    HttpConsentClient,
+    HttpIndexClient,
+    IndexClient,
+    TokenSource,
+    service_session,
+)
 from .config import QuerySettings
 from .decision import DecisionCache
 from .producers import HttpProducerClient, ProducerClient, producer_session
@@ -80,9 +86,8 @@ def _lifespan(settings: QuerySettings, parts: Parts) -> Callable[[FastAPI], Any]
 
 async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
                 stack: contextlib.AsyncExitStack) -> None:
-    limits = httpx.Limits(max_connections=settings.max_connections,
-                          max_keepalive_connections=settings.max_connections)
-    http = await stack.enter_async_context(httpx.AsyncClient(limits=limits))
+    http = service_session(settings.max_connections)  # index and consent, apart from producers
+    stack.push_async_callback(http.close)
     tokens = _tokens(parts.tokens or token_source(settings))
     if settings.ensure_topics:
         topics = [settings.access, settings.consent, settings.changes]
