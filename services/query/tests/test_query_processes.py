@@ -127,6 +127,39 @@ async def _ask_the_bench_producers() -> None:
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_bench_index_answers_the_services_own_client_as_the_stand_in(loop: str) -> None:
+    import asyncio
+
+    import uvloop
+
+    (uvloop.run if loop == "uvloop" else asyncio.run)(_ask_the_bench_index())
+
+
+async def _ask_the_bench_index() -> None:
+    import asyncio
+
+    from npo_query.clients import HttpIndexClient, service_session
+
+    stand_in = bench_load.StandInIndex(bench_load.patients_of(20), 5)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: bench_load.IndexProtocol(stand_in), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    asked = list(stand_in.entries)[:6]
+    try:
+        async with service_session(4) as http:
+            client = HttpIndexClient(http, url, lambda: "t", 2.0, 100)
+            found = [await client.find(patient, domain) for patient, domain in asked]
+            nobody = await client.find("191212121212", asked[0][1])
+            bad = await http.post(f"{url}/find-content", data=b"{not json")
+    finally:
+        server.close()
+    assert found == [stand_in.entries[key] for key in asked]
+    assert all(found)
+    assert nobody == []
+    assert bad.status == 400
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_the_bench_readers_post_overviews_on_kept_alive_connections(loop: str) -> None:
     import asyncio
 

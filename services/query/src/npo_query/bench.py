@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -63,6 +63,7 @@ class Plan:
     patients: int
     workers: int = 1
     rate: float = 0.0
+    index_over_http: bool = False
 
 
 def bench_query(
@@ -75,13 +76,20 @@ def bench_query(
     workers: int = typer.Option(2, min=1, help="query server processes (QUERY_WORKERS)"),
     rate: float = typer.Option(0.0, min=0.0, help="queries/s offered by the readers (open "
                                "loop, latency from the due time); 0: closed loop"),
+    index_over_http: bool = typer.Option(False, "--index-over-http", help="the query service "
+                                         "asks a stand-in index over HTTP with its own client, "
+                                         "as deployed (default: an in-process stand-in)"),
 ) -> None:
     """300 producers with fixed latency, 200 concurrent readers: overhead and queries/s."""
     plan = Plan(producers, latency_ms, readers, seconds or (20.0 if quick else 60.0),
-                2_000 if quick else 10_000, workers, rate)
+                2_000 if quick else 10_000, workers, rate, index_over_http)
     broker = benchmarks.broker(QuerySettings().kafka_bootstrap_servers, "query")
-    with broker as bootstrap, _producer_process(latency_ms) as (url, producers_pid):
-        figures = _measure(plan, bootstrap, url, producers_pid)
+    with (broker as bootstrap,
+          _serving(load.serve_producers, latency_ms) as (url, producers_pid),
+          _serving(load.serve_index, plan.patients, producers, enabled=index_over_http)
+          as (index_url, index_pid)):
+        figures = _measure(plan, bootstrap, url, {"producers": producers_pid, "index": index_pid},
+                           index_url)
     benchmarks.report(figures, as_json)
     if figures["failed_producer_calls"]:  # timeouts or refused connections: not the figures asked
         typer.echo(f"warning: {figures['failed_producer_calls']} producer calls failed; the "
@@ -96,10 +104,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _producer_process(latency_ms: float) -> Iterator[tuple[str, int]]:
+def _serving(target: Callable[..., None], *args: Any,
+             enabled: bool = True) -> Iterator[tuple[str, int]]:
+    """``target(port, *args)`` in a process of its own: its base URL and pid (("", 0) if not
+    ``enabled``)."""
+    if not enabled:
+        yield "", 0
+        return
     port = _free_port()
     process = multiprocessing.get_context("spawn").Process(
-        target=load.serve_producers, args=(port, latency_ms), daemon=True)
+        target=target, args=(port, *args), daemon=True)
     process.start()
     try:
         _wait_listening(port)
@@ -118,7 +132,8 @@ def _wait_listening(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def _measure(plan: Plan, bootstrap: str, url: str, producers_pid: int) -> dict[str, Any]:
+def _measure(plan: Plan, bootstrap: str, url: str, pids: dict[str, int],
+             index_url: str) -> dict[str, Any]:
     private, public = generate_keypair()
     config = QuerySettings(kafka_bootstrap_servers=bootstrap)
     topics = with_dead_letters([config.access, config.consent, config.changes])
@@ -133,14 +148,15 @@ def _measure(plan: Plan, bootstrap: str, url: str, producers_pid: int) -> dict[s
         load.write_routing(Path(home) / "routing.json", plan.producers, url)
         server_plan = load.ServerPlan(plan.producers, plan.patients, bootstrap,
                                       str(Path(home) / "routing.json"),
-                                      str(Path(home) / "public.pem"), system, config.access_topic)
+                                      str(Path(home) / "public.pem"), system, config.access_topic,
+                                      index_url)
         port = _free_port()
         with _query_server(server_plan, port, plan.workers) as server:
             read = load.ReadPlan(f"http://127.0.0.1:{port}",
                                  issue_token(private, clinician, timedelta(hours=1)),
                                  plan.patients, plan.readers, min(5.0, plan.seconds / 4),
                                  plan.seconds, plan.rate)
-            return _drive(plan, read, {"query": server.pid, "producers": producers_pid,
+            return _drive(plan, read, {"query": server.pid, **pids,
                                        "broker": cpu.listener(bootstrap)})
 
 
@@ -180,6 +196,7 @@ def _drive(plan: Plan, read: load.ReadPlan, pids: dict[str, int]) -> dict[str, A
     figures["cpu_ms_per_query_total"] = round(sum(per_query.values()), 3)
     figures["query_workers"] = plan.workers
     figures["offered_queries_per_s"] = plan.rate or "closed loop"
+    figures["index"] = "over HTTP" if plan.index_over_http else "in-process stand-in"
     figures["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return figures
 

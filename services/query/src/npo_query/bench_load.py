@@ -5,8 +5,10 @@ Each runs in its own process so that its CPU can be measured apart from the quer
 - ``serve_producers``: the simulated producers (a bare HTTP/1.1 server: uvloop, httptools)
   answering two records per call after exactly L;
 - ``bench_app``: the uvicorn factory of every query server process (``--workers N``), the real
-  ``create_app`` with in-memory index and consent stand-ins, reading the plan from
-  ``NPO_QUERY_BENCH`` (JSON);
+  ``create_app`` with an in-memory consent stand-in and an in-memory index stand-in or the
+  service's own index client, reading the plan from ``NPO_QUERY_BENCH`` (JSON);
+- ``serve_index``: with ``--index-over-http``, the index stand-in's engagements as FindContent
+  over HTTP (a bare HTTP/1.1 server like the producers');
 - ``read``: the readers, ``readers`` concurrent closed loops on uvloop, each with its own
   keep-alive connection (``ReaderConnection``, httptools), posting ``/v1/overview`` and timing it.
 """
@@ -19,8 +21,10 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
@@ -54,6 +58,7 @@ class ServerPlan:
     public_key_file: str
     system_token: str
     access_topic: str
+    index_url: str = ""  # FindContent over HTTP (``serve_index``); empty: the in-process stand-in
 
 
 def address(n: int) -> str:
@@ -91,9 +96,12 @@ def bench_app() -> FastAPI:
                            run_consumers=False, ensure_topics=False, producer_timeout_s=5,
                            overall_deadline_s=8, decision_cache_ttl_s=5,
                            routing_file=Path(plan.routing_file), access_topic=plan.access_topic)
+    if plan.index_url:
+        config = config.model_copy(update={"index_url": plan.index_url})
     verifier = TokenVerifier(Path(plan.public_key_file).read_bytes())
-    parts = Parts(index=StandInIndex(patients_of(plan.patients), plan.producers),
-                  consent=StandInConsent(), routing_store=InMemoryRoutingStore(),
+    # Over HTTP: the service's own HttpIndexClient, as deployed.
+    index = None if plan.index_url else StandInIndex(patients_of(plan.patients), plan.producers)
+    parts = Parts(index=index, consent=StandInConsent(), routing_store=InMemoryRoutingStore(),
                   tokens=lambda: plan.system_token)
     configure_process(config)
     return freeze_startup_objects(create_app(config, token_verifier=verifier, parts=parts))
@@ -125,6 +133,61 @@ class StandInConsent:
         return Decision("allowed", "consent", None, verdicts=verdicts)
 
 
+def serve_index(port: int, patients: int, producers: int) -> None:
+    """Process entry: the stand-in index's engagements as FindContent over HTTP on ``port``."""
+    uvloop.run(_serve(port, partial(IndexProtocol, StandInIndex(patients_of(patients), producers))))
+
+
+class IndexProtocol(asyncio.Protocol):
+    """``POST /find-content``: the stand-in's engagements of one patient and service domain, in
+    one page, at once (a lean server like the producers', so that the figures show what the
+    query service spends on the lookups, not a server's cost)."""
+
+    def __init__(self, index: StandInIndex) -> None:
+        self.index = index
+        self.parser = httptools.HttpRequestParser(self)
+        self.body = b""
+
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_begin(self) -> None:  # httptools' callbacks
+        self.body = b""
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        try:
+            asked = json.loads(self.body)
+            found = self.index.entries.get(
+                (asked["registeredResidentIdentification"], asked["serviceDomain"]), [])
+        except (ValueError, KeyError, TypeError):
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            return
+        answer = json.dumps({"engagements": [{
+            "serviceDomain": e.service_domain, "categorization": e.categorization,
+            "logicalAddress": e.logical_address, "sourceSystem": e.source_system,
+            "dataController": e.data_controller, "mostRecentContent": e.most_recent_content}
+            for e in found], "nextPageToken": None}).encode()
+        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+
+
+async def _serve(port: int, protocol: Callable[[], asyncio.Protocol]) -> None:
+    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port,
+                                                            backlog=4096)
+    await server.serve_forever()
+
+
 def serve_producers(port: int, latency_ms: float) -> None:
     """Process entry: the simulated producers on ``port`` until terminated."""
     uvloop.run(_serve_producers(port, latency_ms / 1000))
@@ -132,9 +195,7 @@ def serve_producers(port: int, latency_ms: float) -> None:
 
 async def _serve_producers(port: int, latency_s: float) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ProducerProtocol(loop, latency_s), "127.0.0.1", port,
-                                      backlog=4096)
-    await server.serve_forever()
+    await _serve(port, lambda: ProducerProtocol(loop, latency_s))
 
 
 class ProducerProtocol(asyncio.Protocol):
