@@ -138,82 +138,15 @@ def serve_index(port: int, patients: int, producers: int) -> None:
     uvloop.run(_serve(port, partial(IndexProtocol, StandInIndex(patients_of(patients), producers))))
 
 
-class IndexProtocol(asyncio.Protocol):
-    """``POST /find-content``: the stand-in's engagements of one patient and service domain, in
-    one page, at once (a lean server like the producers', so that the figures show what the
-    query service spends on the lookups, not a server's cost)."""
-
-    def __init__(self, index: StandInIndex) -> None:
-        self.index = index
-        self.parser = httptools.HttpRequestParser(self)
-        self.body = b""
-
-    transport: asyncio.Transport
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.close()
-
-    def on_message_begin(self) -> None:  # httptools' callbacks
-        self.body = b""
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        try:
-            asked = json.loads(self.body)
-            found = self.index.entries.get(
-                (asked["registeredResidentIdentification"], asked["serviceDomain"]), [])
-        except (ValueError, KeyError, TypeError):
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-            return
-        answer = json.dumps({"engagements": [{
-            "serviceDomain": e.service_domain, "categorization": e.categorization,
-            "logicalAddress": e.logical_address, "sourceSystem": e.source_system,
-            "dataController": e.data_controller, "mostRecentContent": e.most_recent_content}
-            for e in found], "nextPageToken": None}).encode()
-        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                             b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
-
-
-async def _serve(port: int, protocol: Callable[[], asyncio.Protocol]) -> None:
-    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port,
-                                                            backlog=4096)
-    await server.serve_forever()
-
-
-def serve_producers(port: int, latency_ms: float) -> None:
-    """Process entry: the simulated producers on ``port`` until terminated."""
-    uvloop.run(_serve_producers(port, latency_ms / 1000))
-
-
-async def _serve_producers(port: int, latency_s: float) -> None:
-    loop = asyncio.get_running_loop()
-    await _serve(port, lambda: ProducerProtocol(loop, latency_s))
-
-
-class ProducerProtocol(asyncio.Protocol):
-    """Every ``POST /producers/{address}/{category}`` answers two records after exactly L.
-
-    The producers stand for other organisations' systems, on other machines in a deployment;
-    here they share the two cores with the service under test, so they are as lean as an HTTP/1.1
-    keep-alive server gets: httptools parses the requests, and the answer is written by a timer
-    after L, without a coroutine or an ASGI stack per call (uvicorn + a bare ASGI app cost
-    ~0.09 ms of CPU per call, ~0.35 ms per overview).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, latency_s: float) -> None:
-        self.loop, self.latency_s = loop, latency_s
-        self.parser = httptools.HttpRequestParser(self)
-        self.url, self.body = b"", b""
+class _LeanServer(asyncio.Protocol):
+    """A bare HTTP/1.1 keep-alive server connection: httptools parses each request into ``url``
+    and ``body``; ``on_message_complete`` answers it."""
 
     transport: asyncio.Transport  # from connection_made, before any data
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.url, self.body = b"", b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport
@@ -233,6 +166,68 @@ class ProducerProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body += body
 
+    def bad_request(self) -> None:
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+    def ok(self, answer: bytes) -> None:
+        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+
+
+class IndexProtocol(_LeanServer):
+    """``POST /find-content``: the stand-in's engagements of one patient and service domain, in
+    one page, at once (a lean server like the producers', so that the figures show what the
+    query service spends on the lookups, not a server's cost)."""
+
+    def __init__(self, index: StandInIndex) -> None:
+        super().__init__()
+        self.index = index
+
+    def on_message_complete(self) -> None:
+        try:
+            asked = json.loads(self.body)
+            found = self.index.entries.get(
+                (asked["registeredResidentIdentification"], asked["serviceDomain"]), [])
+        except (ValueError, KeyError, TypeError):
+            self.bad_request()
+            return
+        self.ok(json.dumps({"engagements": [{
+            "serviceDomain": e.service_domain, "categorization": e.categorization,
+            "logicalAddress": e.logical_address, "sourceSystem": e.source_system,
+            "dataController": e.data_controller, "mostRecentContent": e.most_recent_content}
+            for e in found], "nextPageToken": None}).encode())
+
+
+async def _serve(port: int, protocol: Callable[[], asyncio.Protocol]) -> None:
+    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port,
+                                                            backlog=4096)
+    await server.serve_forever()
+
+
+def serve_producers(port: int, latency_ms: float) -> None:
+    """Process entry: the simulated producers on ``port`` until terminated."""
+    uvloop.run(_serve_producers(port, latency_ms / 1000))
+
+
+async def _serve_producers(port: int, latency_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    await _serve(port, lambda: ProducerProtocol(loop, latency_s))
+
+
+class ProducerProtocol(_LeanServer):
+    """Every ``POST /producers/{address}/{category}`` answers two records after exactly L.
+
+    The producers stand for other organisations' systems, on other machines in a deployment;
+    here they share the two cores with the service under test, so they are as lean as an HTTP/1.1
+    keep-alive server gets: httptools parses the requests, and the answer is written by a timer
+    after L, without a coroutine or an ASGI stack per call (uvicorn + a bare ASGI app cost
+    ~0.09 ms of CPU per call, ~0.35 ms per overview).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, latency_s: float) -> None:
+        super().__init__()
+        self.loop, self.latency_s = loop, latency_s
+
     def on_message_complete(self) -> None:
         self.loop.call_later(self.latency_s, self._answer, self.url, self.body)
 
@@ -243,13 +238,11 @@ class ProducerProtocol(asyncio.Protocol):
             _, _, producer, category = url.decode().split("/")
             patient = json.loads(body)["patientId"]
         except (ValueError, KeyError, TypeError):
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            self.bad_request()
             return
-        answer = json.dumps({"contract": category, "result": {"resultCode": "OK"},
-                             "records": [_document(producer, patient, n) for n in range(2)],
-                             "continuationToken": None}).encode()
-        self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                             b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+        self.ok(json.dumps({"contract": category, "result": {"resultCode": "OK"},
+                            "records": [_document(producer, patient, n) for n in range(2)],
+                            "continuationToken": None}).encode())
 
 
 def _document(producer: str, patient: str, n: int) -> dict[str, Any]:
