@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI, Request
 from query_fixtures import serve
 
-from npo_query.clients import HttpConsentClient, HttpIndexClient, Unavailable, service_session
+from npo_query.clients import HttpConsentClient, HttpIndexClient, Unavailable, pooled_session
 from npo_query.domain import Status, Target
 from npo_query.producers import HttpProducerClient
 
@@ -47,7 +47,7 @@ def _engagement(address: str) -> dict[str, Any]:
 async def test_find_content_sends_the_index_contract_and_follows_pages() -> None:
     seen: list[dict[str, Any]] = []
     app = _index_app([[_engagement("LA1")], [_engagement("LA2")]], seen)
-    async with serve(app) as url, service_session(10) as http:
+    async with serve(app) as url, pooled_session(10) as http:
         client = HttpIndexClient(http, url, lambda: "system-token", 2.0, 500)
         found = await client.find(PATIENT, "riv:clinicalprocess:healthcond:description")
     assert [e.logical_address for e in found] == ["LA1", "LA2"]
@@ -67,7 +67,7 @@ async def test_an_index_error_is_unavailable_with_a_code() -> None:
     async def broken() -> None:
         raise RuntimeError
 
-    async with serve(app) as url, service_session(10) as http:
+    async with serve(app) as url, pooled_session(10) as http:
         client = HttpIndexClient(http, url, lambda: "t", 2.0, 500)
         with pytest.raises(Unavailable) as error:
             await client.find(PATIENT, "d")
@@ -81,7 +81,7 @@ async def test_an_index_that_is_not_there_or_too_slow_is_unreachable() -> None:
     async def slow() -> None:
         await asyncio.sleep(5)
 
-    async with serve(app) as url, service_session(10) as http:
+    async with serve(app) as url, pooled_session(10) as http:
         slow_index = HttpIndexClient(http, url, lambda: "t", 0.3, 500)
         gone = HttpIndexClient(http, f"http://127.0.0.1:{_closed_port()}", lambda: "t", 2.0, 500)
         with pytest.raises(Unavailable) as timed_out:
@@ -94,7 +94,7 @@ async def test_an_index_that_is_not_there_or_too_slow_is_unreachable() -> None:
 
 
 async def test_a_consent_service_that_is_not_there_is_unreachable() -> None:
-    async with service_session(10) as http:
+    async with pooled_session(10) as http:
         client = HttpConsentClient(http, f"http://127.0.0.1:{_closed_port()}", 2.0)
         with pytest.raises(Unavailable) as error:
             await client.decide("t", PATIENT, ["notes"], [Target("LA1", "notes")])
@@ -118,7 +118,7 @@ async def test_the_decision_forwards_the_readers_token_and_maps_the_answer() -> 
                      "reason_code": "blocked"}]}
 
     targets = [Target("LA1", "notes", "G1", "S1"), Target("LA2", "notes", "G2", "S2")]
-    async with serve(app) as url, service_session(10) as http:
+    async with serve(app) as url, pooled_session(10) as http:
         client = HttpConsentClient(http, url, 2.0)
         decision = await client.decide("reader-token", PATIENT, ["notes"], targets)
     [call] = seen

@@ -138,7 +138,7 @@ def test_the_bench_index_answers_the_services_own_client_as_the_stand_in(loop: s
 async def _ask_the_bench_index() -> None:
     import asyncio
 
-    from npo_query.clients import HttpIndexClient, service_session
+    from npo_query.clients import HttpIndexClient, pooled_session
 
     stand_in = bench_load.StandInIndex(bench_load.patients_of(20), 5)
     loop = asyncio.get_running_loop()
@@ -146,7 +146,7 @@ async def _ask_the_bench_index() -> None:
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     asked = list(stand_in.entries)[:6]
     try:
-        async with service_session(4) as http:
+        async with pooled_session(4) as http:
             client = HttpIndexClient(http, url, lambda: "t", 2.0, 100)
             found = [await client.find(patient, domain) for patient, domain in asked]
             nobody = await client.find("191212121212", asked[0][1])

@@ -86,8 +86,8 @@ def bench_query(
     broker = benchmarks.broker(QuerySettings().kafka_bootstrap_servers, "query")
     with (broker as bootstrap,
           _serving(load.serve_producers, latency_ms) as (url, producers_pid),
-          _serving(load.serve_index, plan.patients, producers, enabled=index_over_http)
-          as (index_url, index_pid)):
+          (_serving(load.serve_index, plan.patients, producers) if index_over_http
+           else contextlib.nullcontext(("", 0))) as (index_url, index_pid)):
         figures = _measure(plan, bootstrap, url, {"producers": producers_pid, "index": index_pid},
                            index_url)
     benchmarks.report(figures, as_json)
@@ -104,13 +104,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serving(target: Callable[..., None], *args: Any,
-             enabled: bool = True) -> Iterator[tuple[str, int]]:
-    """``target(port, *args)`` in a process of its own: its base URL and pid (("", 0) if not
-    ``enabled``)."""
-    if not enabled:
-        yield "", 0
-        return
+def _serving(target: Callable[..., None], *args: Any) -> Iterator[tuple[str, int]]:
+    """``target(port, *args)`` in a process of its own: its base URL and pid."""
     port = _free_port()
     process = multiprocessing.get_context("spawn").Process(
         target=target, args=(port, *args), daemon=True)

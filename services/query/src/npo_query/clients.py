@@ -1,9 +1,10 @@
 """The platform services this one calls (index, consent), each behind a small Protocol, with
 their HTTP implementations.
 
-One pooled ``aiohttp.ClientSession`` (``service_session``) serves both, apart from the producers'
-pool, so that slow producers cannot take the connections an index lookup needs. Timeouts are
-given per call. Trace context travels in W3C headers. Patient ids go in bodies only.
+One pooled ``aiohttp.ClientSession`` (``pooled_session``) serves both, apart from the producers'
+pool (another session of the same kind), so that slow producers cannot take the connections
+an index lookup needs. Timeouts are given per call. Trace context travels in W3C headers.
+Patient ids go in bodies only.
 
 aiohttp, as for the producers, not httpx: an index lookup (up to eight per overview, one per
 service domain) cost 1.2-2.9 ms of CPU with httpx's pool at 8-400 concurrent calls, measured
@@ -90,8 +91,8 @@ class HttpIndexClient:
             body["pageToken"] = page.next_page_token
 
     async def _page(self, body: dict[str, Any]) -> _FindContentPage:
-        status, content = await post_json(self._http, self._url, body,
-                                          traced_headers(self._token()), self._timeout, "index")
+        status, content = await _post_json(self._http, self._url, body,
+                                           traced_headers(self._token()), self._timeout, "index")
         if status != 200:
             raise Unavailable("index.http_status", str(status))
         try:
@@ -129,8 +130,8 @@ class HttpConsentClient:
                      targets: list[Target]) -> Decision:
         body = {"patient_id": patient_id, "categories": categories,
                 "engagements": [_engagement(t) for t in targets]}
-        status, content = await post_json(self._http, self._url, body, traced_headers(bearer),
-                                          self._timeout, "consent")
+        status, content = await _post_json(self._http, self._url, body, traced_headers(bearer),
+                                           self._timeout, "consent")
         if status != 200:
             raise Unavailable("consent.http_status", str(status))
         try:
@@ -145,13 +146,14 @@ class HttpConsentClient:
         )
 
 
-def service_session(max_connections: int) -> aiohttp.ClientSession:
-    """The pooled session for the platform services: no cookie jar (a bearer token each call)."""
+def pooled_session(max_connections: int) -> aiohttp.ClientSession:
+    """A pooled session for many hosts (producers, or the platform services): no cookie jar
+    (a caller's cookies are never sent anywhere; tokens go in each call's headers)."""
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
-async def post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
+async def _post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
                     headers: dict[str, str], bound: aiohttp.ClientTimeout,
                     service: str) -> tuple[int, bytes]:
     """POST ``body`` as JSON: the answer's status and body, or ``{service}.unreachable`` (no

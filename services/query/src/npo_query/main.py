@@ -36,11 +36,11 @@ from .clients import (
     HttpIndexClient,
     IndexClient,
     TokenSource,
-    service_session,
+    pooled_session,
 )
 from .config import QuerySettings
 from .decision import DecisionCache
-from .producers import HttpProducerClient, ProducerClient, producer_session
+from .producers import HttpProducerClient, ProducerClient
 from .store import PostgresRoutingStore, RoutingStore
 from .tokens import token_source
 
@@ -86,8 +86,7 @@ def _lifespan(settings: QuerySettings, parts: Parts) -> Callable[[FastAPI], Any]
 
 async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
                 stack: contextlib.AsyncExitStack) -> None:
-    http = service_session(settings.max_connections)  # index and consent, apart from producers
-    stack.push_async_callback(http.close)
+    http = _session(settings, stack)  # index and consent, apart from the producers' pool
     tokens = _tokens(parts.tokens or token_source(settings))
     if settings.ensure_topics:
         topics = [settings.access, settings.consent, settings.changes]
@@ -103,7 +102,7 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
     index = parts.index or HttpIndexClient(http, settings.index_url, tokens,
                                            settings.index_timeout_s, settings.index_page_size)
     producers = parts.producers or HttpProducerClient(
-        await _session(settings, stack), tokens,
+        _session(settings, stack), tokens,
         connect_timeout_s=settings.producer_connect_timeout_s,
         page_size=settings.producer_page_size, max_pages=settings.max_pages_per_producer)
     timeouts = Timeouts(settings.producer_timeout_s, settings.overall_deadline_s)
@@ -118,9 +117,8 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
         await _consume(settings, parts, publisher, cache, hub, stack)
 
 
-async def _session(settings: QuerySettings,
-                   stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
-    session = producer_session(settings.max_connections)
+def _session(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
+    session = pooled_session(settings.max_connections)
     stack.push_async_callback(session.close)
     return session
 

@@ -157,13 +157,6 @@ def _url(endpoint: str, category: str) -> tuple[URL, str]:
     return URL(text), text
 
 
-def producer_session(max_connections: int) -> aiohttp.ClientSession:
-    """The pooled session for producer calls: no cookie jar (a producer's cookies are never
-    sent anywhere), one connection pool for every producer."""
-    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
-
 def _records(pages: list[_Page], target: Target, patient_id: str) -> Iterator[Record]:
     """The pages' records, their headers validated in one pass per page."""
     for page in pages:
