@@ -97,6 +97,53 @@ async def test_find_content_pages_through_a_large_answer(setup: Setup) -> None:
     assert sorted(seen) == sorted(f"doc-{n}" for n in range(120))
 
 
+async def test_find_content_answers_several_service_domains_in_one_paged_answer(setup: Setup) -> None:
+    client, tokens, store, _ = setup
+    logistics = "riv:clinicalprocess:logistics:logistics"
+    await _load(store, update(*[tx(engagement(P, boi=f"doc-{n}")) for n in range(40)],
+                              *[tx(engagement(P, boi=f"plan-{n}", service_domain=logistics,
+                                              categorization="cll-cp")) for n in range(30)],
+                              tx(engagement(P, service_domain="riv:other:domain"))))
+    body: dict[str, object] = {
+        "registeredResidentIdentification": P, "serviceDomains": [logistics, DOMAIN],
+    }
+    seen: list[tuple[str, str]] = []
+    while True:
+        response = await client.post("/find-content", json=body, headers=tokens.bearer(Role.ADMIN))
+        assert response.status_code == 200
+        answer = response.json()
+        seen += [(e["serviceDomain"], e["businessObjectInstanceIdentifier"]) for e in answer["engagements"]]
+        if answer["nextPageToken"] is None:
+            break
+        body["pageToken"] = answer["nextPageToken"]
+    assert len(seen) == 70  # two pages of 50 at most; the second begins in the first domain
+    assert sorted(seen) == sorted([(DOMAIN, f"doc-{n}") for n in range(40)]
+                                  + [(logistics, f"plan-{n}") for n in range(30)])
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+async def test_find_content_refuses_two_ways_of_naming_domains_and_foreign_page_tokens(
+    setup: Setup,
+) -> None:
+    client, tokens, store, _ = setup
+    await _load(store, update(*[tx(engagement(P, boi=f"doc-{n}")) for n in range(60)]))
+    admin = tokens.bearer(Role.ADMIN)
+    both = {"registeredResidentIdentification": P, "serviceDomain": DOMAIN, "serviceDomains": [DOMAIN]}
+    neither = {"registeredResidentIdentification": P}
+    nul = {"registeredResidentIdentification": P, "serviceDomains": ["riv:\x00"]}
+    for body in (both, neither, nul, {**neither, "serviceDomains": []}):
+        assert (await client.post("/find-content", json=body, headers=admin)).status_code == 422
+    first = await client.post("/find-content", json={**neither, "serviceDomain": DOMAIN}, headers=admin)
+    token = first.json()["nextPageToken"]
+    other = {**neither, "serviceDomain": "riv:other:domain", "pageToken": token}
+    not_utf8 = {**neither, "serviceDomain": DOMAIN, "pageToken": token[:64] + "ff"}
+    for body in (other, not_utf8):
+        response = await client.post("/find-content", json=body, headers=admin)
+        assert (response.status_code, response.json()["code"]) == (422, "page_token.invalid")
+    ok = await client.post("/find-content", json={**other, "serviceDomain": DOMAIN}, headers=admin)
+    assert len(ok.json()["engagements"]) == 10
+
+
 async def test_find_content_filters_exactly_and_on_or_after(setup: Setup) -> None:
     client, tokens, store, _ = setup
     await _load(store, update(tx(engagement(P, categorization="dia", content="20250101000000")),

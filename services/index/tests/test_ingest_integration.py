@@ -106,7 +106,7 @@ async def _changes(running: Running, expected: int) -> list[IndexChange]:
 
 
 async def _contents(running: Running, p: str) -> list[str]:
-    found = await running.worker.store.find(FindQuery(p, DOMAIN))
+    found = await running.worker.store.find(FindQuery(p, (DOMAIN,)))
     return [r.most_recent_content for r in found]
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from index_helpers import T0, changes_in, engagement, patient, schema_name, tx, update
 
 from npo_index.changes import outbox_messages
+from npo_index.domain import Record
 from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore, OutboxBatch
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate, IndexChange
 from npo_producer.validation import Rules, transactions_of
 
 DOMAIN = "riv:clinicalprocess:healthcond:description"
+LOGISTICS = "riv:clinicalprocess:logistics:logistics"
 
 
 @pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -79,20 +82,33 @@ class TestIndexStoreContract:
     async def test_find_filters_and_pages_in_key_order(self, store: IndexStore) -> None:
         p = patient(24)
         ups = [tx(engagement(p, boi=f"doc-{n}", content=f"202601{n + 10:02d}000000")) for n in range(10)]
-        other_domain = tx(engagement(p, service_domain="riv:clinicalprocess:logistics:logistics"))
+        other_domain = tx(engagement(p, service_domain=LOGISTICS))
         await store.apply_batch([_event(update(*ups, other_domain))], outbox_messages)
-        query = FindQuery(patient=p, service_domain=DOMAIN, limit=4)
-        pages, after = [], None
-        while page := await store.find(FindQuery(**{**query.__dict__, "after_key": after})):
-            pages.append(page)
-            after = page[-1].key
+        pages = await _pages(store, FindQuery(patient=p, service_domains=(DOMAIN,), limit=4))
         keys = [r.key for page in pages for r in page]
         assert [len(page) for page in pages] == [4, 4, 2]
         assert keys == sorted(keys)
-        since = await store.find(FindQuery(p, DOMAIN, most_recent_content_from="20260115000000"))
+        since = await store.find(FindQuery(p, (DOMAIN,), most_recent_content_from="20260115000000"))
         assert len(since) == 5
-        exact = await store.find(FindQuery(p, DOMAIN, business_object_instance_identifier="doc-3"))
+        exact = await store.find(FindQuery(p, (DOMAIN,), business_object_instance_identifier="doc-3"))
         assert [r.most_recent_content for r in exact] == ["20260113000000"]
+
+    async def test_find_answers_several_domains_in_domain_then_key_order(
+        self, store: IndexStore
+    ) -> None:
+        p = patient(26)
+        description = [tx(engagement(p, boi=f"doc-{n}")) for n in range(5)]
+        logistics = [tx(engagement(p, boi=f"plan-{n}", service_domain=LOGISTICS)) for n in range(4)]
+        elsewhere = tx(engagement(p, service_domain="riv:clinicalprocess:activityprescription:actoutcome"))
+        await store.apply_batch([_event(update(*description, *logistics, elsewhere))], outbox_messages)
+        both = FindQuery(patient=p, service_domains=(LOGISTICS, DOMAIN), limit=3)
+        pages = await _pages(store, both)
+        found = [(r.identity.service_domain, r.key) for page in pages for r in page]
+        assert [len(page) for page in pages] == [3, 3, 3]  # a page spans the two domains
+        assert found == sorted(found)
+        assert [d for d, _ in found] == [DOMAIN] * 5 + [LOGISTICS] * 4
+        alone = await _pages(store, FindQuery(patient=p, service_domains=(DOMAIN,), limit=100))
+        assert [r.key for page in alone for r in page] == [k for d, k in found if d == DOMAIN]
 
     async def test_coverage_counts_live_engagements(self, store: IndexStore) -> None:
         p = patient(25)
@@ -137,3 +153,18 @@ class TestIndexStoreContract:
                          IndexChange.CONTENT_UPDATED]
         assert await store.records() == await reference.records()
         assert await store.coverage() == await reference.coverage()
+
+
+async def _pages(store: IndexStore, query: FindQuery) -> list[list[Record]]:
+    """Every page of ``query``, each asked after the previous page's last record."""
+    pages: list[list[Record]] = []
+    while page := await store.find(replace(query, after=_cursor(pages))):
+        pages.append(page)
+    return pages
+
+
+def _cursor(pages: list[list[Record]]) -> tuple[str, bytes] | None:
+    if not pages:
+        return None
+    last = pages[-1][-1]
+    return last.identity.service_domain, last.key

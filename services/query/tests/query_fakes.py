@@ -6,7 +6,7 @@ index and consent are replaced by these; producers, broker and database are real
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from npo_query.clients import Unavailable
@@ -22,11 +22,11 @@ class FakeIndex:
     calls: int = 0
     down: bool = False
 
-    async def find(self, patient_id: str, service_domain: str) -> list[IndexEntry]:
+    async def find(self, patient_id: str, service_domains: Sequence[str]) -> list[IndexEntry]:
         self.calls += 1
         if self.down:
             raise Unavailable("index.unreachable", "ConnectError")
-        return [e for e in self.entries.get(patient_id, []) if e.service_domain == service_domain]
+        return [e for e in self.entries.get(patient_id, []) if e.service_domain in service_domains]
 
 
 @dataclass

@@ -18,6 +18,8 @@ from npo_query.domain import Status, Target
 from npo_query.producers import HttpProducerClient
 
 PATIENT = "191212121212"
+DESCRIPTION = "riv:clinicalprocess:healthcond:description"
+LOGISTICS = "riv:clinicalprocess:logistics:logistics"
 
 
 def _index_app(pages: list[list[dict[str, Any]]], seen: list[dict[str, Any]]) -> FastAPI:
@@ -49,13 +51,13 @@ async def test_find_content_sends_the_index_contract_and_follows_pages() -> None
     app = _index_app([[_engagement("LA1")], [_engagement("LA2")]], seen)
     async with serve(app) as url, pooled_session(10) as http:
         client = HttpIndexClient(http, url, lambda: "system-token", 2.0, 500)
-        found = await client.find(PATIENT, "riv:clinicalprocess:healthcond:description")
+        found = await client.find(PATIENT, [DESCRIPTION, LOGISTICS])
     assert [e.logical_address for e in found] == ["LA1", "LA2"]
     assert found[0].data_controller == "LA1-VG"
     assert found[0].categorization == "voo"
     first, second = seen
     assert first["body"] == {"registeredResidentIdentification": PATIENT, "pageSize": 500,
-                             "serviceDomain": "riv:clinicalprocess:healthcond:description"}
+                             "serviceDomains": [DESCRIPTION, LOGISTICS]}
     assert second["body"]["pageToken"] == f"{1:064x}"
     assert first["auth"] == "Bearer system-token"
 
@@ -70,7 +72,7 @@ async def test_an_index_error_is_unavailable_with_a_code() -> None:
     async with serve(app) as url, pooled_session(10) as http:
         client = HttpIndexClient(http, url, lambda: "t", 2.0, 500)
         with pytest.raises(Unavailable) as error:
-            await client.find(PATIENT, "d")
+            await client.find(PATIENT, ["d"])
     assert error.value.code == "index.http_status"
 
 
@@ -85,9 +87,9 @@ async def test_an_index_that_is_not_there_or_too_slow_is_unreachable() -> None:
         slow_index = HttpIndexClient(http, url, lambda: "t", 0.3, 500)
         gone = HttpIndexClient(http, f"http://127.0.0.1:{_closed_port()}", lambda: "t", 2.0, 500)
         with pytest.raises(Unavailable) as timed_out:
-            await slow_index.find(PATIENT, "d")
+            await slow_index.find(PATIENT, ["d"])
         with pytest.raises(Unavailable) as refused:
-            await gone.find(PATIENT, "d")
+            await gone.find(PATIENT, ["d"])
     assert timed_out.value.code == refused.value.code == "index.unreachable"
     assert "Timeout" in str(timed_out.value)
     assert "Connect" in str(refused.value)

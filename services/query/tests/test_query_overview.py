@@ -75,9 +75,11 @@ async def test_only_producers_with_data_are_called_each_once(make: Any, fresh: S
                                                               kafka_bootstrap_servers: str) -> None:
     patient = patient_with(min_producers=2)
     config = make()
-    async with running(query_app(config, _index(patient), FakeConsent())) as client:
+    index = _index(patient)
+    async with running(query_app(config, index, FakeConsent())) as client:
         answer = await _overview(client, patient)
     assert answer.status_code == 200, answer.text
+    assert index.calls == 1  # one FindContent for all eight service domains
     body = answer.json()
     expected = targets(patient)
     assert set(fresh.counter.calls) == expected

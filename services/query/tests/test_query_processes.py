@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from npo_platform.categories import CATEGORIES
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
 from npo_query import bench_load, main
 from npo_query.config import QuerySettings
@@ -144,17 +145,20 @@ async def _ask_the_bench_index() -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: bench_load.IndexProtocol(stand_in), "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    asked = list(stand_in.entries)[:6]
+    patients = sorted({patient for patient, _ in stand_in.entries})[:6]
+    domains = sorted({category.service_domain for category in CATEGORIES})
     try:
         async with pooled_session(4) as http:
             client = HttpIndexClient(http, url, lambda: "t", 2.0, 100)
-            found = [await client.find(patient, domain) for patient, domain in asked]
-            nobody = await client.find("191212121212", asked[0][1])
+            found = [await client.find(patient, domains) for patient in patients]
+            nobody = await client.find("191212121212", domains)
             bad = await http.post(f"{url}/find-content", data=b"{not json")
     finally:
         server.close()
-    assert found == [stand_in.entries[key] for key in asked]
+    assert found == [await stand_in.find(patient, domains) for patient in patients]
     assert all(found)
+    assert sum(len(entries) for entries in found) == sum(
+        len(entries) for (patient, _), entries in stand_in.entries.items() if patient in patients)
     assert nobody == []
     assert bad.status == 400
 

@@ -300,7 +300,7 @@ async def _poll(
 ) -> None:
     while pending or not done.is_set():
         for p, (content, sent) in list(pending.items()):
-            query = FindQuery(p, DOMAIN, most_recent_content_from=content, limit=1)
+            query = FindQuery(p, (DOMAIN,), most_recent_content_from=content, limit=1)
             if await worker.store.find(query):
                 out.append(time.perf_counter() - sent)
                 del pending[p]

@@ -46,10 +46,12 @@ OutboxBuilder = Callable[[Sequence[Applied]], list[OutboxMessage]]
 
 @dataclass(frozen=True)
 class FindQuery:
-    """FindContent: patient and serviceDomain required, other key fields exact, content on/after."""
+    """FindContent: the patient and one or more service domains required, other key fields
+    exact, content on or after. Answers are in (service domain, key) order; ``after`` is the
+    last of the previous page, so a page is one range scan of the primary key."""
 
     patient: str
-    service_domain: str
+    service_domains: tuple[str, ...]
     categorization: str | None = None
     logical_address: str | None = None
     business_object_instance_identifier: str | None = None
@@ -58,7 +60,7 @@ class FindQuery:
     data_controller: str | None = None
     owner: str | None = None
     most_recent_content_from: str | None = None  # yyyyMMddHHmmss, "on or after"
-    after_key: bytes | None = None  # paging cursor: the last key of the previous page
+    after: tuple[str, bytes] | None = None  # paging cursor: (service domain, key) of the last
     limit: int = 100
 
     def exact_filters(self) -> dict[str, str]:
@@ -72,14 +74,14 @@ class FindQuery:
         identity = record.identity
         if record.deleted or identity.patient != self.patient:
             return False
-        if identity.service_domain != self.service_domain:
+        if identity.service_domain not in self.service_domains:
             return False
         if any(getattr(identity, n) != v for n, v in self.exact_filters().items()):
             return False
         since = self.most_recent_content_from
         if since is not None and record.most_recent_content < since:
             return False
-        return self.after_key is None or record.key > self.after_key
+        return self.after is None or (identity.service_domain, record.key) > self.after
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +171,7 @@ class InMemoryIndexStore:
         return batch
 
     async def find(self, query: FindQuery) -> list[Record]:
-        found = sorted((r for r in self.rows.values() if query.matches(r)), key=lambda r: r.key)
+        found = sorted((r for r in self.rows.values() if query.matches(r)), key=_find_order)
         return found[: query.limit]
 
     async def coverage(self) -> list[CoverageCount]:
@@ -184,3 +186,7 @@ class InMemoryIndexStore:
 
     async def records(self) -> list[Record]:
         return [self.rows[key] for key in sorted(self.rows)]
+
+
+def _find_order(record: Record) -> tuple[str, bytes]:
+    return record.identity.service_domain, record.key

@@ -247,17 +247,18 @@ def _record(row: asyncpg.Record) -> Record:
 
 
 def _find_sql(query: FindQuery) -> tuple[str, list[Any]]:
-    args: list[Any] = [query.patient, query.service_domain]
-    where = ["NOT deleted", "patient = $1", "service_domain = $2"]
+    args: list[Any] = [query.patient, list(query.service_domains)]
+    where = ["NOT deleted", "patient = $1", "service_domain = ANY($2::text[])"]
     for name, value in query.exact_filters().items():  # names come from FindQuery, not the caller
         args.append(value)
         where.append(f"{name} = ${len(args)}")
     if query.most_recent_content_from is not None:
         args.append(query.most_recent_content_from)
         where.append(f"most_recent_content >= ${len(args)}")
-    if query.after_key is not None:
-        args.append(query.after_key)
-        where.append(f"key > ${len(args)}")
+    if query.after is not None:
+        args += query.after
+        where.append(f"(service_domain, key) > (${len(args) - 1}, ${len(args)})")
     args.append(query.limit)
-    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY key LIMIT ${len(args)}"
+    order = "ORDER BY service_domain, key"  # the primary key's order after patient
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} {order} LIMIT ${len(args)}"
     return sql, args

@@ -88,10 +88,7 @@ class Aggregator:
     async def _lookup(self, reading: Reading) -> list[IndexEntry]:
         domains = sorted({by_key(key).service_domain for key in reading.categories})
         with tracer.start_as_current_span("index lookup", attributes={"npo.domains": len(domains)}):
-            pages = await asyncio.gather(
-                *(self._index.find(reading.patient_id, d) for d in domains)
-            )
-        return [entry for page in pages for entry in page]
+            return await self._index.find(reading.patient_id, domains)
 
     async def _decide(self, reading: Reading, targets: list[Target]) -> Decision:
         claims = reading.claims

@@ -21,7 +21,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from functools import partial
@@ -122,8 +122,8 @@ class StandInIndex:
                         domain, category.categorizations[0], address(n),
                         address(n).replace("-LA", "-SYS"), address(n).replace("-LA", "-VG")))
 
-    async def find(self, patient_id: str, service_domain: str) -> list[IndexEntry]:
-        return self.entries.get((patient_id, service_domain), [])
+    async def find(self, patient_id: str, service_domains: Sequence[str]) -> list[IndexEntry]:
+        return [e for d in sorted(service_domains) for e in self.entries.get((patient_id, d), ())]
 
 
 class StandInConsent:
@@ -175,9 +175,9 @@ class _LeanServer(asyncio.Protocol):
 
 
 class IndexProtocol(_LeanServer):
-    """``POST /find-content``: the stand-in's engagements of one patient and service domain, in
-    one page, at once (a lean server like the producers', so that the figures show what the
-    query service spends on the lookups, not a server's cost)."""
+    """``POST /find-content``: the stand-in's engagements of one patient in the service domains
+    asked (``serviceDomains``), in one page, at once (a lean server like the producers', so that
+    the figures show what the query service spends on the lookup, not a server's cost)."""
 
     def __init__(self, index: StandInIndex) -> None:
         super().__init__()
@@ -186,8 +186,8 @@ class IndexProtocol(_LeanServer):
     def on_message_complete(self) -> None:
         try:
             asked = json.loads(self.body)
-            found = self.index.entries.get(
-                (asked["registeredResidentIdentification"], asked["serviceDomain"]), [])
+            patient, domains = asked["registeredResidentIdentification"], asked["serviceDomains"]
+            found = [e for d in sorted(domains) for e in self.index.entries.get((patient, d), ())]
         except (ValueError, KeyError, TypeError):
             self.bad_request()
             return
