@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -270,3 +271,25 @@ async def test_delete_topics_removes_only_those_that_exist(kafka_bootstrap_serve
     finally:
         await admin.close()
     await delete_topics(kafka_bootstrap_servers, [kept])
+
+
+async def test_a_consumer_never_run_leaves_no_client_behind(
+    kafka_bootstrap_servers: str, topic: Topic, publisher: EventPublisher
+) -> None:
+    """An API-only index process builds its worker's consumers but never runs them (npo-index
+    with INDEX_RUN_CONSUMER=false); they used to hold Kafka clients that were never closed."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    try:
+        idle = consumer_for(kafka_bootstrap_servers, topic, "idle", publisher, _ignore)
+        del idle
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+async def _ignore(batch: Sequence[Received[AccessEvent]]) -> None:
+    return None

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -179,18 +179,18 @@ class EventConsumer(Generic[M]):
         self._publisher = publisher
         self._retry = retry or RetryPolicy()
         self._max_batch = max_batch
-        self._consumer = AIOKafkaConsumer(
-            topic.name,
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=auto_offset_reset,
-            max_poll_records=max_batch,
-        )
+        self._connect: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers, "group_id": group_id,
+            "enable_auto_commit": False, "auto_offset_reset": auto_offset_reset,
+            "max_poll_records": max_batch,
+        }
+
+    _consumer: AIOKafkaConsumer  # one per run: a consumer never run holds no client to close
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set or the task is cancelled; always leaves the group."""
         stop = stop or asyncio.Event()
+        self._consumer = AIOKafkaConsumer(self.topic.name, **self._connect)
         await self._consumer.start()
         try:
             while not stop.is_set():
