@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ from index_helpers import (
     update,
 )
 
+from npo_index.api import FindContentResponse
 from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
 from npo_index.main import create_app
@@ -95,6 +96,19 @@ async def test_find_content_pages_through_a_large_answer(setup: Setup) -> None:
             break
         body["pageToken"] = answer["nextPageToken"]
     assert sorted(seen) == sorted(f"doc-{n}" for n in range(120))
+
+
+async def test_find_content_answers_match_their_schema(setup: Setup) -> None:
+    client, tokens, store, _ = setup
+    await _load(store, update(*[tx(engagement(P, boi=f"doc-{n}")) for n in range(60)]))
+    body = {"registeredResidentIdentification": P, "serviceDomain": DOMAIN}
+    answer = (await client.post("/find-content", json=body, headers=tokens.bearer(Role.ADMIN))).json()
+    assert answer["nextPageToken"] is not None  # a full page of the 50 the app allows
+    assert FindContentResponse.model_validate(answer).model_dump(by_alias=True) == answer
+    first = answer["engagements"][0]
+    assert first["registeredResidentIdentification"] == P
+    assert first["creationTime"] == first["updateTime"]
+    assert datetime.fromisoformat(first["creationTime"]).tzinfo is not None
 
 
 async def test_find_content_answers_several_service_domains_in_one_paged_answer(setup: Setup) -> None:

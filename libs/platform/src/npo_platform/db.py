@@ -71,9 +71,23 @@ async def create_pool(
                 min_size=min_size,
                 max_size=max_size,
                 init=init,
+                reset=_keep_session,
                 server_settings=settings,
             )
     raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+async def _keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The pool's reset on release: nothing beyond what asyncpg always does (roll back a
+    transaction left open, forget listeners).
+
+    asyncpg's default also sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release: a round trip per request on a FindContent. These pools hold
+    no session state to undo: ``search_path`` is a startup setting (what RESET ALL returns
+    to), advisory locks are taken per transaction (``pg_advisory_xact_lock``), cursors live in
+    transactions, and LISTEN has a connection of its own (the audit stream). Code that sets
+    session state on a pooled connection must undo it itself.
+    """
 
 
 def load_migrations(package: str) -> list[Migration]:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from npo_platform.contracts import ConsentEvent
-from npo_platform.db import apply_migrations
+from npo_platform.db import apply_migrations, create_pool
 
 from .checks import CheckResult, FollowUpTask, TaskKind, Violation
 from .domain import Kind, PatientState, Record
@@ -28,20 +28,8 @@ _COLUMNS = (
 async def open_store(database_url: str, schema: str, max_size: int = 10) -> PostgresConsentStore:
     """Migrate ``schema`` (waiting for a starting server) and return a store on a pool pinned to it."""
     await apply_migrations(database_url, schema=schema, package=MIGRATIONS)
-    pool = await asyncpg.create_pool(
-        database_url, min_size=1, max_size=max_size, reset=_keep_session,
-        server_settings={"search_path": f'"{schema}"'},  # validated by apply_migrations above
-    )
+    pool = await create_pool(database_url, schema=schema, max_size=max_size)
     return PostgresConsentStore(pool)
-
-
-async def _keep_session(connection: Any) -> None:
-    """Release without asyncpg's reset query (an extra round trip per decision).
-
-    asyncpg still rolls back an open transaction first; this store leaves no other session
-    state behind (its advisory locks are transaction-scoped, it never LISTENs or SETs).
-    npo_platform.db.create_pool does not take ``reset`` yet, hence the pool is made here.
-    """
 
 
 def _record(row: Any) -> Record:
