@@ -28,6 +28,8 @@ async def test_server_lifecycle_keeps_tables(scratch: Path) -> None:
         connection = await asyncpg.connect(server.url)
         try:
             assert await connection.fetchval("SELECT current_user") == server.user
+            for name, value in postgres.SERVER_SETTINGS.items():  # checkpoints by time
+                assert await connection.fetchval(f"SHOW {name}") == value
             await connection.execute("CREATE TABLE kept (id int PRIMARY KEY)")
             await connection.execute("INSERT INTO kept VALUES (42)")
         finally:
