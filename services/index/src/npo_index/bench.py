@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+import asyncpg
 import httpx
 import typer
 import uvloop
@@ -145,6 +146,7 @@ async def _run(settings: IndexSettings, size: Size, workers: int) -> dict[str, A
     await _produce(settings, [_update(patient(n % size.patients), datetime.now(UTC), "20260101120000")
                               for n in range(messages)])
     raw = await _raw_consume(settings, size.updates)
+    await _checkpoint(settings)
     # Every process has the same number of group members, so the partitions spread evenly.
     children = [_spawn_worker(settings) for _ in range(workers - 1)]
     async with open_worker(settings) as worker:
@@ -160,7 +162,9 @@ async def _run(settings: IndexSettings, size: Size, workers: int) -> dict[str, A
                 meter = cpu.Meter({"index": lambda: [os.getpid(), *(c.pid for c in children)],
                                    "postgres": lambda: cpu.tree(database), "broker": lambda: [broker]})
                 settled = await progress.committed()
+                images = await _full_page_images(worker)
                 rate = await _ingest_rate(worker, progress, settled, messages, size.updates)
+                images = await _full_page_images(worker) - images
             metered = messages - settled
             spent = meter.per_unit(metered * KEYS_PER_PATIENT, unit=1e-6)
             fresh = await _freshness(settings, worker, size)
@@ -173,8 +177,32 @@ async def _run(settings: IndexSettings, size: Size, workers: int) -> dict[str, A
             async with worker.store.pool.acquire() as conn:
                 await conn.execute(f'DROP SCHEMA "{settings.db_schema}" CASCADE')
     return {"updates_per_s": round(rate), "raw_consume_per_s": round(raw),
-            "ingest_to_raw_ratio": round(rate / raw, 3), "workers": workers, **fresh, **find,
+            "ingest_to_raw_ratio": round(rate / raw, 3), "workers": workers,
+            "wal_full_page_images_during_ingest": images, **fresh, **find,
             **{f"cpu_us_per_update_{part}": round(value, 1) for part, value in spent.items()}}
+
+
+async def _checkpoint(settings: IndexSettings) -> None:
+    """Start from a checkpoint, as database benchmarks do: otherwise one owed to the WAL of
+    earlier runs (a full run writes 5-7.5 GB, mostly seeding the 10 M rows) may begin inside
+    the ingest, and every index page touched after it is written to the WAL whole once more
+    (FPIs: 86,000-385,000 per full run that had one). Needs the ``pg_checkpoint`` role, which
+    the local stack grants; elsewhere the run goes on without and says so."""
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await connection.execute("CHECKPOINT")
+    except asyncpg.InsufficientPrivilegeError:
+        console.print("no CHECKPOINT before the run (needs pg_checkpoint): a checkpoint owed "
+                      "to earlier writes may fall in it (see wal_full_page_images_during_ingest)")
+    finally:
+        await connection.close()
+
+
+async def _full_page_images(worker: Worker) -> int:
+    """Whole pages written to the WAL so far (pg_stat_wal): a checkpoint's cost in the figures."""
+    async with worker.store.pool.acquire() as connection:
+        images: int = await connection.fetchval("SELECT wal_fpi FROM pg_stat_wal")
+    return images
 
 
 def _spawn_worker(settings: IndexSettings) -> subprocess.Popen[bytes]:
