@@ -158,6 +158,8 @@ class EventConsumer(Generic[M]):
     retry policy, goes to ``<topic>.dlq`` with the reason in headers; the loop then carries on.
     """
 
+    _consumer: AIOKafkaConsumer  # one per run: a consumer never run holds no client to close
+
     def __init__(
         self,
         *,
@@ -184,8 +186,6 @@ class EventConsumer(Generic[M]):
             "enable_auto_commit": False, "auto_offset_reset": auto_offset_reset,
             "max_poll_records": max_batch,
         }
-
-    _consumer: AIOKafkaConsumer  # one per run: a consumer never run holds no client to close
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set or the task is cancelled; always leaves the group."""
