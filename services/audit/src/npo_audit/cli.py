@@ -6,6 +6,7 @@ import asyncio
 import signal
 
 import typer
+import uvloop
 from rich.console import Console
 
 from npo_platform.service import configure_process
@@ -45,7 +46,7 @@ def worker() -> None:
     """Consume access and consent events into the log until SIGTERM/SIGINT."""
     settings = AuditSettings()
     configure_process(settings)
-    asyncio.run(_worker(settings))
+    uvloop.run(_worker(settings))  # the loop uvicorn serves npo-audit on, as npo-index-worker
 
 
 async def _worker(settings: AuditSettings) -> None:
