@@ -163,6 +163,36 @@ async def _ask_the_bench_index() -> None:
     assert bad.status == 400
 
 
+def test_the_bench_consent_allows_through_the_services_own_client() -> None:
+    import uvloop
+
+    uvloop.run(_ask_the_bench_consent())
+
+
+async def _ask_the_bench_consent() -> None:
+    import asyncio
+
+    from npo_query.clients import HttpConsentClient, pooled_session
+    from npo_query.domain import Target
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(bench_load.ConsentProtocol, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    targets = [Target(bench_load.address(n), "notes") for n in range(3)]
+    try:
+        async with pooled_session(4) as http:
+            client = HttpConsentClient(http, url, 2.0)
+            decision = await client.decide("reader-token", "191212121212", ["notes"], targets)
+            bad = await http.post(f"{url}/v1/decisions", data=b"{not json")
+    finally:
+        server.close()
+    assert decision.outcome == "allowed"
+    assert not decision.denied
+    assert all(decision.allows(t).allowed for t in targets)
+    assert sorted(decision.verdicts) == sorted(t.id for t in targets)
+    assert bad.status == 400
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_the_bench_readers_post_overviews_on_kept_alive_connections(loop: str) -> None:
     import asyncio

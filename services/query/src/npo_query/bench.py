@@ -5,7 +5,9 @@ What runs, each in its own process so that each one's CPU is measured apart (ben
 uvloop and httptools; the simulated nation of npo-simulator has only ~50 publishing
 organisations, and a service may not import it); the query service as ``npo-query`` serves
 it (uvicorn, ``--workers`` server processes, uvloop + httptools) with in-memory index and
-consent stand-ins, so their network hops are not in the figures; ``readers`` concurrent
+consent stand-ins, so their network hops are not in the figures unless asked
+(``--index-over-http``, ``--consent-over-http``: bare HTTP/1.1 stand-ins in processes of their
+own, asked with the service's own clients); ``readers`` concurrent
 closed-loop readers (a bare HTTP/1.1 client) in one more process; a real Kafka broker for the access
 events (the local stack's, else a scratch one).
 
@@ -64,6 +66,7 @@ class Plan:
     workers: int = 1
     rate: float = 0.0
     index_over_http: bool = False
+    consent_over_http: bool = False
 
 
 def bench_query(
@@ -79,17 +82,22 @@ def bench_query(
     index_over_http: bool = typer.Option(False, "--index-over-http", help="the query service "
                                          "asks a stand-in index over HTTP with its own client, "
                                          "as deployed (default: an in-process stand-in)"),
+    consent_over_http: bool = typer.Option(False, "--consent-over-http", help="the same for "
+                                           "the consent service's decisions (cached ≤5 s per "
+                                           "process, so asked on a cache miss)"),
 ) -> None:
     """300 producers with fixed latency, 200 concurrent readers: overhead and queries/s."""
     plan = Plan(producers, latency_ms, readers, seconds or (20.0 if quick else 60.0),
-                2_000 if quick else 10_000, workers, rate, index_over_http)
+                2_000 if quick else 10_000, workers, rate, index_over_http, consent_over_http)
     broker = benchmarks.broker(QuerySettings().kafka_bootstrap_servers, "query")
     with (broker as bootstrap,
           _serving(load.serve_producers, latency_ms) as (url, producers_pid),
           (_serving(load.serve_index, plan.patients, producers) if index_over_http
-           else contextlib.nullcontext(("", 0))) as (index_url, index_pid)):
-        figures = _measure(plan, bootstrap, url, {"producers": producers_pid, "index": index_pid},
-                           index_url)
+           else contextlib.nullcontext(("", 0))) as (index_url, index_pid),
+          (_serving(load.serve_consent) if consent_over_http
+           else contextlib.nullcontext(("", 0))) as (consent_url, consent_pid)):
+        pids = {"producers": producers_pid, "index": index_pid, "consent": consent_pid}
+        figures = _measure(plan, bootstrap, url, pids, index_url, consent_url)
     benchmarks.report(figures, as_json)
     if figures["failed_producer_calls"]:  # timeouts or refused connections: not the figures asked
         typer.echo(f"warning: {figures['failed_producer_calls']} producer calls failed; the "
@@ -128,7 +136,7 @@ def _wait_listening(port: int, timeout: float = 60.0) -> None:
 
 
 def _measure(plan: Plan, bootstrap: str, url: str, pids: dict[str, int],
-             index_url: str) -> dict[str, Any]:
+             index_url: str, consent_url: str) -> dict[str, Any]:
     private, public = generate_keypair()
     config = QuerySettings(kafka_bootstrap_servers=bootstrap)
     topics = with_dead_letters([config.access, config.consent, config.changes])
@@ -144,7 +152,7 @@ def _measure(plan: Plan, bootstrap: str, url: str, pids: dict[str, int],
         server_plan = load.ServerPlan(plan.producers, plan.patients, bootstrap,
                                       str(Path(home) / "routing.json"),
                                       str(Path(home) / "public.pem"), system, config.access_topic,
-                                      index_url)
+                                      index_url, consent_url)
         port = _free_port()
         with _query_server(server_plan, port, plan.workers) as server:
             read = load.ReadPlan(f"http://127.0.0.1:{port}",
@@ -192,6 +200,7 @@ def _drive(plan: Plan, read: load.ReadPlan, pids: dict[str, int]) -> dict[str, A
     figures["query_workers"] = plan.workers
     figures["offered_queries_per_s"] = plan.rate or "closed loop"
     figures["index"] = "over HTTP" if plan.index_over_http else "in-process stand-in"
+    figures["consent"] = "over HTTP" if plan.consent_over_http else "in-process stand-in"
     figures["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return figures
 

@@ -59,6 +59,7 @@ class ServerPlan:
     system_token: str
     access_topic: str
     index_url: str = ""  # FindContent over HTTP (``serve_index``); empty: the in-process stand-in
+    consent_url: str = ""  # decisions over HTTP (``serve_consent``); empty: in-process
 
 
 def address(n: int) -> str:
@@ -98,10 +99,13 @@ def bench_app() -> FastAPI:
                            routing_file=Path(plan.routing_file), access_topic=plan.access_topic)
     if plan.index_url:
         config = config.model_copy(update={"index_url": plan.index_url})
+    if plan.consent_url:
+        config = config.model_copy(update={"consent_url": plan.consent_url})
     verifier = TokenVerifier(Path(plan.public_key_file).read_bytes())
-    # Over HTTP: the service's own HttpIndexClient, as deployed.
+    # Over HTTP: the service's own HttpIndexClient / HttpConsentClient, as deployed.
     index = None if plan.index_url else StandInIndex(patients_of(plan.patients), plan.producers)
-    parts = Parts(index=index, consent=StandInConsent(), routing_store=InMemoryRoutingStore(),
+    consent = None if plan.consent_url else StandInConsent()
+    parts = Parts(index=index, consent=consent, routing_store=InMemoryRoutingStore(),
                   tokens=lambda: plan.system_token)
     configure_process(config)
     return freeze_startup_objects(create_app(config, token_verifier=verifier, parts=parts))
@@ -202,6 +206,27 @@ async def _serve(port: int, protocol: Callable[[], asyncio.Protocol]) -> None:
     server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port,
                                                             backlog=4096)
     await server.serve_forever()
+
+
+def serve_consent(port: int) -> None:
+    """Process entry: decisions that allow every engagement, over HTTP on ``port``."""
+    uvloop.run(_serve(port, ConsentProtocol))
+
+
+class ConsentProtocol(_LeanServer):
+    """``POST /v1/decisions``: every engagement allowed on consent, at once (lean, as the
+    index's stand-in: the figures show what the query service spends on the call)."""
+
+    def on_message_complete(self) -> None:
+        try:
+            asked = json.loads(self.body)
+            verdicts = [{"id": e["id"], "allowed": True, "basis": "consent"}
+                        for e in asked["engagements"]]
+        except (ValueError, KeyError, TypeError):
+            self.bad_request()
+            return
+        self.ok(json.dumps({"outcome": "allowed", "basis": "consent",
+                            "engagements": verdicts}).encode())
 
 
 def serve_producers(port: int, latency_ms: float) -> None:
