@@ -56,6 +56,10 @@ async def test_find_content_sends_the_index_contract_and_follows_pages() -> None
     assert found[0].data_controller == "LA1-VG"
     assert found[0].categorization == "voo"
     first, second = seen
+    async with serve(app) as url, pooled_session(10) as http:
+        client = HttpIndexClient(http, url, lambda: "system-token", 2.0, 500)
+        assert await client.find(PATIENT, []) == []
+    assert len(seen) == 2  # no call for no domains
     assert first["body"] == {"registeredResidentIdentification": PATIENT, "pageSize": 500,
                              "serviceDomains": [DESCRIPTION, LOGISTICS]}
     assert second["body"]["pageToken"] == f"{1:064x}"

@@ -84,6 +84,8 @@ class HttpIndexClient:
         self._timeout, self._page_size = aiohttp.ClientTimeout(total=timeout_s), page_size
 
     async def find(self, patient_id: str, service_domains: Sequence[str]) -> list[IndexEntry]:
+        if not service_domains:
+            return []  # FindContent refuses an empty list; nothing asked, nothing found
         body: dict[str, Any] = {"registeredResidentIdentification": patient_id,
                                 "serviceDomains": list(service_domains),
                                 "pageSize": self._page_size}
