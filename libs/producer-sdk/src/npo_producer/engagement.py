@@ -70,21 +70,13 @@ class Version(msgspec.Struct, frozen=True, order=True, gc=False):
     most_recent_content: str
     event_id: str
 
-    def as_tuple(self) -> tuple[datetime, str, str]:
-        return (self.event_time, self.most_recent_content, self.event_id)
-
 
 class Transaction(msgspec.Struct, frozen=True, gc=False):
     """One validated engagement transaction of an update event; ``key`` is ``identity.key``
-    (``transaction()`` computes it; the ingest's validation passes the one it computed)."""
+    (the ingest's validation passes the one it computed, rather than computing it again)."""
 
     identity: Identity
     most_recent_content: str
     delete: bool
     version: Version
     key: bytes
-
-
-def transaction(identity: Identity, most_recent_content: str, delete: bool, version: Version) -> Transaction:
-    """A Transaction with its identity's key computed."""
-    return Transaction(identity, most_recent_content, delete, version, identity.key)
