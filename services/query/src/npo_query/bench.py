@@ -92,10 +92,9 @@ def bench_query(
     broker = benchmarks.broker(QuerySettings().kafka_bootstrap_servers, "query")
     with (broker as bootstrap,
           _serving(load.serve_producers, latency_ms) as (url, producers_pid),
-          (_serving(load.serve_index, plan.patients, producers) if index_over_http
-           else contextlib.nullcontext(("", 0))) as (index_url, index_pid),
-          (_serving(load.serve_consent) if consent_over_http
-           else contextlib.nullcontext(("", 0))) as (consent_url, consent_pid)):
+          _serving_if(index_over_http, load.serve_index, plan.patients, producers)
+          as (index_url, index_pid),
+          _serving_if(consent_over_http, load.serve_consent) as (consent_url, consent_pid)):
         pids = {"producers": producers_pid, "index": index_pid, "consent": consent_pid}
         figures = _measure(plan, bootstrap, url, pids, index_url, consent_url)
     benchmarks.report(figures, as_json)
@@ -124,6 +123,12 @@ def _serving(target: Callable[..., None], *args: Any) -> Iterator[tuple[str, int
     finally:
         process.terminate()
         process.join(10)
+
+
+def _serving_if(wanted: bool, target: Callable[..., None],
+                *args: Any) -> contextlib.AbstractContextManager[tuple[str, int]]:
+    """``_serving`` when ``wanted``; else no process, an empty URL and pid 0 (in-process)."""
+    return _serving(target, *args) if wanted else contextlib.nullcontext(("", 0))
 
 
 def _wait_listening(port: int, timeout: float = 60.0) -> None:

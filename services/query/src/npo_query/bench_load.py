@@ -93,14 +93,13 @@ def bench_app() -> FastAPI:
     from .main import Parts, create_app  # not in the other processes
 
     plan = ServerPlan(**json.loads(os.environ[ENV]))
+    over_http = {name: url for name, url in (("index_url", plan.index_url),
+                                             ("consent_url", plan.consent_url)) if url}
     config = QuerySettings(kafka_bootstrap_servers=plan.bootstrap, consumer_system=CONSUMER,
                            run_consumers=False, ensure_topics=False, producer_timeout_s=5,
                            overall_deadline_s=8, decision_cache_ttl_s=5,
-                           routing_file=Path(plan.routing_file), access_topic=plan.access_topic)
-    if plan.index_url:
-        config = config.model_copy(update={"index_url": plan.index_url})
-    if plan.consent_url:
-        config = config.model_copy(update={"consent_url": plan.consent_url})
+                           routing_file=Path(plan.routing_file),
+                           access_topic=plan.access_topic).model_copy(update=over_http)
     verifier = TokenVerifier(Path(plan.public_key_file).read_bytes())
     # Over HTTP: the service's own HttpIndexClient / HttpConsentClient, as deployed.
     index = None if plan.index_url else StandInIndex(patients_of(plan.patients), plan.producers)
@@ -127,6 +126,10 @@ class StandInIndex:
                         address(n).replace("-LA", "-SYS"), address(n).replace("-LA", "-VG")))
 
     async def find(self, patient_id: str, service_domains: Sequence[str]) -> list[IndexEntry]:
+        return self.engagements(patient_id, service_domains)
+
+    def engagements(self, patient_id: str, service_domains: Sequence[str]) -> list[IndexEntry]:
+        """The patient's engagements in ``service_domains``, in service domain order."""
         return [e for d in sorted(service_domains) for e in self.entries.get((patient_id, d), ())]
 
 
@@ -190,8 +193,8 @@ class IndexProtocol(_LeanServer):
     def on_message_complete(self) -> None:
         try:
             asked = json.loads(self.body)
-            patient, domains = asked["registeredResidentIdentification"], asked["serviceDomains"]
-            found = [e for d in sorted(domains) for e in self.index.entries.get((patient, d), ())]
+            found = self.index.engagements(asked["registeredResidentIdentification"],
+                                           asked["serviceDomains"])
         except (ValueError, KeyError, TypeError):
             self.bad_request()
             return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from opentelemetry import propagate
@@ -28,6 +28,7 @@ from .decision import Decision, EngagementVerdict
 from .domain import IndexEntry, Target
 
 TokenSource = Callable[[], str]
+_Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 class Unavailable(Exception):
@@ -98,14 +99,8 @@ class HttpIndexClient:
             body["pageToken"] = page.next_page_token
 
     async def _page(self, body: dict[str, Any]) -> _FindContentPage:
-        status, content = await _post_json(self._http, self._url, body,
-                                           traced_headers(self._token()), self._timeout, "index")
-        if status != 200:
-            raise Unavailable("index.http_status", str(status))
-        try:
-            return _FindContentPage.model_validate_json(content)
-        except ValidationError:
-            raise Unavailable("index.invalid_answer") from None
+        return await _post(self._http, self._url, body, traced_headers(self._token()),
+                           self._timeout, "index", _FindContentPage)
 
 
 class _Verdict(BaseModel):
@@ -137,14 +132,8 @@ class HttpConsentClient:
                      targets: list[Target]) -> Decision:
         body = {"patient_id": patient_id, "categories": categories,
                 "engagements": [_engagement(t) for t in targets]}
-        status, content = await _post_json(self._http, self._url, body, traced_headers(bearer),
-                                           self._timeout, "consent")
-        if status != 200:
-            raise Unavailable("consent.http_status", str(status))
-        try:
-            out = _DecisionOut.model_validate_json(content)
-        except ValidationError:
-            raise Unavailable("consent.invalid_answer") from None
+        out = await _post(self._http, self._url, body, traced_headers(bearer), self._timeout,
+                          "consent", _DecisionOut)
         return Decision(
             out.outcome, out.basis, out.reason_code, out.blocked_information_exists,
             out.protected_identity, tuple(out.protected_fields),
@@ -160,17 +149,25 @@ def pooled_session(max_connections: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
-async def _post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
-                    headers: dict[str, str], bound: aiohttp.ClientTimeout,
-                    service: str) -> tuple[int, bytes]:
-    """POST ``body`` as JSON: the answer's status and body, or ``{service}.unreachable`` (no
-    connection, a broken answer or the timeout), as the caller must fail closed on each."""
+async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                headers: dict[str, str], bound: aiohttp.ClientTimeout, service: str,
+                answer_model: type[_Answer]) -> _Answer:
+    """POST ``body`` as JSON and read the answer as ``answer_model``; every way it can fail is
+    ``Unavailable``, as the caller must fail closed on each: ``{service}.unreachable`` (no
+    connection, a broken answer or the timeout), ``.http_status`` (not 200) or
+    ``.invalid_answer`` (not the model's shape)."""
     try:
         async with http.post(url, data=json.dumps(body).encode(), timeout=bound,
                              headers=headers | {"Content-Type": "application/json"}) as answer:
-            return answer.status, await answer.read()
+            status, content = answer.status, await answer.read()
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         raise Unavailable(f"{service}.unreachable", type(error).__name__) from None
+    if status != 200:
+        raise Unavailable(f"{service}.http_status", str(status))
+    try:
+        return answer_model.model_validate_json(content)
+    except ValidationError:
+        raise Unavailable(f"{service}.invalid_answer") from None
 
 
 def _engagement(target: Target) -> dict[str, Any]:
