@@ -184,7 +184,7 @@ async def _run(settings: IndexSettings, size: Size, workers: int) -> dict[str, A
 
 async def _checkpoint(settings: IndexSettings) -> None:
     """Start from a checkpoint, as database benchmarks do: otherwise one owed to the WAL of
-    earlier runs (a full run writes 5-7.5 GB, mostly seeding the 10 M rows) may begin inside
+    earlier runs (a full run writes 5.1-7.4 GiB, mostly seeding the 10 M rows) may begin inside
     the ingest, and every index page touched after it is written to the WAL whole once more
     (24,000-27,000 full-page images in a quick run that had one; 24-94 in the ingests of full
     runs that started from one). Needs the ``pg_checkpoint`` role, which the local stack
