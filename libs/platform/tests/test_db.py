@@ -191,20 +191,24 @@ async def test_a_released_connection_is_rolled_back_without_a_reset_round_trip(
 ) -> None:
     """asyncpg's default reset sends RESET ALL and more on every release (a round trip per
     FindContent); these pools keep the session, but an open transaction is still undone."""
-    asyncio.get_running_loop().set_exception_handler(lambda *_: None)  # asyncpg reports the open one
-    async with await create_pool(database_url, schema=schema, min_size=1, max_size=1) as pool:
-        await pool.execute(f'CREATE SCHEMA "{schema}"')
-        await pool.execute("CREATE TABLE things (id int)")
-        sent: list[str] = []
-        async with pool.acquire() as connection:
-            connection.add_query_logger(lambda record: sent.append(record.query))
-            left_open = connection.transaction()
-            await left_open.start()
-            await connection.execute("INSERT INTO things VALUES (1)")
-        async with pool.acquire() as again:
-            assert not again.is_in_transaction()
-            assert await again.fetchval("SELECT count(*) FROM things") == 0
-            assert await again.fetchval("SELECT current_schema()") == schema
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda *_: None)  # asyncpg reports the open one
+    try:
+        async with await create_pool(database_url, schema=schema, min_size=1, max_size=1) as pool:
+            await pool.execute(f'CREATE SCHEMA "{schema}"')
+            await pool.execute("CREATE TABLE things (id int)")
+            sent: list[str] = []
+            async with pool.acquire() as connection:
+                connection.add_query_logger(lambda record: sent.append(record.query))
+                left_open = connection.transaction()
+                await left_open.start()
+                await connection.execute("INSERT INTO things VALUES (1)")
+            async with pool.acquire() as again:
+                assert not again.is_in_transaction()
+                assert await again.fetchval("SELECT count(*) FROM things") == 0
+                assert await again.fetchval("SELECT current_schema()") == schema
+    finally:  # the loop is the session's: later tests keep the default handler
+        loop.set_exception_handler(None)
     assert "ROLLBACK" in sent
     assert not [query for query in sent if "RESET ALL" in query]
 
