@@ -3,19 +3,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvloop
 
 from npo_platform.categories import CATEGORIES
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
 from npo_query import bench_load, main
+from npo_query.clients import HttpConsentClient, HttpIndexClient, pooled_session
 from npo_query.config import QuerySettings
+from npo_query.domain import Target
 
 MINUTES = timedelta(minutes=5)
 
@@ -90,32 +97,20 @@ async def test_the_bench_server_app_answers_an_overview_from_its_plan(
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the bench runs them on uvloop
 def test_the_bench_producers_answer_two_records_of_the_patient_after_the_latency(loop: str) -> None:
-    import asyncio
-
-    import uvloop
-
-    (uvloop.run if loop == "uvloop" else asyncio.run)(_ask_the_bench_producers())
+    _on(loop, _ask_the_bench_producers())
 
 
 async def _ask_the_bench_producers() -> None:
-    import asyncio
-    import time
-
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: bench_load.ProducerProtocol(loop, 0.05), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     address = bench_load.address(7)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            began = time.perf_counter()
-            first, second = await asyncio.gather(*(  # one connection each, kept alive
-                client.post(f"/producers/{address}/notes", json={"patientId": p, "pageSize": 50})
-                for p in ("191212121212", "194102135555")))
-            took = time.perf_counter() - began
-            again = await client.post(f"/producers/{address}/notes", json={"patientId": "191212121212"})
-            bad = await client.post(f"/producers/{address}/notes", content=b"{not json")
-    finally:
-        server.close()
+    async with (_lean_server(lambda: bench_load.ProducerProtocol(0.05)) as url,
+                httpx.AsyncClient(base_url=url) as client):
+        began = time.perf_counter()
+        first, second = await asyncio.gather(*(  # one connection each, kept alive
+            client.post(f"/producers/{address}/notes", json={"patientId": p, "pageSize": 50})
+            for p in ("191212121212", "194102135555")))
+        took = time.perf_counter() - began
+        again = await client.post(f"/producers/{address}/notes", json={"patientId": "191212121212"})
+        bad = await client.post(f"/producers/{address}/notes", content=b"{not json")
     assert took >= 0.05
     assert first.status_code == second.status_code == again.status_code == 200
     answer = first.json()
@@ -129,32 +124,19 @@ async def _ask_the_bench_producers() -> None:
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_the_bench_index_answers_the_services_own_client_as_the_stand_in(loop: str) -> None:
-    import asyncio
-
-    import uvloop
-
-    (uvloop.run if loop == "uvloop" else asyncio.run)(_ask_the_bench_index())
+    _on(loop, _ask_the_bench_index())
 
 
 async def _ask_the_bench_index() -> None:
-    import asyncio
-
-    from npo_query.clients import HttpIndexClient, pooled_session
-
     stand_in = bench_load.StandInIndex(bench_load.patients_of(20), 5)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: bench_load.IndexProtocol(stand_in), "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     patients = sorted({patient for patient, _ in stand_in.entries})[:6]
     domains = sorted({category.service_domain for category in CATEGORIES})
-    try:
-        async with pooled_session(4) as http:
-            client = HttpIndexClient(http, url, lambda: "t", 2.0, 100)
-            found = [await client.find(patient, domains) for patient in patients]
-            nobody = await client.find("191212121212", domains)
-            bad = await http.post(f"{url}/find-content", data=b"{not json")
-    finally:
-        server.close()
+    async with (_lean_server(lambda: bench_load.IndexProtocol(stand_in)) as url,
+                pooled_session(4) as http):
+        client = HttpIndexClient(http, url, lambda: "t", 2.0, 100)
+        found = [await client.find(patient, domains) for patient in patients]
+        nobody = await client.find("191212121212", domains)
+        bad = await http.post(f"{url}/find-content", data=b"{not json")
     assert found == [await stand_in.find(patient, domains) for patient in patients]
     assert all(found)
     assert sum(len(entries) for entries in found) == sum(
@@ -164,28 +146,15 @@ async def _ask_the_bench_index() -> None:
 
 
 def test_the_bench_consent_allows_through_the_services_own_client() -> None:
-    import uvloop
-
-    uvloop.run(_ask_the_bench_consent())
+    _on("uvloop", _ask_the_bench_consent())
 
 
 async def _ask_the_bench_consent() -> None:
-    import asyncio
-
-    from npo_query.clients import HttpConsentClient, pooled_session
-    from npo_query.domain import Target
-
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(bench_load.ConsentProtocol, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     targets = [Target(bench_load.address(n), "notes") for n in range(3)]
-    try:
-        async with pooled_session(4) as http:
-            client = HttpConsentClient(http, url, 2.0)
-            decision = await client.decide("reader-token", "191212121212", ["notes"], targets)
-            bad = await http.post(f"{url}/v1/decisions", data=b"{not json")
-    finally:
-        server.close()
+    async with _lean_server(bench_load.ConsentProtocol) as url, pooled_session(4) as http:
+        client = HttpConsentClient(http, url, 2.0)
+        decision = await client.decide("reader-token", "191212121212", ["notes"], targets)
+        bad = await http.post(f"{url}/v1/decisions", data=b"{not json")
     assert decision.outcome == "allowed"
     assert not decision.denied
     assert all(decision.allows(t).allowed for t in targets)
@@ -195,16 +164,10 @@ async def _ask_the_bench_consent() -> None:
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_the_bench_readers_post_overviews_on_kept_alive_connections(loop: str) -> None:
-    import asyncio
-
-    import uvloop
-
-    (uvloop.run if loop == "uvloop" else asyncio.run)(_read_through_a_reader_connection())
+    _on(loop, _read_through_a_reader_connection())
 
 
 async def _read_through_a_reader_connection() -> None:
-    import asyncio
-
     requests: list[bytes] = []
     connections, ended = 0, asyncio.Event()
 
@@ -250,3 +213,18 @@ async def _read_through_a_reader_connection() -> None:
     assert requests[0].startswith(b"POST /v1/overview HTTP/1.1\r\n")
     assert b"Authorization: Bearer tok\r\n" in requests[0]
     assert requests[2].endswith(b'\r\n\r\n{"patientId": "2"}')
+
+
+def _on(loop: str, coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` on a new event loop of the kind named (the bench runs on uvloop)."""
+    (uvloop.run if loop == "uvloop" else asyncio.run)(coroutine)
+
+
+@contextlib.asynccontextmanager
+async def _lean_server(protocol: Callable[[], asyncio.Protocol]) -> AsyncIterator[str]:
+    """One of the bench's bare HTTP/1.1 servers on a free loopback port: its base URL."""
+    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()

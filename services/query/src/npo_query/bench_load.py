@@ -5,10 +5,12 @@ Each runs in its own process so that its CPU can be measured apart from the quer
 - ``serve_producers``: the simulated producers (a bare HTTP/1.1 server: uvloop, httptools)
   answering two records per call after exactly L;
 - ``bench_app``: the uvicorn factory of every query server process (``--workers N``), the real
-  ``create_app`` with an in-memory consent stand-in and an in-memory index stand-in or the
-  service's own index client, reading the plan from ``NPO_QUERY_BENCH`` (JSON);
+  ``create_app`` with in-memory index and consent stand-ins, or the service's own clients of
+  the over-HTTP ones, reading the plan from ``NPO_QUERY_BENCH`` (JSON);
 - ``serve_index``: with ``--index-over-http``, the index stand-in's engagements as FindContent
   over HTTP (a bare HTTP/1.1 server like the producers');
+- ``serve_consent``: with ``--consent-over-http``, decisions allowing every engagement, the
+  same way;
 - ``read``: the readers, ``readers`` concurrent closed loops on uvloop, each with its own
   keep-alive connection (``ReaderConnection``, httptools), posting ``/v1/overview`` and timing it.
 """
@@ -234,12 +236,7 @@ class ConsentProtocol(_LeanServer):
 
 def serve_producers(port: int, latency_ms: float) -> None:
     """Process entry: the simulated producers on ``port`` until terminated."""
-    uvloop.run(_serve_producers(port, latency_ms / 1000))
-
-
-async def _serve_producers(port: int, latency_s: float) -> None:
-    loop = asyncio.get_running_loop()
-    await _serve(port, lambda: ProducerProtocol(loop, latency_s))
+    uvloop.run(_serve(port, partial(ProducerProtocol, latency_ms / 1000)))
 
 
 class ProducerProtocol(_LeanServer):
@@ -252,9 +249,9 @@ class ProducerProtocol(_LeanServer):
     ~0.09 ms of CPU per call, ~0.35 ms per overview).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, latency_s: float) -> None:
+    def __init__(self, latency_s: float) -> None:
         super().__init__()
-        self.loop, self.latency_s = loop, latency_s
+        self.loop, self.latency_s = asyncio.get_running_loop(), latency_s  # made by the server
 
     def on_message_complete(self) -> None:
         self.loop.call_later(self.latency_s, self._answer, self.url, self.body)
