@@ -26,9 +26,15 @@ from npo_platform.kafka import (
     Received,
     RetryPolicy,
 )
-from npo_platform.kafka_admin import GroupProgress, delete_topics, ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import (
+    GroupProgress,
+    delete_topics,
+    ensure_topics,
+    topic_configs,
+    with_dead_letters,
+)
 from npo_platform.telemetry import configure_tracing, current_trace_id
-from npo_platform.topics import Topic
+from npo_platform.topics import LOG_APPEND_TIME, Topic
 
 pytestmark = pytest.mark.integration
 
@@ -271,6 +277,38 @@ async def test_delete_topics_removes_only_those_that_exist(kafka_bootstrap_serve
     finally:
         await admin.close()
     await delete_topics(kafka_bootstrap_servers, [kept])
+
+
+async def test_a_topic_is_created_with_its_settings(kafka_bootstrap_servers: str) -> None:
+    """``Topic.config`` reaches the broker: the updates topic's records carry the broker's
+    append time, whatever time the producer put on them."""
+    topic = Topic(f"test.config.{uuid.uuid4().hex[:8]}", "k", "m", (LOG_APPEND_TIME,))
+    plain = Topic(f"test.config.{uuid.uuid4().hex[:8]}", "k", "m")
+    assert topic_configs([topic, plain]) == {topic.name: {"message.timestamp.type": "LogAppendTime"}}
+    names = [topic.name, plain.name]
+    await ensure_topics(kafka_bootstrap_servers, names, configs=topic_configs([topic, plain]))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for name in names:
+            await producer.send_and_wait(name, b"v", key=b"k", timestamp_ms=1_000)
+    finally:
+        await producer.stop()
+    stamped = {}
+    for name in names:
+        consumer = AIOKafkaConsumer(name, bootstrap_servers=kafka_bootstrap_servers,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            record = await asyncio.wait_for(consumer.getone(), 30)
+        finally:
+            await consumer.stop()
+        stamped[name] = (record.timestamp_type, record.timestamp)
+    assert stamped[plain.name] == (0, 1_000)  # CreateTime: the producer's
+    kind, at = stamped[topic.name]
+    assert kind == 1  # LogAppendTime: the broker's
+    assert at > 1_000
+    await delete_topics(kafka_bootstrap_servers, names)
 
 
 async def test_a_consumer_never_run_leaves_no_client_behind(

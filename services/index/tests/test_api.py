@@ -24,13 +24,13 @@ from index_helpers import (
 from npo_index.api import FindContentResponse
 from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
+from npo_index.consumer import ensure_index_topics
 from npo_index.main import create_app
 from npo_index.store import IncomingEvent
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
 from npo_platform.kafka import EventPublisher
-from npo_platform.kafka_admin import ensure_topics
 from npo_producer.validation import Rules, transactions_of
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ async def setup(
         database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap_servers,
         updates_topic=topic_name(), db_schema=schema_name(), find_content_max_page=50,
     )
-    await ensure_topics(kafka_bootstrap_servers, [settings.updates_topic])
+    await ensure_index_topics(settings)
     store = await PostgresIndexStore.open(database_url, schema=settings.db_schema, max_size=2)
     publisher = EventPublisher(kafka_bootstrap_servers)
     await publisher.start()

@@ -26,11 +26,12 @@ from index_helpers import T0, changes_in, engagement, patient, schema_name, topi
 
 from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
+from npo_index.consumer import ensure_index_topics
 from npo_index.store import IncomingEvent, InMemoryIndexStore
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventPublisher
-from npo_platform.kafka_admin import GroupProgress, ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import GroupProgress
 from npo_producer.validation import Rules, transactions_of
 
 pytestmark = pytest.mark.integration
@@ -107,7 +108,7 @@ async def test_kill_9_during_ingest_then_restart_ends_in_the_exact_expected_inde
         updates_topic=topic_name(), changes_topic=topic_name(), db_schema=schema_name(),
         consumer_group=f"g-{uuid.uuid4().hex[:8]}",
     )
-    await ensure_topics(kafka_bootstrap_servers, with_dead_letters([settings.updates, settings.changes]))
+    await ensure_index_topics(settings)
 
     expected = InMemoryIndexStore()
     changes = []

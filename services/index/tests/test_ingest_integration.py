@@ -8,17 +8,17 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from index_helpers import T0, changes_in, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
 from npo_index.config import IndexSettings
 from npo_index.consumer import Worker, open_worker
 from npo_index.store import FindQuery
 from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
-from npo_platform.events import header
+from npo_platform.events import event_headers, header
 from npo_platform.kafka import DLQ_REASON, EventPublisher
 
 pytestmark = pytest.mark.integration
@@ -200,6 +200,32 @@ async def test_each_invalid_message_is_dead_lettered_with_its_code_and_never_blo
     (record,) = dlq
     assert header(record[2], DLQ_REASON) == code  # type: ignore[arg-type]
     assert record[1] == bad.SerializeToString()
+
+
+async def test_a_producer_whose_clock_runs_ahead_cannot_pass_the_future_check(index: Running) -> None:
+    """EI004's "event time not in the future" (5 minutes' skew) is judged against the broker's
+    append time (the updates topic has ``message.timestamp.type=LogAppendTime``), not a record
+    time the producer chose. A producer 50 minutes ahead that stamps its event and its record
+    alike (the broker refuses a CreateTime over an hour ahead, but takes this one) is
+    dead-lettered, so its version cannot outrank the correct updates of the next 50 minutes."""
+    ahead = datetime.now(UTC) + timedelta(minutes=50)
+    p = patient(52)
+    bad = update(tx(engagement(p, content="20260101120000")), at=ahead)
+    good = update(tx(engagement(p, content="20260102120000")), at=datetime.now(UTC))
+    producer = AIOKafkaProducer(bootstrap_servers=index.settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            index.settings.updates_topic, bad.SerializeToString(), key=p.encode(),
+            timestamp_ms=int(ahead.timestamp() * 1000), headers=event_headers(bad),
+        )
+    finally:
+        await producer.stop()
+    await index.send(good)
+    await index.wait_processed(1, dead=1)
+    assert await _contents(index, p) == ["20260102120000"]  # the correct update is not outranked
+    (record,) = await _read(index.settings.kafka_bootstrap_servers, index.settings.updates.dead_letter, 1)
+    assert header(record[2], DLQ_REASON) == "EI004"  # type: ignore[arg-type]
 
 
 async def test_new_data_is_visible_to_find_content_within_a_second(index: Running) -> None:

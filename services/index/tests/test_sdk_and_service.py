@@ -11,9 +11,9 @@ import pytest
 from index_helpers import ADDRESS, PRODUCER, engagement, patient, schema_name, topic_name, tx, wait_for
 
 from npo_index.config import IndexSettings
+from npo_index.consumer import ensure_index_topics
 from npo_index.main import create_app
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
 from npo_producer import EngagementProducer
 from npo_producer.validation import InvalidUpdate
 
@@ -48,7 +48,7 @@ async def test_sdk_publish_is_confirmed_and_visible_through_the_running_service(
     principal = Principal(sub="SE2321000016-0042", name="query", roles=frozenset({Role.ADMIN}))
     token = issue_token(private.read_bytes(), principal, timedelta(minutes=5))
     headers = {"Authorization": f"Bearer {token}"}
-    await ensure_topics(kafka_bootstrap_servers, with_dead_letters([settings.updates]))
+    await ensure_index_topics(settings)
     p = patient(82)
     async with (
         app.router.lifespan_context(app),

@@ -14,8 +14,8 @@ import pytest
 from index_helpers import T0, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
 from npo_index.config import IndexSettings
+from npo_index.consumer import ensure_index_topics
 from npo_platform.kafka import EventPublisher
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
 
 pytestmark = pytest.mark.integration
 MESSAGES = 300
@@ -30,7 +30,7 @@ async def test_two_worker_processes_ingest_in_one_group_and_stop_on_sigterm(
         updates_topic=topic_name(), changes_topic=topic_name(), db_schema=schema_name(),
         consumer_group=f"test-index-workers-{run}",
     )
-    await ensure_topics(kafka_bootstrap_servers, with_dead_letters([settings.updates, settings.changes]))
+    await ensure_index_topics(settings)
     env = {
         **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers, "DATABASE_URL": database_url,
         "INDEX_UPDATES_TOPIC": settings.updates_topic, "INDEX_CHANGES_TOPIC": settings.changes_topic,

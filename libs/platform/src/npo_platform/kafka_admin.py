@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -25,12 +25,19 @@ async def ensure_topics(
     *,
     partitions: int = 3,
     replication_factor: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """Create the missing topics among ``names``; return those this call created. Safe to race."""
+    """Create the missing topics among ``names``, each with its ``configs`` entry (topic-level
+    settings, see ``topic_configs``); return those this call created. Safe to race. A topic
+    that exists is left as it is."""
+    configs = configs or {}
     async with _admin(bootstrap_servers) as admin:
         missing = sorted(set(names) - set(await admin.list_topics()))
         if missing:
-            wanted = [NewTopic(name, partitions, replication_factor) for name in missing]
+            wanted = [
+                NewTopic(name, partitions, replication_factor, topic_configs=dict(configs.get(name, {})))
+                for name in missing
+            ]
             response = await admin.create_topics(wanted)
             failed = [e for e in response.topic_errors if e[1] not in (0, _TOPIC_ALREADY_EXISTS)]
             if failed:
@@ -57,6 +64,11 @@ async def _admin(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
         yield admin
     finally:
         await admin.close()
+
+
+def topic_configs(topics: Iterable[Topic]) -> dict[str, dict[str, str]]:
+    """The topic-level settings of ``topics`` by name, for ``ensure_topics(configs=...)``."""
+    return {topic.name: dict(topic.config) for topic in topics if topic.config}
 
 
 def with_dead_letters(topics: Iterable[Topic]) -> list[str]:

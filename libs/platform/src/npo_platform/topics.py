@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Topic:
-    """A topic, its key and the protobuf message each record holds."""
+    """A topic, its key, the protobuf message each record holds and the topic-level settings
+    it is created with (``ensure_topics(..., configs=topic_configs(...))``)."""
 
     name: str
     key: str
     message: str  # full protobuf name of the record's value
+    config: tuple[tuple[str, str], ...] = ()
 
     @property
     def dead_letter(self) -> str:
@@ -23,8 +25,12 @@ def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+# The broker stamps each update when it appends it (LogAppendTime): the index judges "event time
+# not in the future" (EI004) against that stamp, which is in the log (replays decide the same)
+# and, unlike a record's CreateTime, not chosen by the producer.
+LOG_APPEND_TIME = ("message.timestamp.type", "LogAppendTime")
 ENGAGEMENT_UPDATES = Topic(
-    "npo.engagement.updates.v1", "patient id", "npo.events.v1.EngagementUpdate"
+    "npo.engagement.updates.v1", "patient id", "npo.events.v1.EngagementUpdate", (LOG_APPEND_TIME,)
 )
 # v2: a record holds IndexChanges (a patient's changes of one ingest batch); v1 held one IndexChange.
 INDEX_CHANGES = Topic("npo.index.changes.v2", "patient id", "npo.events.v1.IndexChanges")

@@ -38,14 +38,13 @@ from npo_platform.kafka_admin import (
     GroupProgress,
     TopicProvisioningError,
     delete_topics,
-    ensure_topics,
     with_dead_letters,
 )
 from npo_platform.service import tune_collector
 from npo_platform.topics import ENGAGEMENT_UPDATES
 
 from .config import IndexSettings
-from .consumer import Worker, open_worker
+from .consumer import Worker, ensure_index_topics, open_worker
 from .domain import Identity
 from .main import create_app
 from .store import FindQuery
@@ -129,7 +128,7 @@ async def _bench(base: IndexSettings, size: Size, workers: int = 1) -> dict[str,
     })
     topics = with_dead_letters([settings.updates, settings.changes])
     # One partition per group member, as production sizes the topic for its workers.
-    await ensure_topics(settings.kafka_bootstrap_servers, topics, partitions=settings.consumers * workers)
+    await ensure_index_topics(settings, partitions=settings.consumers * workers)
     try:
         return await _run(settings, size, workers)
     finally:  # a run's records are ~1 GB: not left on the broker

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from npo_platform.contracts import EngagementUpdate
@@ -14,6 +15,8 @@ from .changes import OutboxRelay, outbox_messages
 from .store import IncomingEvent, IndexStore
 
 INVALID_IN_BATCH = "batch.has_invalid"
+_LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it on append
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,12 +32,21 @@ class IngestHandler:
     store: IndexStore
     relay: OutboxRelay
     rules: Rules
+    _told_create_time: bool = field(default=False, init=False)
 
     async def __call__(self, batch: Sequence[Received[EngagementUpdate]]) -> None:
+        if not self._told_create_time and batch and batch[0].record.timestamp_type != _LOG_APPEND_TIME:
+            self._told_create_time = True
+            log.warning(
+                "the updates topic %s stamps records with the producer's time (CreateTime): EI004's"
+                " future check trusts the producer's clock; set message.timestamp.type=LogAppendTime",
+                batch[0].record.topic,
+            )
         events = [self._validated(received, alone=len(batch) == 1) for received in batch]
         await self.relay.enqueue(await self.store.apply_batch(events, outbox_messages))
 
     def _validated(self, received: Received[EngagementUpdate], *, alone: bool) -> IncomingEvent:
+        # The broker's append time (the topic is LogAppendTime): in the log, so replays decide the same.
         received_at = datetime.fromtimestamp(received.record.timestamp / 1000, UTC)
         try:
             transactions = transactions_of(received.event, self.rules, received_at=received_at)
