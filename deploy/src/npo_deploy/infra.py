@@ -12,9 +12,8 @@ from rich.console import Console
 from npo_deploy import kafka, postgres, processes
 from npo_deploy.kafka import LocalKafka
 from npo_deploy.postgres import LocalPostgres
-from npo_platform.kafka_admin import ensure_topics, platform_topic_names, topic_configs
+from npo_platform.kafka_admin import ensure_platform_topics
 from npo_platform.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, PlatformSettings
-from npo_platform.topics import ALL_TOPICS
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,7 @@ def up(settings: PlatformSettings, console: Console) -> dict[str, bool]:
             (lambda: postgres.start(database)) if database else None,
         )
         if broker is not None:
-            processes.run_async(ensure_topics(
-                broker.bootstrap, platform_topic_names(), configs=topic_configs(ALL_TOPICS)
-            ))
+            processes.run_async(ensure_platform_topics(broker.bootstrap))
     return started
 
 

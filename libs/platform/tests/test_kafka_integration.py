@@ -29,6 +29,7 @@ from npo_platform.kafka import (
 from npo_platform.kafka_admin import (
     GroupProgress,
     delete_topics,
+    ensure_event_topics,
     ensure_topics,
     topic_configs,
     with_dead_letters,
@@ -280,13 +281,13 @@ async def test_delete_topics_removes_only_those_that_exist(kafka_bootstrap_serve
 
 
 async def test_a_topic_is_created_with_its_settings(kafka_bootstrap_servers: str) -> None:
-    """``Topic.config`` reaches the broker: the updates topic's records carry the broker's
-    append time, whatever time the producer put on them."""
+    """``Topic.config`` reaches the broker through ``ensure_event_topics``: the updates topic's
+    records carry the broker's append time, whatever time the producer put on them."""
     topic = Topic(f"test.config.{uuid.uuid4().hex[:8]}", "k", "m", (LOG_APPEND_TIME,))
     plain = Topic(f"test.config.{uuid.uuid4().hex[:8]}", "k", "m")
     assert topic_configs([topic, plain]) == {topic.name: {"message.timestamp.type": "LogAppendTime"}}
     names = [topic.name, plain.name]
-    await ensure_topics(kafka_bootstrap_servers, names, configs=topic_configs([topic, plain]))
+    await ensure_event_topics(kafka_bootstrap_servers, [topic, plain])
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers)
     await producer.start()
     try:
@@ -308,7 +309,7 @@ async def test_a_topic_is_created_with_its_settings(kafka_bootstrap_servers: str
     kind, at = stamped[topic.name]
     assert kind == 1  # LogAppendTime: the broker's
     assert at > 1_000
-    await delete_topics(kafka_bootstrap_servers, names)
+    await delete_topics(kafka_bootstrap_servers, with_dead_letters([topic, plain]))
 
 
 async def test_a_consumer_never_run_leaves_no_client_behind(

@@ -76,9 +76,19 @@ def with_dead_letters(topics: Iterable[Topic]) -> list[str]:
     return [name for topic in topics for name in (topic.name, dead_letter_topic(topic.name))]
 
 
-def platform_topic_names() -> list[str]:
+async def ensure_event_topics(
+    bootstrap_servers: str, topics: Iterable[Topic], *, partitions: int = 3
+) -> list[str]:
+    """Each of ``topics`` and its dead-letter topic, where missing, a topic with its ``config``
+    (the dead letters with the broker's defaults); return those this call created."""
+    topics = list(topics)
+    return await ensure_topics(bootstrap_servers, with_dead_letters(topics), partitions=partitions,
+                               configs=topic_configs(topics))
+
+
+async def ensure_platform_topics(bootstrap_servers: str) -> list[str]:
     """Every platform topic and its dead-letter topic (the broker does not auto-create topics)."""
-    return with_dead_letters(ALL_TOPICS)
+    return await ensure_event_topics(bootstrap_servers, ALL_TOPICS)
 
 
 class GroupProgress:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Topic:
     """A topic, its key, the protobuf message each record holds and the topic-level settings
-    it is created with (``ensure_topics(..., configs=topic_configs(...))``)."""
+    it is created with (``kafka_admin.ensure_event_topics``)."""
 
     name: str
     key: str

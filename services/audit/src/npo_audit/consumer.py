@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from npo_platform.contracts import AccessEvent, ConsentEvent
 from npo_platform.db import apply_migrations, create_pool
 from npo_platform.kafka import BatchHandler, EventConsumer, EventPublisher, Received
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
 from .config import AuditSettings
@@ -87,9 +87,8 @@ class Worker:
 
 
 async def build_worker(settings: AuditSettings, store: PostgresAuditStore) -> Worker:
-    await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        with_dead_letters([access_topic(settings), consent_topic(settings)]),
+    await ensure_event_topics(
+        settings.kafka_bootstrap_servers, [access_topic(settings), consent_topic(settings)],
         partitions=settings.topic_partitions,
     )
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)

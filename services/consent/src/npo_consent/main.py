@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from npo_platform.contracts import AccessEvent
 from npo_platform.kafka import EventConsumer, EventPublisher
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
@@ -87,7 +87,7 @@ async def _background(
     config: ConsentSettings, topics: ConsentTopics, service: ConsentService
 ) -> AsyncIterator[Runtime]:
     bootstrap = config.kafka_bootstrap_servers
-    await ensure_topics(bootstrap, with_dead_letters([topics.access_events, topics.consent_events]))
+    await ensure_event_topics(bootstrap, [topics.access_events, topics.consent_events])
     publisher = EventPublisher(bootstrap, client_id=config.service_name)
     await publisher.start()
     relay = OutboxRelay(service.store, publisher, topics.consent_events, config.relay_interval_s)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventConsumer, EventPublisher, RetryPolicy
-from npo_platform.kafka_admin import ensure_topics, topic_configs, with_dead_letters
+from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import tune_collector
 from npo_producer.validation import Rules
 
@@ -54,9 +54,8 @@ class Worker:
 async def ensure_index_topics(settings: IndexSettings, *, partitions: int = 3) -> None:
     """The updates and change topics with their dead letters, where missing; the updates topic
     is stamped by the broker on append (``LogAppendTime``, the time EI004 judges against)."""
-    await ensure_topics(
-        settings.kafka_bootstrap_servers, with_dead_letters([settings.updates, settings.changes]),
-        partitions=partitions, configs=topic_configs([settings.updates]),
+    await ensure_event_topics(
+        settings.kafka_bootstrap_servers, [settings.updates, settings.changes], partitions=partitions
     )
 
 

@@ -41,7 +41,7 @@ import typer
 from npo_deploy import benchmarks, cpu
 from npo_platform.categories import AVAILABLE_CATEGORIES
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import ensure_event_topics
 
 from . import bench_load as load
 from .config import QuerySettings
@@ -144,8 +144,7 @@ def _measure(plan: Plan, bootstrap: str, url: str, pids: dict[str, int],
              index_url: str, consent_url: str) -> dict[str, Any]:
     private, public = generate_keypair()
     config = QuerySettings(kafka_bootstrap_servers=bootstrap)
-    topics = with_dead_letters([config.access, config.consent, config.changes])
-    asyncio.run(ensure_topics(bootstrap, topics))
+    asyncio.run(ensure_event_topics(bootstrap, [config.access, config.consent, config.changes]))
     system = issue_token(private, Principal(sub="SE5565594230-NPOAGP", name="q",
                                             roles=frozenset({Role.SYSTEM})), timedelta(hours=1))
     clinician = Principal(sub="SE2321000016-A1B2", name="Bench", roles=frozenset({Role.CLINICIAN}),

@@ -22,7 +22,7 @@ from npo_platform.contracts import ConsentEvent, IndexChanges
 from npo_platform.db import apply_migrations, create_pool
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventConsumer, EventPublisher
-from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.web import mount_web
 
@@ -90,7 +90,7 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
     tokens = _tokens(parts.tokens or token_source(settings))
     if settings.ensure_topics:
         topics = [settings.access, settings.consent, settings.changes]
-        await ensure_topics(settings.kafka_bootstrap_servers, with_dead_letters(topics))
+        await ensure_event_topics(settings.kafka_bootstrap_servers, topics)
     publisher = parts.publisher or await _publisher(settings, stack)
     store = parts.routing_store or await _store(settings, stack)
     routing = RoutingView(store)
