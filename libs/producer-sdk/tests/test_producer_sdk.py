@@ -8,11 +8,11 @@ from typing import cast
 
 import pytest
 
+from npo_engagement import NOT_APPLICABLE, Identity, normalise_optional
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.identifiers import make_personnummer
 from npo_platform.kafka import EventPublisher
 from npo_producer import ChangeFilter, EngagementProducer, InvalidUpdate, split_per_patient
-from npo_producer.engagement import NOT_APPLICABLE, Identity, normalise_optional
 
 SOURCE = "SE2321000016-1234"
 

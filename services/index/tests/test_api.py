@@ -21,6 +21,7 @@ from index_helpers import (
     update,
 )
 
+from npo_engagement import Rules, transactions_of
 from npo_index.api import FindContentResponse
 from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
@@ -31,7 +32,6 @@ from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
 from npo_platform.kafka import EventPublisher
-from npo_producer.validation import Rules, transactions_of
 
 pytestmark = pytest.mark.integration
 DOMAIN = "riv:clinicalprocess:healthcond:description"

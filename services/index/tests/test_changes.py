@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from index_helpers import CONTROLLER, T0, changes_in, engagement, expected_change, patient, tx, update
 
+from npo_engagement import Rules, transactions_of
 from npo_index.changes import (
     CHANGE_NAMESPACE,
     MAX_RECORD_BYTES,
@@ -21,7 +22,6 @@ from npo_index.domain import Change, apply_all
 from npo_index.store import CoverageCount
 from npo_platform.contracts import EventMeta, IndexChange, IndexChanges
 from npo_producer import ChangeFilter
-from npo_producer.validation import Rules, transactions_of
 
 
 def test_change_ids_are_uuid5_of_cause_and_key_so_republishing_keeps_them() -> None:

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from index_helpers import T0, engagement, patient, tx, update
 
+from npo_engagement import Rules, identity_of, transactions_of
 from npo_index.domain import NOT_APPLICABLE, Change, Record, apply_all
-from npo_producer.validation import Rules, identity_of, transactions_of
 
 RULES = Rules()
 

@@ -24,6 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from index_helpers import T0, changes_in, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
+from npo_engagement import Rules, transactions_of
 from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
 from npo_index.consumer import ensure_index_topics
@@ -32,7 +33,6 @@ from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventPublisher
 from npo_platform.kafka_admin import GroupProgress
-from npo_producer.validation import Rules, transactions_of
 
 pytestmark = pytest.mark.integration
 UPDATES = int(os.environ.get("INDEX_FAULT_TEST_UPDATES", "200000"))

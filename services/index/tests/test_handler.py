@@ -9,13 +9,13 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from index_helpers import engagement, patient, tx, update
 
+from npo_engagement import Rules
 from npo_index.changes import OutboxRelay
 from npo_index.handlers import IngestHandler
 from npo_index.store import InMemoryIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import PermanentError, Received
 from npo_platform.topics import INDEX_CHANGES
-from npo_producer.validation import Rules
 
 CREATE_TIME, LOG_APPEND_TIME = 0, 1
 

@@ -241,10 +241,10 @@ async def test_new_data_is_visible_to_find_content_within_a_second(index: Runnin
 async def test_changes_committed_but_not_published_before_a_crash_are_published_at_the_next_start(
     database_url: str, kafka_bootstrap_servers: str
 ) -> None:
+    from npo_engagement import Rules, transactions_of
     from npo_index.changes import outbox_messages
     from npo_index.store import IncomingEvent
     from npo_index.store_pg import PostgresIndexStore
-    from npo_producer.validation import Rules, transactions_of
 
     settings = _settings(database_url, kafka_bootstrap_servers, topic_name(), topic_name())
     store = await PostgresIndexStore.open(database_url, schema=settings.db_schema, max_size=1)

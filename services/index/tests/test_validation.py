@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from index_helpers import ADDRESS, PRODUCER, T0, engagement, patient, tx, update
 
+from npo_engagement import InvalidUpdate, Rules, transactions_of
 from npo_platform.contracts import EngagementUpdate
-from npo_producer.validation import InvalidUpdate, Rules, transactions_of
 
 RULES = Rules(own_addresses=frozenset({"SE5565594230-NPOIDX"}))
 P = patient(11)

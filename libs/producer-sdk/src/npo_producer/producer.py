@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+from npo_engagement import MAX_TRANSACTIONS, Rules, transactions_of
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.contracts.events_pb2 import EngagementTransaction
 from npo_platform.events import new_meta
 from npo_platform.kafka import EventPublisher
 from npo_platform.topics import ENGAGEMENT_UPDATES, Topic
-from npo_producer.validation import MAX_TRANSACTIONS, Rules, transactions_of
 
 __all__ = ["EngagementProducer", "split_per_patient"]
 

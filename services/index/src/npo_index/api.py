@@ -14,12 +14,12 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_json
 
+from npo_engagement import InvalidUpdate
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.identity import Claims, ProducerClaims, Role, require_roles
 from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 from npo_producer import EngagementProducer
-from npo_producer.validation import InvalidUpdate
 
 from .coverage import ControllerCoverage, coverage_report
 from .domain import Record

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from npo_engagement import Rules
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventConsumer, EventPublisher, RetryPolicy
 from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import tune_collector
-from npo_producer.validation import Rules
 
 from .changes import BatchPublisher, OutboxRelay
 from .config import IndexSettings

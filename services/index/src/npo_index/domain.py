@@ -18,7 +18,7 @@ from enum import StrEnum
 import msgspec
 from msgspec.structs import replace
 
-from npo_producer.engagement import NOT_APPLICABLE, Identity, Transaction, Version, normalise_optional
+from npo_engagement import NOT_APPLICABLE, Identity, Transaction, Version, normalise_optional
 
 __all__ = [
     "NOT_APPLICABLE", "Applied", "Change", "Identity", "Record", "Transaction", "Version",
@@ -36,7 +36,7 @@ class Change(StrEnum):
 class Record(msgspec.Struct, frozen=True, gc=False):
     """An engagement as the index stores it; ``deleted`` records are tombstones (never returned).
 
-    Record and Applied are immutable msgspec structs, as the SDK's Transaction: built in C for
+    Record and Applied are immutable msgspec structs, as npo_engagement's Transaction: built in C for
     every change the ingest makes, and untracked by the garbage collector (no cycles possible).
     """
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from npo_engagement import InvalidUpdate, Rules, transactions_of
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import PermanentError, Received
-from npo_producer.validation import InvalidUpdate, Rules, transactions_of
 
 from .changes import OutboxRelay, outbox_messages
 from .store import IncomingEvent, IndexStore

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from npo_engagement import Rules
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventPublisher
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.web import mount_web
 from npo_producer import EngagementProducer
-from npo_producer.validation import Rules
 
 from .api import router
 from .config import IndexSettings

@@ -18,10 +18,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
-from npo_platform.contracts import EngagementUpdate
-from npo_platform.contracts.events_pb2 import Engagement
-from npo_platform.identifiers import InvalidPatientId, PatientId
-from npo_producer.engagement import (
+from npo_engagement.model import (
     NOT_APPLICABLE,
     Identity,
     Transaction,
@@ -29,6 +26,9 @@ from npo_producer.engagement import (
     identity_key,
     normalise_optional,
 )
+from npo_platform.contracts import EngagementUpdate
+from npo_platform.contracts.events_pb2 import Engagement
+from npo_platform.identifiers import InvalidPatientId, PatientId
 
 MAX_TRANSACTIONS = 1000
 MAX_CLOCK_SKEW = timedelta(minutes=5)

@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from npo_platform.contracts import EngagementUpdate
-from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
-from npo_platform.events import new_meta
-from npo_platform.identifiers import make_personnummer
-from npo_producer.engagement import Identity, Transaction, Version, identity_key
-from npo_producer.validation import (
+from npo_engagement.model import Identity, Transaction, Version, identity_key
+from npo_engagement.validation import (
     InvalidUpdate,
     Rules,
     _all_valid_transactions,
     _full_walk,
     transactions_of,
 )
+from npo_platform.contracts import EngagementUpdate
+from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
+from npo_platform.events import new_meta
+from npo_platform.identifiers import make_personnummer
 
 PRODUCER = "SE2321000016-1234"
 OWN = "SE5565594230-NPOIDX"
