@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import uuid
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass
-from importlib.resources import as_file, files
+from importlib.resources import files
 from pathlib import Path
 
 import psutil
@@ -16,13 +14,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from rich.console import Console
 
-from npo_deploy import processes
+from npo_deploy import maven, processes
 from npo_deploy.processes import LOOPBACK, LaunchError
 from npo_platform.settings import LOCAL_KAFKA_CONTROLLER_PORT, LOCAL_KAFKA_PORT
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
-_JARS_MARKER = ".complete"
 _MAIN_CLASS = "kafka.Kafka"
 
 
@@ -68,48 +65,15 @@ class LocalKafka:
 
 def ensure_jars(libs: Path, console: Console | None = None) -> Path:
     """Fetch the broker's jars with Maven into ``libs`` once; later calls reuse them."""
-    libs = libs.resolve()  # mvn resolves relative paths against the pom's folder
-    if _jars_complete(libs):
-        return libs
-    _require("mvn")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    staging = libs.with_name(f"{libs.name}.partial-{os.getpid()}")  # concurrent runs: own dir
-    with (console or Console(stderr=True)).status(
-        f"Fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (first run only)…"
-    ):
-        _copy_dependencies(staging)
-    (staging / _JARS_MARKER).write_text(_jars_id() + "\n")
-    if _jars_complete(libs):  # another run finished first
-        shutil.rmtree(staging)
-    else:
-        shutil.rmtree(libs, ignore_errors=True)
-        staging.rename(libs)
-    return libs
-
-
-def _jars_complete(libs: Path) -> bool:
-    marker = libs / _JARS_MARKER
-    return marker.exists() and marker.read_text().strip() == _jars_id()
+    return maven.ensure_jars(libs, "kafka-pom.xml", _jars_id(), f"Apache Kafka {KAFKA_VERSION}", console)
 
 
 def _jars_id() -> str:
     return f"kafka_2.13-{KAFKA_VERSION} log4j-{LOG4J_VERSION}"
 
 
-def _copy_dependencies(target: Path) -> None:
-    log = target.with_name(f"mvn-{os.getpid()}.log")
-    with as_file(files("npo_deploy") / "kafka-pom.xml") as pom, log.open("w") as out:
-        command = ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                   f"-DoutputDirectory={target}", "-DincludeScope=runtime"]  # fmt: skip
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise LaunchError(f"mvn failed ({result.returncode}), see {log}:\n{processes.log_tail(log)}")
-    log.unlink()
-
-
 def _require(tool: str) -> None:
-    if shutil.which(tool) is None:
-        raise LaunchError(f"`{tool}` is not on PATH; the local Kafka broker needs it")
+    maven.require(tool, "the local Kafka broker")
 
 
 def server_properties(broker: LocalKafka) -> str:

@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from npo_deploy import kafka, postgres, processes
+from npo_deploy.fhir_validator import FhirValidator, running_validator
 from npo_deploy.kafka import LocalKafka
 from npo_deploy.postgres import LocalPostgres
 from npo_platform.kafka_admin import ensure_topics
@@ -149,6 +150,28 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+_validators: list[FhirValidator] = []
+
+
+@pytest.fixture(scope="session")
+def fhir_validator() -> Iterator[FhirValidator]:
+    """HAPI FHIR's validator (R4 core definitions, offline) for the session, in one JVM.
+
+    ``fhir_validator.errors(resource)`` lists what makes a resource invalid; the jars and the
+    runner are fetched and compiled into the state dir on first use."""
+    with running_validator(PlatformSettings().state_dir.resolve() / "fhir-validator") as validator:
+        _validators.append(validator)
+        yield validator
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for validator in _validators:
+        terminalreporter.write_line(
+            f"HAPI FHIR validator: {validator.documents} documents validated, "
+            f"{validator.resources} resources with their Bundle entries"
+        )
 
 
 @pytest.fixture
