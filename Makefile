@@ -29,7 +29,7 @@ browser: ## install chromium + chromium-driver for the browser tests when missin
 	@command -v chromedriver >/dev/null && { command -v chromium >/dev/null || test -x /usr/lib/chromium/chromium; } \
 		|| { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium chromium-driver fonts-dejavu-core; }
 
-up: $(STAMP) ## run the whole system on the embedded defaults: Kafka, PostgreSQL, services, producers
+up: $(STAMP) ## run the whole system on the embedded defaults (KAFKA_NODES=3: a replicated Kafka cluster)
 	$(BIN)/npo up
 
 down: $(STAMP) ## stop everything `make up` started (data stays)

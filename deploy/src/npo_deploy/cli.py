@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -43,10 +44,22 @@ def _register_service_commands() -> None:
 _register_service_commands()
 
 
+# `--kafka-nodes 3`: a replicated three-node cluster; default KAFKA_NODES, else one node.
+KAFKA_NODES = typer.Option(None, "--kafka-nodes", min=1, help="Kafka nodes (default: KAFKA_NODES or 1)")
+
+
+def _use_kafka_nodes(nodes: int | None) -> None:
+    """Through the environment, so the settings of this process and of every service it
+    starts name the same nodes."""
+    if nodes is not None:
+        os.environ["KAFKA_NODES"] = str(nodes)
+
+
 @infra_app.command()
-def up() -> None:
-    """Start the local Kafka broker and PostgreSQL (unless the environment names others)."""
+def up(kafka_nodes: int | None = KAFKA_NODES) -> None:
+    """Start the local Kafka node(s) and PostgreSQL (unless the environment names others)."""
     began = time.monotonic()
+    _use_kafka_nodes(kafka_nodes)
     settings = PlatformSettings()
     ensure_local_keypair(settings.keys_dir)  # the local issuer's key, which every service verifies
     try:
@@ -63,10 +76,11 @@ def up() -> None:
 @app.command("up")
 def up_all(
     announce: bool = typer.Option(True, help="announce the simulated population to the index"),
+    kafka_nodes: int | None = KAFKA_NODES,
 ) -> None:
     """Run the whole system: Kafka, PostgreSQL, every service and the simulated producers."""
     began = time.monotonic()
-    up()
+    up(kafka_nodes)
     settings = PlatformSettings()
     try:
         services = stack.up(settings, console)
@@ -135,22 +149,25 @@ def _print_tokens(settings: PlatformSettings, services: list[stack.Service]) -> 
 
 
 @app.command("down")
-def down_all() -> None:
+def down_all(kafka_nodes: int | None = KAFKA_NODES) -> None:
     """Stop every service and the infrastructure; data stays for the next `npo up`."""
+    _use_kafka_nodes(kafka_nodes)
     stack.down(PlatformSettings(), console)
-    down()
+    down(kafka_nodes)
 
 
 @infra_app.command()
-def down() -> None:
-    """Stop the local Kafka broker and PostgreSQL; their data stays for the next `up`."""
+def down(kafka_nodes: int | None = KAFKA_NODES) -> None:
+    """Stop the local Kafka node(s) and PostgreSQL; their data stays for the next `up`."""
+    _use_kafka_nodes(kafka_nodes)
     for name, was_running in infra.down(PlatformSettings()).items():
         console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
 
 
 @infra_app.command()
-def status() -> None:
+def status(kafka_nodes: int | None = KAFKA_NODES) -> None:
     """Show whether each server is running and answering, and where."""
+    _use_kafka_nodes(kafka_nodes)
     if not _print_status():
         raise typer.Exit(1)
 

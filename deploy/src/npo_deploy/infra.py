@@ -10,10 +10,15 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 from npo_deploy import kafka, postgres, processes
-from npo_deploy.kafka import LocalKafka
+from npo_deploy.kafka import LocalCluster
 from npo_deploy.postgres import LocalPostgres
 from npo_platform.kafka_admin import ensure_platform_topics
-from npo_platform.settings import LOCAL_DATABASE_URL, LOCAL_KAFKA_BOOTSTRAP, PlatformSettings
+from npo_platform.settings import (
+    LOCAL_DATABASE_URL,
+    PlatformSettings,
+    local_kafka_bootstrap,
+    local_kafka_ports,
+)
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,15 @@ class Component:
     reachable: bool
 
 
-def local_kafka(settings: PlatformSettings) -> LocalKafka | None:
-    """The broker to launch, or None when KAFKA_BOOTSTRAP_SERVERS names another one."""
-    if settings.kafka_bootstrap_servers != LOCAL_KAFKA_BOOTSTRAP:
+def local_kafka(settings: PlatformSettings) -> LocalCluster | None:
+    """The Kafka nodes to launch (KAFKA_NODES of them), or None when KAFKA_BOOTSTRAP_SERVERS
+    names another cluster. One node lives in ``kafka/``, a cluster in ``kafka-<n>/node-<i>``;
+    all share the jars in ``kafka/libs``."""
+    nodes = settings.kafka_nodes
+    if settings.kafka_bootstrap_servers != local_kafka_bootstrap(nodes):
         return None
-    return LocalKafka(home=settings.state_dir / "kafka")
+    home = settings.state_dir / ("kafka" if nodes == 1 else f"kafka-{nodes}")
+    return kafka.cluster(home, local_kafka_ports(nodes), settings.state_dir / "kafka" / "libs")
 
 
 def local_postgres(settings: PlatformSettings) -> LocalPostgres | None:
@@ -45,10 +54,10 @@ def up(settings: PlatformSettings, console: Console) -> dict[str, bool]:
     """Start what is local and not yet running; per component, whether this call started it."""
     broker, database = local_kafka(settings), local_postgres(settings)
     if broker is not None:
-        kafka.ensure_jars(broker.libs, console)  # before the spinner below: its own progress
+        kafka.ensure_jars(broker.nodes[0].libs, console)  # before the spinner: its own progress
     with console.status("Starting Kafka and PostgreSQL…"):
         started = _both(
-            (lambda: kafka.start(broker)) if broker else None,
+            (lambda: kafka.start_cluster(broker)) if broker else None,
             (lambda: postgres.start(database)) if database else None,
         )
         if broker is not None:
@@ -60,7 +69,7 @@ def down(settings: PlatformSettings) -> dict[str, bool]:
     """Stop what is local; per component, whether it was running."""
     broker, database = local_kafka(settings), local_postgres(settings)
     return _both(
-        (lambda: kafka.stop(broker)) if broker else None,
+        (lambda: kafka.stop_cluster(broker)) if broker else None,
         (lambda: postgres.stop(database)) if database else None,
     )
 
@@ -81,7 +90,7 @@ def status(settings: PlatformSettings) -> list[Component]:
             "kafka",
             bootstrap,
             local=broker is not None,
-            running=None if broker is None else kafka.find(broker) is not None,
+            running=None if broker is None else kafka.running(broker),
             reachable=kafka.is_reachable(bootstrap),
         ),
         Component(

@@ -1,10 +1,15 @@
-"""A real single-node Apache Kafka broker (KRaft) run from Maven Central jars, without Docker."""
+"""Real Apache Kafka (KRaft) run from Maven Central jars, without Docker: one node, or a cluster
+of nodes that are each broker and controller."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import uuid
 from base64 import urlsafe_b64encode
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -17,6 +22,7 @@ from rich.console import Console
 from npo_deploy import maven, processes
 from npo_deploy.processes import LOOPBACK, LaunchError
 from npo_platform.settings import LOCAL_KAFKA_CONTROLLER_PORT, LOCAL_KAFKA_PORT
+from npo_platform.topics import replication_for
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -25,7 +31,11 @@ _MAIN_CLASS = "kafka.Kafka"
 
 @dataclass(frozen=True)
 class LocalKafka:
-    """One local broker: the folder holding its config, data, log and pid, and its ports."""
+    """One local node: the folder holding its config, data, log and pid, and its ports.
+
+    ``quorum`` holds the controller ports of every node of its cluster (node ids 1, 2, …
+    in that order); empty for a node on its own.
+    """
 
     home: Path
     port: int = LOCAL_KAFKA_PORT
@@ -33,6 +43,12 @@ class LocalKafka:
     libs_dir: Path | None = None  # default home/libs; tests point at the project's cache
     partitions: int = 3
     heap_max: str = "512m"
+    node_id: int = 1
+    quorum: tuple[int, ...] = ()
+
+    @property
+    def cluster_size(self) -> int:
+        return max(1, len(self.quorum))
 
     @property
     def bootstrap(self) -> str:
@@ -77,33 +93,48 @@ def _require(tool: str) -> None:
 
 
 def server_properties(broker: LocalKafka) -> str:
-    """Single-node KRaft: this process is broker and sole controller; internal topics at RF 1.
+    """KRaft, this process broker and controller; durability settings follow the cluster size.
 
-    A static voter list (``controller.quorum.voters``) rather than ``--standalone``'s dynamic
-    quorum keeps the stored metadata independent of the controller port.
+    A node on its own has a static voter (``controller.quorum.voters``), which keeps its stored
+    metadata independent of the controller port; a cluster's nodes find their quorum through
+    ``controller.quorum.bootstrap.servers`` (its voters were set when it was formatted).
     """
     controller = f"{LOOPBACK}:{broker.controller_port}"
+    replicas, min_isr = (str(n) for n in replication_for(broker.cluster_size))
+    advertised = f"PLAINTEXT://{broker.bootstrap}"
+    if broker.quorum:
+        quorum = {"controller.quorum.bootstrap.servers": _controllers(broker.quorum)}
+        advertised += f",CONTROLLER://{controller}"
+    else:
+        quorum = {"controller.quorum.voters": f"{broker.node_id}@{controller}"}
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{controller}",
+        "node.id": str(broker.node_id),
+        **quorum,
         "controller.listener.names": "CONTROLLER",
         "listeners": f"PLAINTEXT://{broker.bootstrap},CONTROLLER://{controller}",
-        "advertised.listeners": f"PLAINTEXT://{broker.bootstrap}",
+        "advertised.listeners": advertised,
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(broker.data_dir.resolve()),
         "num.partitions": str(broker.partitions),
         "auto.create.topics.enable": "false",  # topics come from ensure_topics, names checked
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "unclean.leader.election.enable": "false",  # never elect a replica that lacks acked writes
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
         "group.initial.rebalance.delay.ms": "0",
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _controllers(ports: tuple[int, ...]) -> str:
+    return ",".join(f"{LOOPBACK}:{port}" for port in ports)
 
 
 def _write_config(broker: LocalKafka) -> None:
@@ -123,17 +154,40 @@ def new_cluster_id() -> str:
     return urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _format_storage(broker: LocalKafka) -> None:
-    """Format the data dir once; a formatted dir (meta.properties) is reused as is."""
-    if (broker.data_dir / "meta.properties").exists():
+def _new_directory_id() -> str:
+    """A log directory id as Kafka makes one (``Uuid.randomUuid``: never one starting "-")."""
+    while (candidate := new_cluster_id()).startswith("-"):
+        pass
+    return candidate
+
+
+def _formatted(broker: LocalKafka) -> bool:
+    return (broker.data_dir / "meta.properties").exists()
+
+
+def _format_storage(nodes: tuple[LocalKafka, ...]) -> None:
+    """Format the nodes' data dirs, all with one cluster id; a formatted dir is reused as is.
+
+    A cluster's nodes are formatted together, each with the same initial controllers (every
+    node's id, controller address and log directory id), as Kafka's documentation describes.
+    """
+    blank = [node for node in nodes if not _formatted(node)]
+    if not blank:
         return
+    if len(blank) != len(nodes):
+        raise LaunchError(f"only some nodes of the cluster in {nodes[0].home.parent} are formatted")
     # "--cluster-id=" with the value attached: a base64url id may start with "-", which the
     # tool's argument parser would otherwise read as an option (1 start in 64 failed so).
-    command = _java(broker, "kafka.tools.StorageTool", "format",
-                    f"--cluster-id={new_cluster_id()}", "-c", str(broker.properties_file))  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise LaunchError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
+    options = [f"--cluster-id={new_cluster_id()}"]
+    if nodes[0].quorum:
+        options.append("--initial-controllers=" + ",".join(
+            f"{node.node_id}@{LOOPBACK}:{node.controller_port}:{_new_directory_id()}" for node in nodes))
+    for node in nodes:
+        command = _java(node, "kafka.tools.StorageTool", "format", *options,
+                        "-c", str(node.properties_file))  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise LaunchError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
 
 
 def find(broker: LocalKafka) -> psutil.Process | None:
@@ -142,24 +196,96 @@ def find(broker: LocalKafka) -> psutil.Process | None:
 
 
 def start(broker: LocalKafka, timeout: float = 90.0, console: Console | None = None) -> bool:
-    """Start the broker detached and wait for a metadata round trip; False if already up."""
+    """Start one node detached and wait until it serves clients; False if already up.
+
+    A node of a formatted cluster is started alone (after a stop or a kill); it is ready once
+    a majority of the cluster's controllers runs.
+    """
     if (running := find(broker)) is not None:
         _wait_ready(broker, running, timeout)
         return False
+    _prepare(broker, console)
+    _format_storage((broker,))
+    _spawn_and_wait(broker, timeout)
+    return True
+
+
+def _prepare(broker: LocalKafka, console: Console | None) -> None:
     _require("java")
     ensure_jars(broker.libs, console)
     _check_ports_free(broker)
     _write_config(broker)
-    _format_storage(broker)
+
+
+def _spawn(broker: LocalKafka) -> psutil.Process:
     command = _java(broker, _MAIN_CLASS, str(broker.properties_file.resolve()))
-    process = psutil.Process(processes.spawn_detached(command, broker.log_file, broker.pid_file))
+    return psutil.Process(processes.spawn_detached(command, broker.log_file, broker.pid_file))
+
+
+def _spawn_and_wait(broker: LocalKafka, timeout: float, process: psutil.Process | None = None) -> None:
+    process = process or _spawn(broker)
     try:
         _wait_ready(broker, process, timeout)
     except LaunchError:
         processes.terminate(process, timeout=5)  # reap it if dead, do not leave it if hung
         broker.pid_file.unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """Local nodes that make one cluster (one node, or three for replication)."""
+
+    nodes: tuple[LocalKafka, ...]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> LocalKafka:
+        return next(node for node in self.nodes if node.node_id == node_id)
+
+
+def cluster(home: Path, ports: list[tuple[int, int]], libs_dir: Path | None = None) -> LocalCluster:
+    """The nodes of a cluster in ``home`` on the (client, controller) ``ports``; a single pair
+    makes one node in ``home`` itself, more make ``home/node-1``, ``home/node-2`` …"""
+    if len(ports) == 1:
+        [(port, controller)] = ports
+        return LocalCluster((LocalKafka(home, port, controller, libs_dir),))
+    quorum = tuple(controller for _, controller in ports)
+    return LocalCluster(tuple(
+        LocalKafka(home / f"node-{n}", port, controller, libs_dir, node_id=n, quorum=quorum)
+        for n, (port, controller) in enumerate(ports, start=1)))
+
+
+def start_cluster(nodes: LocalCluster, timeout: float = 120.0, console: Console | None = None) -> bool:
+    """Start every node of ``nodes`` that is not running, all at once (a cluster's node waits
+    for a quorum of controllers); False if all were up already."""
+    found = {node: find(node) for node in nodes.nodes}
+    down = [node for node, process in found.items() if process is None]
+    if not down:
+        _all(lambda node: _wait_ready(node, found[node], timeout), list(nodes.nodes))  # type: ignore[arg-type]
+        return False
+    for node in down:
+        _prepare(node, console)
+    _format_storage(nodes.nodes)
+    spawned = {node: _spawn(node) for node in down}
+    _all(lambda node: _spawn_and_wait(node, timeout, spawned[node]), down)
     return True
+
+
+def stop_cluster(nodes: LocalCluster, timeout: float = 30.0) -> bool:
+    """Stop every node; False if none was running."""
+    return any(_all(lambda node: stop(node, timeout), list(nodes.nodes)))
+
+
+def running(nodes: LocalCluster) -> bool:
+    return all(find(node) is not None for node in nodes.nodes)
+
+
+def _all(act: Callable[[LocalKafka], bool | None], nodes: list[LocalKafka]) -> list[bool | None]:
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return list(pool.map(act, nodes))
 
 
 def _check_ports_free(broker: LocalKafka) -> None:
@@ -170,12 +296,17 @@ def _check_ports_free(broker: LocalKafka) -> None:
 
 def _wait_ready(broker: LocalKafka, process: psutil.Process, timeout: float) -> None:
     def ready() -> bool:
-        return is_reachable(broker.bootstrap)
+        return serves(broker)
 
     if not processes.wait_until(ready, lambda: processes.is_alive(process), timeout):
         state = "is not ready" if processes.is_alive(process) else "died"
         tail = processes.log_tail(broker.log_file)
         raise LaunchError(f"Kafka at {broker.bootstrap} {state} ({broker.log_file}):\n{tail}")
+
+
+def serves(broker: LocalKafka) -> bool:
+    """Whether the node answers a metadata request naming itself among the live brokers."""
+    return broker.node_id in _live_brokers(broker.bootstrap)
 
 
 def stop(broker: LocalKafka, timeout: float = 30.0) -> bool:
@@ -188,14 +319,29 @@ def stop(broker: LocalKafka, timeout: float = 30.0) -> bool:
     return True
 
 
+def kill(broker: LocalKafka) -> None:
+    """SIGKILL the node (kill -9: no clean shutdown, its logs are recovered at the next start),
+    reap it and forget its pid file; for fault tests and benchmarks."""
+    process = find(broker)
+    if process is None:
+        raise LaunchError(f"no Kafka node runs in {broker.home}")
+    os.killpg(process.pid, signal.SIGKILL)
+    processes.terminate(process, timeout=10)  # reaps the dead child (nothing left to signal)
+    broker.pid_file.unlink(missing_ok=True)
+
+
 def is_reachable(bootstrap: str, timeout_ms: int = 3000) -> bool:
     """Whether a broker at ``bootstrap`` answers a metadata request naming a live broker."""
+    return bool(_live_brokers(bootstrap, timeout_ms))
+
+
+def _live_brokers(bootstrap: str, timeout_ms: int = 3000) -> set[int]:
     if not _accepts_tcp(bootstrap):
-        return False  # spares aiokafka's connection-error log lines when nothing listens
+        return set()  # spares aiokafka's connection-error log lines when nothing listens
     try:
-        return processes.run_async(_count_brokers(bootstrap, timeout_ms)) > 0
+        return processes.run_async(_broker_ids(bootstrap, timeout_ms))
     except (KafkaError, OSError):
-        return False
+        return set()
 
 
 def _accepts_tcp(bootstrap: str) -> bool:
@@ -206,11 +352,11 @@ def _accepts_tcp(bootstrap: str) -> bool:
     return False
 
 
-async def _count_brokers(bootstrap: str, timeout_ms: int) -> int:
+async def _broker_ids(bootstrap: str, timeout_ms: int) -> set[int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
     await admin.start()
     try:
-        cluster = await admin.describe_cluster()
-        return len(cluster["brokers"])
+        described = await admin.describe_cluster()
+        return {int(broker["node_id"]) for broker in described["brokers"]}
     finally:
         await admin.close()

@@ -21,7 +21,7 @@ import uvicorn
 
 from npo_deploy import kafka, postgres, processes
 from npo_deploy.fhir_validator import FhirValidator, running_validator
-from npo_deploy.kafka import LocalKafka
+from npo_deploy.kafka import LocalCluster, LocalKafka
 from npo_deploy.postgres import LocalPostgres
 from npo_platform.kafka_admin import ensure_topics
 from npo_platform.settings import PlatformSettings
@@ -102,9 +102,16 @@ def database_url() -> Iterator[str]:
 
 def isolated_kafka(home: Path) -> LocalKafka:
     """A broker in ``home`` on free ports, sharing the project's jar cache (no re-download)."""
+    [node] = isolated_kafka_cluster(home, nodes=1).nodes
+    return node
+
+
+def isolated_kafka_cluster(home: Path, nodes: int = 3) -> LocalCluster:
+    """``nodes`` Kafka nodes making one cluster in ``home``, on free ports, sharing the
+    project's jar cache."""
     libs = PlatformSettings().state_dir.resolve() / "kafka" / "libs"
-    port, controller_port = processes.free_port(), processes.free_port()
-    return LocalKafka(home=home, port=port, controller_port=controller_port, libs_dir=libs)
+    ports = [(processes.free_port(), processes.free_port()) for _ in range(nodes)]
+    return kafka.cluster(home, ports, libs)
 
 
 def isolated_postgres(home: Path) -> LocalPostgres:
@@ -123,6 +130,27 @@ def scratch_kafka(prefix: str) -> Iterator[str]:
             yield broker.bootstrap
         finally:
             kafka.stop(broker)
+
+
+@contextmanager
+def scratch_kafka_cluster(prefix: str, nodes: int = 3) -> Iterator[LocalCluster]:
+    """A cluster of ``nodes`` started in a fresh scratch directory. Stopped and removed
+    afterwards (whichever of its nodes still run)."""
+    with scratch_dir(prefix) as home:
+        local = isolated_kafka_cluster(home / "kafka", nodes)
+        try:
+            kafka.start_cluster(local)
+            yield local
+        finally:
+            kafka.stop_cluster(local)
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster() -> Iterator[LocalCluster]:
+    """A three-node cluster of the test module's own (its nodes may be killed and restarted:
+    ``kafka.kill``, ``kafka.start``)."""
+    with scratch_kafka_cluster("npo-kafka-cluster-") as nodes:
+        yield nodes
 
 
 @contextmanager

@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
 
 from npo_platform.topics import ALL_TOPICS, Topic, dead_letter_topic
 
 _TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code: a racing creator got there first
+_REPLICATION = "default.replication.factor"
+_MIN_ISR = "min.insync.replicas"
 
 
 class TopicProvisioningError(RuntimeError):
@@ -24,18 +27,25 @@ async def ensure_topics(
     names: Iterable[str],
     *,
     partitions: int = 3,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the missing topics among ``names``, each with its ``configs`` entry (topic-level
     settings, see ``topic_configs``); return those this call created. Safe to race. A topic
-    that exists is left as it is."""
+    that exists is left as it is.
+
+    Replication follows the cluster: without ``replication_factor`` a topic gets the brokers'
+    ``default.replication.factor`` and, set on the topic, their ``min.insync.replicas`` (three
+    and two on a three-node cluster, see ``topics.replication_for``).
+    """
     configs = configs or {}
     async with _admin(bootstrap_servers) as admin:
         missing = sorted(set(names) - set(await admin.list_topics()))
         if missing:
+            replicas, min_isr = await _durability(admin)
             wanted = [
-                NewTopic(name, partitions, replication_factor, topic_configs=dict(configs.get(name, {})))
+                NewTopic(name, partitions, replication_factor or replicas,
+                         topic_configs={_MIN_ISR: min_isr, **configs.get(name, {})})
                 for name in missing
             ]
             response = await admin.create_topics(wanted)
@@ -43,6 +53,16 @@ async def ensure_topics(
             if failed:
                 raise TopicProvisioningError(f"creating topics failed: {failed}")
         return missing
+
+
+async def _durability(admin: AIOKafkaAdminClient) -> tuple[int, str]:
+    """The replication factor and min.insync.replicas the cluster's brokers give new topics."""
+    brokers = (await admin.describe_cluster())["brokers"]
+    broker = str(min(int(b["node_id"]) for b in brokers))
+    [response] = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.BROKER, broker, {_REPLICATION: None, _MIN_ISR: None})])
+    entries = {entry[0]: entry[1] for entry in response.resources[0][4]}
+    return int(entries[_REPLICATION]), entries[_MIN_ISR]
 
 
 async def delete_topics(bootstrap_servers: str, names: Iterable[str]) -> None:

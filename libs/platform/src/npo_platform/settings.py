@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The local stack's fixed loopback addresses, defined here once. The launcher binds them;
@@ -15,6 +16,19 @@ LOCAL_POSTGRES_PORT = 15432
 LOCAL_POSTGRES_USER = "npo"
 LOCAL_POSTGRES_DATABASE = "npo"
 LOCAL_KAFKA_BOOTSTRAP = f"127.0.0.1:{LOCAL_KAFKA_PORT}"
+
+
+def local_kafka_ports(nodes: int) -> list[tuple[int, int]]:
+    """The (client, controller) ports of the local stack's Kafka nodes: 19092/19093 for the
+    first, each further node the next pair up."""
+    return [(LOCAL_KAFKA_PORT + 2 * n, LOCAL_KAFKA_CONTROLLER_PORT + 2 * n) for n in range(nodes)]
+
+
+def local_kafka_bootstrap(nodes: int) -> str:
+    """Every local node's client address: a client still starts when one of them is down."""
+    return ",".join(f"127.0.0.1:{port}" for port, _ in local_kafka_ports(nodes))
+
+
 LOCAL_DATABASE_URL = (
     f"postgresql://{LOCAL_POSTGRES_USER}@127.0.0.1:{LOCAL_POSTGRES_PORT}/{LOCAL_POSTGRES_DATABASE}"
 )
@@ -38,6 +52,9 @@ class PlatformSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         LOCAL_KAFKA_BOOTSTRAP, validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
     )
+    # How many Kafka nodes the local stack runs (KAFKA_NODES=3 for a replicated cluster); the
+    # default bootstrap then names all of them.
+    kafka_nodes: int = Field(1, ge=1, validation_alias=_shared("KAFKA_NODES"))
     database_url: str = Field(LOCAL_DATABASE_URL, validation_alias=_shared("DATABASE_URL"))
     state_dir: Path = Field(Path(".npo"), validation_alias=_shared("NPO_STATE_DIR"))
     otel_exporter_otlp_endpoint: str | None = Field(
@@ -54,6 +71,12 @@ class PlatformSettings(BaseSettings):
         r"http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?",
         validation_alias=_shared("NPO_WEB_ORIGIN_REGEX"),
     )
+
+    @model_validator(mode="after")
+    def _local_cluster_bootstrap(self) -> Self:
+        if "kafka_bootstrap_servers" not in self.model_fields_set:
+            self.kafka_bootstrap_servers = local_kafka_bootstrap(self.kafka_nodes)
+        return self
 
     @property
     def keys_dir(self) -> Path:

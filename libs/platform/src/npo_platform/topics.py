@@ -20,6 +20,14 @@ class Topic:
         return dead_letter_topic(self.name)
 
 
+def replication_for(brokers: int) -> tuple[int, int]:
+    """The replication factor and ``min.insync.replicas`` of every topic on ``brokers`` brokers:
+    three copies where there are three, of which two must hold an acknowledged write, so one
+    node may die without losing it or refusing writes; one copy on a single broker."""
+    replicas = min(3, max(1, brokers))
+    return replicas, max(1, replicas - 1)
+
+
 def dead_letter_topic(topic: str) -> str:
     """The dead-letter topic of ``topic``: same key, the reason in headers."""
     return f"{topic}.dlq"
