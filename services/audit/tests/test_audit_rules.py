@@ -12,6 +12,7 @@ from npo_audit.domain import Entry, access_entry, consent_entry
 from npo_audit.register import RegisterKey
 from npo_audit.rules import Person
 from npo_audit.store import PostgresAuditStore
+from npo_platform.contracts import ConsentEvent
 from npo_platform.contracts.events_pb2 import AccessBasis
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,21 @@ async def test_access_after_the_relation_was_revoked_is_flagged(pg_store: Postgr
     appended = await pg_store.append("access-p0", [access_entry(access_event(pid))])
 
     assert [f.rule.value for f in appended.flags] == ["no_active_relation"]
+
+
+async def test_a_refused_revocation_of_a_relation_does_not_end_it(
+    pg_store: PostgresAuditStore,
+) -> None:
+    pid, record_id = patient(15), "rel-15"
+    registered = relation_event(pid, record_id=record_id)
+    refused = relation_event(pid, record_id=record_id, revoked=True, at=OFFICE_TIME - timedelta(hours=1))
+    refused.change, refused.attempted = ConsentEvent.REFUSED, ConsentEvent.REVOKED
+    refused.refusal_code = "record.not_own_unit"
+    await pg_store.append("consent-p0", [consent_entry(registered), consent_entry(refused)])
+
+    appended = await pg_store.append("access-p0", [access_entry(access_event(pid))])
+
+    assert appended.flags == ()
 
 
 @pytest.mark.parametrize(

@@ -204,6 +204,8 @@ def consent_entry(event: ConsentEvent, raw: bytes | None = None) -> Entry:
 def _relation_change(event: ConsentEvent) -> RelationChange | None:
     if event.subject != ConsentEvent.PATIENT_RELATION or not event.record_id:
         return None
+    if event.change == ConsentEvent.REFUSED:
+        return None  # a refused registration or revocation changed nothing
     if event.change != ConsentEvent.REGISTERED:
         return RelationChange(event.record_id, ended=True)
     valid_from = event.valid_from.ToDatetime(tzinfo=UTC) if event.HasField("valid_from") else None

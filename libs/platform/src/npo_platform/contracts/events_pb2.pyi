@@ -189,7 +189,7 @@ class Actor(_message.Message):
     def __init__(self, user_hsa_id: _Optional[str] = ..., name: _Optional[str] = ..., title: _Optional[str] = ..., assignment_id: _Optional[str] = ..., purpose: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., care_giver_hsa_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., system_hsa_id: _Optional[str] = ...) -> None: ...
 
 class ProducerResult(_message.Message):
-    __slots__ = ("logical_address", "source_system", "data_controller", "care_unit_hsa_id", "categories", "status", "cause_code", "causing_agent", "http_status", "record_count", "duration_ms", "social_services")
+    __slots__ = ("logical_address", "source_system", "data_controller", "care_unit_hsa_id", "categories", "status", "cause_code", "causing_agent", "http_status", "record_count", "duration_ms", "social_services", "withheld_records", "protected_fields_removed")
     LOGICAL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     DATA_CONTROLLER_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +202,8 @@ class ProducerResult(_message.Message):
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     SOCIAL_SERVICES_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    PROTECTED_FIELDS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     logical_address: str
     source_system: str
     data_controller: str
@@ -214,10 +216,24 @@ class ProducerResult(_message.Message):
     record_count: int
     duration_ms: int
     social_services: bool
-    def __init__(self, logical_address: _Optional[str] = ..., source_system: _Optional[str] = ..., data_controller: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[ProcessingStatus, str]] = ..., cause_code: _Optional[str] = ..., causing_agent: _Optional[str] = ..., http_status: _Optional[int] = ..., record_count: _Optional[int] = ..., duration_ms: _Optional[int] = ..., social_services: _Optional[bool] = ...) -> None: ...
+    withheld_records: _containers.RepeatedCompositeFieldContainer[WithheldRecords]
+    protected_fields_removed: int
+    def __init__(self, logical_address: _Optional[str] = ..., source_system: _Optional[str] = ..., data_controller: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[ProcessingStatus, str]] = ..., cause_code: _Optional[str] = ..., causing_agent: _Optional[str] = ..., http_status: _Optional[int] = ..., record_count: _Optional[int] = ..., duration_ms: _Optional[int] = ..., social_services: _Optional[bool] = ..., withheld_records: _Optional[_Iterable[_Union[WithheldRecords, _Mapping]]] = ..., protected_fields_removed: _Optional[int] = ...) -> None: ...
+
+class WithheldRecords(_message.Message):
+    __slots__ = ("reason_code", "care_giver_hsa_id", "care_unit_hsa_id", "record_count")
+    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    CARE_GIVER_HSA_ID_FIELD_NUMBER: _ClassVar[int]
+    CARE_UNIT_HSA_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason_code: str
+    care_giver_hsa_id: str
+    care_unit_hsa_id: str
+    record_count: int
+    def __init__(self, reason_code: _Optional[str] = ..., care_giver_hsa_id: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., record_count: _Optional[int] = ...) -> None: ...
 
 class AccessEvent(_message.Message):
-    __slots__ = ("meta", "actor", "patient_id", "activity", "categories", "basis", "emergency_reason", "outcome", "reason_code", "blocked_information_exists", "protected_identity", "producers", "trace_id")
+    __slots__ = ("meta", "actor", "patient_id", "activity", "categories", "basis", "emergency_reason", "outcome", "reason_code", "blocked_information_exists", "protected_identity", "producers", "trace_id", "withheld_record_count")
     META_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +247,7 @@ class AccessEvent(_message.Message):
     PROTECTED_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     PRODUCERS_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     meta: EventMeta
     actor: Actor
     patient_id: str
@@ -244,10 +261,11 @@ class AccessEvent(_message.Message):
     protected_identity: bool
     producers: _containers.RepeatedCompositeFieldContainer[ProducerResult]
     trace_id: str
-    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., patient_id: _Optional[str] = ..., activity: _Optional[_Union[ActivityType, str]] = ..., categories: _Optional[_Iterable[str]] = ..., basis: _Optional[_Union[AccessBasis, str]] = ..., emergency_reason: _Optional[str] = ..., outcome: _Optional[_Union[AccessOutcome, str]] = ..., reason_code: _Optional[str] = ..., blocked_information_exists: _Optional[bool] = ..., protected_identity: _Optional[bool] = ..., producers: _Optional[_Iterable[_Union[ProducerResult, _Mapping]]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    withheld_record_count: int
+    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., patient_id: _Optional[str] = ..., activity: _Optional[_Union[ActivityType, str]] = ..., categories: _Optional[_Iterable[str]] = ..., basis: _Optional[_Union[AccessBasis, str]] = ..., emergency_reason: _Optional[str] = ..., outcome: _Optional[_Union[AccessOutcome, str]] = ..., reason_code: _Optional[str] = ..., blocked_information_exists: _Optional[bool] = ..., protected_identity: _Optional[bool] = ..., producers: _Optional[_Iterable[_Union[ProducerResult, _Mapping]]] = ..., trace_id: _Optional[str] = ..., withheld_record_count: _Optional[int] = ...) -> None: ...
 
 class ConsentEvent(_message.Message):
-    __slots__ = ("meta", "subject", "change", "patient_id", "record_id", "care_giver_hsa_id", "care_unit_hsa_id", "user_hsa_id", "valid_from", "valid_to", "reason", "actor")
+    __slots__ = ("meta", "subject", "change", "patient_id", "record_id", "care_giver_hsa_id", "care_unit_hsa_id", "user_hsa_id", "valid_from", "valid_to", "reason", "actor", "refusal_code", "attempted", "refusal_detail")
     class Subject(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SUBJECT_UNSPECIFIED: _ClassVar[ConsentEvent.Subject]
@@ -270,10 +288,12 @@ class ConsentEvent(_message.Message):
         REGISTERED: _ClassVar[ConsentEvent.Change]
         REVOKED: _ClassVar[ConsentEvent.Change]
         EXPIRED: _ClassVar[ConsentEvent.Change]
+        REFUSED: _ClassVar[ConsentEvent.Change]
     CHANGE_UNSPECIFIED: ConsentEvent.Change
     REGISTERED: ConsentEvent.Change
     REVOKED: ConsentEvent.Change
     EXPIRED: ConsentEvent.Change
+    REFUSED: ConsentEvent.Change
     META_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     CHANGE_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +306,9 @@ class ConsentEvent(_message.Message):
     VALID_TO_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_DETAIL_FIELD_NUMBER: _ClassVar[int]
     meta: EventMeta
     subject: ConsentEvent.Subject
     change: ConsentEvent.Change
@@ -298,4 +321,7 @@ class ConsentEvent(_message.Message):
     valid_to: _timestamp_pb2.Timestamp
     reason: str
     actor: Actor
-    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., subject: _Optional[_Union[ConsentEvent.Subject, str]] = ..., change: _Optional[_Union[ConsentEvent.Change, str]] = ..., patient_id: _Optional[str] = ..., record_id: _Optional[str] = ..., care_giver_hsa_id: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., user_hsa_id: _Optional[str] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
+    refusal_code: str
+    attempted: ConsentEvent.Change
+    refusal_detail: str
+    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., subject: _Optional[_Union[ConsentEvent.Subject, str]] = ..., change: _Optional[_Union[ConsentEvent.Change, str]] = ..., patient_id: _Optional[str] = ..., record_id: _Optional[str] = ..., care_giver_hsa_id: _Optional[str] = ..., care_unit_hsa_id: _Optional[str] = ..., user_hsa_id: _Optional[str] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., refusal_code: _Optional[str] = ..., attempted: _Optional[_Union[ConsentEvent.Change, str]] = ..., refusal_detail: _Optional[str] = ...) -> None: ...
