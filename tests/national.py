@@ -90,6 +90,12 @@ class Nation:
         return Principal(sub=org.source_system, name=org.name, roles=frozenset({Role.PRODUCER}),
                          logical_addresses=frozenset({org.logical_address}))
 
+    def patient_self(self, patient: str) -> Principal:
+        """The patient in person (the patient role, a patient-facing channel): a block is
+        placed by the patient or by the care giver holding the information."""
+        sub = f"patient-{uuid.uuid5(uuid.NAMESPACE_OID, patient).hex[:12]}"
+        return Principal(sub=sub, name="Patient", roles=frozenset({Role.PATIENT}), patient=patient)
+
     def producers_of(self, patient: str) -> dict[Organisation, list[Any]]:
         """The organisations holding (readable, non social-services) records of ``patient``."""
         person = self.source.person(patient)

@@ -190,7 +190,8 @@ async def test_a_new_engagement_is_indexed_read_with_consent_and_logged_for_the_
 
 
 async def block(http: httpx.AsyncClient, nation: Nation, patient: str, giver: str) -> None:
-    answer = await register(http, nation, "blocks", {"patient_id": patient, "care_giver": giver})
+    answer = await register(http, nation, "blocks", {"patient_id": patient, "care_giver": giver},
+                            nation.patient_self(patient))  # the patient asks for the block
     assert answer.status_code == 201, answer.text
 
 

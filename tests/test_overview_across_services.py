@@ -69,8 +69,9 @@ def clinician(nation: Nation) -> dict[str, str]:
 
 
 async def _register(http: httpx.AsyncClient, nation: Nation, path: str,
-                    body: dict[str, Any]) -> str:
-    answer = await http.post(f"{nation.consent}/v1/{path}", json=body, headers=clinician(nation))
+                    body: dict[str, Any], headers: dict[str, str] | None = None) -> str:
+    answer = await http.post(f"{nation.consent}/v1/{path}", json=body,
+                             headers=headers or clinician(nation))
     assert answer.status_code == 201, answer.text
     record_id: str = answer.json()["record_id"]
     return record_id
@@ -90,8 +91,9 @@ async def test_the_overview_across_index_consent_producers_and_audit(
     blocked, allowed = sorted(by_org, key=lambda o: o.logical_address)
     async with httpx.AsyncClient(timeout=30) as http:
         await _relate_and_consent(http, nation, patient_id)
-        await _register(http, nation, "blocks", {"patient_id": patient_id,
-                                                 "care_giver": blocked.care_giver})
+        await _register(http, nation, "blocks", {"patient_id": patient_id,  # the patient's own
+                                                 "care_giver": blocked.care_giver},
+                        nation.headers(nation.patient_self(patient_id)))
         answer = await http.post(f"{nation.query}/v1/overview", json={"patientId": patient_id},
                                  headers=clinician(nation))
     assert answer.status_code == 200, answer.text

@@ -154,7 +154,8 @@ def patients_with_other_givers(nation: Nation, count: int) -> list[str]:
 
 
 def block(nation: Nation, patient: str, care_giver: str) -> None:
-    answer = httpx.post(f"{nation.consent}/v1/blocks", headers=nation.headers(Role.CLINICIAN),
+    patient_self = nation.headers(nation.patient_self(patient))  # the patient asks for it
+    answer = httpx.post(f"{nation.consent}/v1/blocks", headers=patient_self,
                         json={"patient_id": patient, "care_giver": care_giver}, timeout=10)
     assert answer.status_code == 201, answer.text
 

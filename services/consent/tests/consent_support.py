@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from npo_consent import commands as c
-from npo_consent.domain import EngagementRef, Kind, Reader
+from npo_consent.domain import EngagementRef, Kind, Reader, Record
 from npo_consent.handlers import ConsentService
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, issue_token
@@ -40,7 +40,42 @@ ENGAGEMENTS = {
 }
 
 REGISTRAR = c.Staff("SE2321000016-ADM1", "Registrar", UA1, CG_A)
+GIVER_OF_UNIT = {UA1: CG_A, UA2: CG_A, UB1: CG_B, UB2: CG_B, UM1: CG_M}
+READERS = {reader.user: reader for reader in (ANNA, BO, CECILIA, ERIK, MAJA)}
 _serials = itertools.count(1)
+
+
+def at_unit(unit: str) -> c.Staff:
+    """A clinician of ``unit`` (and of its care giver)."""
+    return c.Staff(f"{unit}-REG", "Registrar", unit, GIVER_OF_UNIT[unit])
+
+
+def the_patient(patient: str) -> c.Staff:
+    """The patient in person, through a patient-facing channel."""
+    return c.Staff("patient-self", "The Patient", None, None, patient)
+
+
+def registrant(command: c.Command) -> c.Staff:
+    """Who may register ``command`` (scopes.py): the unit for relations and consents, the
+    patient for blocks and lifts."""
+    match command:
+        case c.RegisterRelation(care_unit=unit) | c.RegisterConsent(care_unit=str() as unit):
+            return at_unit(unit)
+        case c.RegisterConsent(user=str() as user):
+            return staff(READERS[user])
+        case c.RegisterBlock() | c.RegisterLift():
+            return the_patient(command.patient_id)
+        case _:
+            return REGISTRAR
+
+
+def revoker(record: Record) -> c.Staff:
+    """Who may revoke ``record`` (scopes.py)."""
+    if record.kind in (Kind.RELATION, Kind.CONSENT) and record.care_unit:
+        return at_unit(record.care_unit)
+    if record.kind in (Kind.BLOCK, Kind.LIFT):
+        return the_patient(record.patient_id)
+    return REGISTRAR
 
 
 def new_patient() -> str:
@@ -77,13 +112,14 @@ Step = Callable[[Ctx], Awaitable[None]]
 def _register(name: str, make: Callable[[Ctx], c.Command], by: Reader | None = None,
               rejected: str | None = None) -> Step:
     async def step(ctx: Ctx) -> None:
-        who = staff(by) if by else REGISTRAR
+        command = make(ctx)
+        who = staff(by) if by else registrant(command)
         if rejected is not None:
             with pytest.raises(c.CommandRejected) as refused:
-                await ctx.service.register(make(ctx), who)
+                await ctx.service.register(command, who)
             assert refused.value.code == rejected
             return
-        ctx.names[name] = (await ctx.service.register(make(ctx), who)).id
+        ctx.names[name] = (await ctx.service.register(command, who)).id
 
     return step
 
@@ -136,7 +172,9 @@ def protect(name: str = "protected") -> Step:
 
 def revoke(name: str, kind: Kind) -> Step:
     async def step(ctx: Ctx) -> None:
-        await ctx.service.revoke(kind, ctx.names[name], REGISTRAR)
+        record = await ctx.service.store.get(ctx.names[name])
+        assert record is not None
+        await ctx.service.revoke(kind, record.id, revoker(record))
 
     return step
 

@@ -112,12 +112,14 @@ async def test_consent_over_http_allows_and_revocation_denies_at_once(
 
 
 async def test_blocked_information_is_flagged_without_saying_where(
-    client: httpx.AsyncClient, anna: dict[str, str]
+    client: httpx.AsyncClient, anna: dict[str, str], keys: tuple[bytes, Path]
 ) -> None:
     patient = new_patient()
-    for path, body in [("/v1/relations", {}), ("/v1/consents", {"care_unit": UA1, "valid_to": later(days=1)}),
-                       ("/v1/blocks", {"care_giver": CG_B})]:
-        response = await client.post(path, json={"patient_id": patient, **body}, headers=anna)
+    erik = bearer(keys[0], ERIK)  # B holds the information: B places the block
+    for path, body, who in [("/v1/relations", {}, anna),
+                            ("/v1/consents", {"care_unit": UA1, "valid_to": later(days=1)}, anna),
+                            ("/v1/blocks", {"care_giver": CG_B}, erik)]:
+        response = await client.post(path, json={"patient_id": patient, **body}, headers=who)
         assert response.status_code == 201, response.text
 
     decision = (await client.post("/v1/decisions", json=decision_body(patient), headers=anna)).json()

@@ -19,13 +19,17 @@ from npo_platform.identity import (
     require_roles,
 )
 from npo_platform.problems import Problem
+from npo_platform.schemas import RequestModel
 
 from . import commands as c
 from .checks import FollowUpTask, Violation
 from .domain import Decision, EngagementRef, Kind, Reader, Record
 from .handlers import ConsentService
 
-StaffClaims = Annotated[Claims, Depends(require_roles(Role.CLINICIAN, Role.ADMIN))]
+# Relations, consents and protected-identity marks are registered by clinicians; blocks and
+# lifts by clinicians or by the patient in person (the patient role, for their own id). Which
+# records a caller may touch within the role is the use case's rule (scopes.py).
+BlockingClaims = Annotated[Claims, Depends(require_roles(Role.CLINICIAN, Role.PATIENT))]
 router = APIRouter(prefix="/v1")
 
 
@@ -37,8 +41,10 @@ async def _service(request: Request) -> ConsentService:
 Service = Annotated[ConsentService, Depends(_service)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Body(RequestModel):
+    """Command bodies: the platform's RequestModel (unknown fields and NUL refused), frozen."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class RelationIn(_Body):
@@ -127,7 +133,8 @@ class DecisionOut(BaseModel):
 
 
 def _staff(claims: Claims) -> c.Staff:
-    return c.Staff(claims.sub, claims.name, claims.care_unit, claims.care_giver)
+    patient = claims.patient if Role.PATIENT in claims.roles else None
+    return c.Staff(claims.sub, claims.name, claims.care_unit, claims.care_giver, patient)
 
 
 def _out(record: Record) -> RecordOut:
@@ -144,29 +151,26 @@ async def _register(service: ConsentService, command: c.Command, claims: Claims)
 
 
 @router.post("/relations", status_code=201, tags=["commands"])
-async def register_relation(body: RelationIn, claims: StaffClaims, service: Service) -> RecordOut:
-    unit = body.care_unit or claims.care_unit
-    if Role.ADMIN not in claims.roles and unit != claims.care_unit:
-        raise Problem(403, "relation.not_own_unit", "A clinician registers relations for their own unit.")
-    command = c.RegisterRelation(body.patient_id, unit or "", body.valid_from, body.valid_to)
+async def register_relation(body: RelationIn, claims: ClinicianClaims, service: Service) -> RecordOut:
+    command = c.RegisterRelation(body.patient_id, body.care_unit or "", body.valid_from, body.valid_to)
     return await _register(service, command, claims)
 
 
 @router.post("/consents", status_code=201, tags=["commands"])
-async def register_consent(body: ConsentIn, claims: StaffClaims, service: Service) -> RecordOut:
+async def register_consent(body: ConsentIn, claims: ClinicianClaims, service: Service) -> RecordOut:
     command = c.RegisterConsent(body.patient_id, body.valid_to, body.care_unit, body.user, body.valid_from)
     return await _register(service, command, claims)
 
 
 @router.post("/blocks", status_code=201, tags=["commands"])
-async def register_block(body: BlockIn, claims: StaffClaims, service: Service) -> RecordOut:
+async def register_block(body: BlockIn, claims: BlockingClaims, service: Service) -> RecordOut:
     command = c.RegisterBlock(body.patient_id, body.care_giver, body.care_unit, body.reason,
                               body.valid_from, body.valid_to)
     return await _register(service, command, claims)
 
 
 @router.post("/lifts", status_code=201, tags=["commands"])
-async def register_lift(body: LiftIn, claims: StaffClaims, service: Service) -> RecordOut:
+async def register_lift(body: LiftIn, claims: BlockingClaims, service: Service) -> RecordOut:
     command = c.RegisterLift(body.patient_id, str(body.block_id), body.reason, body.valid_to,
                              body.patient_consent, body.user, body.care_unit, body.valid_from)
     return await _register(service, command, claims)
@@ -179,7 +183,7 @@ async def register_emergency(body: EmergencyIn, claims: ClinicianClaims, service
 
 
 @router.post("/protected-identities", status_code=201, tags=["commands"])
-async def mark_protected(body: ProtectedIdentityIn, claims: StaffClaims, service: Service) -> RecordOut:
+async def mark_protected(body: ProtectedIdentityIn, claims: ClinicianClaims, service: Service) -> RecordOut:
     return await _register(service, c.MarkProtectedIdentity(body.patient_id, body.reason), claims)
 
 
@@ -190,7 +194,7 @@ _REVOCABLE = {
 
 
 @router.post("/{collection}/{record_id}/revoke", tags=["commands"])
-async def revoke(collection: str, record_id: UUID, claims: StaffClaims, service: Service) -> RecordOut:
+async def revoke(collection: str, record_id: UUID, claims: BlockingClaims, service: Service) -> RecordOut:
     kind = _REVOCABLE.get(collection)
     if kind is None:
         raise Problem(404, "record.not_revocable", "Nothing revocable is kept under that name.")

@@ -23,18 +23,23 @@ class CommandRejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Staff:
-    """Who registers or revokes (from the token): recorded on the record and in the event."""
+    """Who registers or revokes (from the token): recorded on the record and in the event.
+
+    ``patient`` is set when the caller is that patient in person, through a patient-facing
+    channel (the patient role, for their own patient id only).
+    """
 
     user: str
     name: str
     care_unit: str | None
     care_giver: str | None
+    patient: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterRelation:
     patient_id: str
-    care_unit: str
+    care_unit: str  # empty: the registering clinician's unit
     valid_from: datetime | None = None
     valid_to: datetime | None = None
 
@@ -104,9 +109,9 @@ def new_record(command: Command, by: Staff, now: datetime, state: PatientState,
                   valid_from=now, registered_at=now, registered_by=by.user)
     match command:
         case RegisterRelation():
-            return _window(_relation(command, base), command.valid_from, command.valid_to)
+            return _window(_relation(command, base, by), command.valid_from, command.valid_to)
         case RegisterConsent():
-            return _window(_consent(command, base), command.valid_from, command.valid_to)
+            return _window(_consent(command, base, by), command.valid_from, command.valid_to)
         case RegisterBlock():
             return _window(_block(command, base), command.valid_from, command.valid_to)
         case RegisterLift():
@@ -114,7 +119,9 @@ def new_record(command: Command, by: Staff, now: datetime, state: PatientState,
         case RegisterEmergencyAccess():
             return _emergency(command, base, by, now, emergency_window)
         case MarkProtectedIdentity():
-            return replace(base, kind=Kind.PROTECTED_IDENTITY, reason=command.reason.strip())
+            # The registering care giver is kept: it (and only it) may revoke the mark.
+            return replace(base, kind=Kind.PROTECTED_IDENTITY, care_giver=by.care_giver,
+                           reason=command.reason.strip())
 
 
 def _window(record: Record, valid_from: datetime | None, valid_to: datetime | None) -> Record:
@@ -125,16 +132,18 @@ def _window(record: Record, valid_from: datetime | None, valid_to: datetime | No
     return replace(record, valid_from=start, valid_to=end)
 
 
-def _relation(command: RegisterRelation, base: Record) -> Record:
-    _require(command.care_unit, "relation.unit_required", "a relation names the reader's care unit")
-    return replace(base, kind=Kind.RELATION, care_unit=command.care_unit)
+def _relation(command: RegisterRelation, base: Record, by: Staff) -> Record:
+    unit = command.care_unit or by.care_unit or ""
+    _require(unit, "relation.unit_required", "a relation names the reader's care unit")
+    return replace(base, kind=Kind.RELATION, care_unit=unit)
 
 
-def _consent(command: RegisterConsent, base: Record) -> Record:
+def _consent(command: RegisterConsent, base: Record, by: Staff) -> Record:
+    """A named-person consent keeps the registering unit: it covers that person at that unit."""
     if bool(command.care_unit) == bool(command.user):
         raise CommandRejected("consent.scope", "a consent covers either a care unit or one named user")
-    return replace(base, kind=Kind.CONSENT, care_unit=command.care_unit or None,
-                   user=command.user or None)
+    unit = command.care_unit or by.care_unit
+    return replace(base, kind=Kind.CONSENT, care_unit=unit or None, user=command.user or None)
 
 
 def _block(command: RegisterBlock, base: Record) -> Record:

@@ -238,20 +238,21 @@ def _view(reader: Reader, state: PatientState, at: datetime) -> _View:
     return _View(
         reader=reader,
         relation=any(r.care_unit == reader.care_unit for r in state.in_force(Kind.RELATION, at)),
-        consent=any(_covers(c, reader) for c in state.in_force(Kind.CONSENT, at)),
+        consent=any(covers(c, reader) for c in state.in_force(Kind.CONSENT, at)),
         emergency=bool(emergencies),
         emergency_reason=emergencies[0].reason if emergencies else "",
         blocks=tuple(state.in_force(Kind.BLOCK, at)),
         lifted_block_ids=frozenset(
-            lift.block_id or "" for lift in lifts if _covers(lift, reader)
+            lift.block_id or "" for lift in lifts if covers(lift, reader)
         ),
     )
 
 
-def _covers(scoped: Record, reader: Reader) -> bool:
-    """A consent or lift scoped to a named user covers that user only; else the unit."""
+def covers(scoped: Record, reader: Reader) -> bool:
+    """A consent or lift scoped to a named user covers that user only (at the unit that
+    registered it, when it names one); else the unit."""
     if scoped.user:
-        return scoped.user == reader.user
+        return scoped.user == reader.user and scoped.care_unit in (None, reader.care_unit)
     return scoped.care_unit == reader.care_unit
 
 

@@ -15,6 +15,7 @@ from npo_platform.events import new_meta
 from .checks import LoggedAccess, check_access
 from .commands import Command, CommandRejected, Staff, new_record
 from .domain import Decision, EngagementRef, Kind, Reader, Reason, Record, decide, deny_all
+from .scopes import check_register, check_revoke
 from .store import ConsentStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ConsentService:
         now = self.clock()
         state = await self.store.load_patient(command.patient_id)
         record = new_record(command, by, now, state, self.emergency_window)
+        check_register(record, by)
         await self.store.add(record, consent_event(record, ConsentEvent.REGISTERED, now, by))
         self._changed()
         return record
@@ -80,6 +82,7 @@ class ConsentService:
         record = await self.store.get(record_id)
         if record is None or record.kind is not kind:
             raise CommandRejected("record.not_found", f"no {kind.value} with that id", 404)
+        check_revoke(record, by)
         now = self.clock()
         event = consent_event(record, ConsentEvent.REVOKED, now, by)
         if not await self.store.revoke(record_id, now, by.user, event):

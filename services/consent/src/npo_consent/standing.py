@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from npo_platform.identity import ClinicianClaims, PatientIdStr
+from npo_platform.schemas import RequestModel
 
-from .domain import Kind, PatientState, Reader, Record
+from .domain import Kind, PatientState, Reader, Record, covers
 from .handlers import ConsentService
 
 router = APIRouter(prefix="/v1", tags=["standing"])
@@ -34,23 +35,19 @@ class Standing:
 def standing_of(reader: Reader, state: PatientState, at: datetime) -> Standing:
     """The reader's records in force at ``at``: the longest-lasting one of each kind."""
     relations = [r for r in state.in_force(Kind.RELATION, at) if r.care_unit == reader.care_unit]
-    consents = [c for c in state.in_force(Kind.CONSENT, at) if _covers(c, reader)]
+    consents = [c for c in state.in_force(Kind.CONSENT, at) if covers(c, reader)]
     emergencies = [e for e in state.in_force(Kind.EMERGENCY, at)
                    if e.user == reader.user and e.care_unit == reader.care_unit]
     return Standing(_longest(relations), _longest(consents), _longest(emergencies),
                     bool(state.in_force(Kind.PROTECTED_IDENTITY, at)))
 
 
-def _covers(consent: Record, reader: Reader) -> bool:
-    return consent.user == reader.user if consent.user else consent.care_unit == reader.care_unit
-
-
 def _longest(records: list[Record]) -> Record | None:
     return max(records, key=lambda r: (r.valid_to is None, r.valid_to or r.valid_from), default=None)
 
 
-class StandingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class StandingIn(RequestModel):
+    model_config = ConfigDict(frozen=True)
 
     patient_id: PatientIdStr = Field(repr=False)
 
