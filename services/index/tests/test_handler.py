@@ -10,11 +10,11 @@ from aiokafka.structs import ConsumerRecord
 from index_helpers import engagement, patient, tx, update
 
 from npo_engagement import Rules
-from npo_index.changes import OutboxRelay
 from npo_index.handlers import IngestHandler
 from npo_index.store import InMemoryIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import PermanentError, Received
+from npo_platform.outbox import OutboxRelay
 from npo_platform.topics import INDEX_CHANGES
 
 CREATE_TIME, LOG_APPEND_TIME = 0, 1
@@ -34,7 +34,7 @@ def _received(
 
 def _handler() -> tuple[IngestHandler, InMemoryIndexStore]:
     store = InMemoryIndexStore()
-    relay = OutboxRelay(store, sender=None, topic=INDEX_CHANGES)  # type: ignore[arg-type] # never run
+    relay = OutboxRelay(store, publisher=None, topic=INDEX_CHANGES)  # type: ignore[arg-type] # never run
     return IngestHandler(store, relay, Rules()), store
 
 

@@ -1,4 +1,4 @@
-"""Background work of a replica: the outbox relay and the periodic expiry sweep."""
+"""Background work of a replica: the outbox as the platform's relay reads it, the expiry sweep."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import logging
 from collections.abc import Sequence
 
 from npo_platform.contracts import ConsentEvent
-from npo_platform.kafka import EventPublisher
-from npo_platform.topics import Topic
+from npo_platform.kafka import serialized
+from npo_platform.outbox import Publish
 
 from .handlers import ConsentService
 from .store import ConsentStore
@@ -17,46 +17,17 @@ from .store import ConsentStore
 log = logging.getLogger(__name__)
 
 
-class OutboxRelay:
-    """Publishes the outbox: at once when woken after a change, and every ``interval_s`` anyway.
+class ConsentOutbox:
+    """The store's outbox for npo_platform.outbox.OutboxRelay: events keyed by patient id."""
 
-    A row is marked published only after the broker acknowledged it (acks=all), so a crash in
-    between publishes it again: at least once, in outbox order; consumers dedupe by event id.
-    """
-
-    def __init__(self, store: ConsentStore, publisher: EventPublisher, topic: Topic,
-                 interval_s: float = 1.0) -> None:
+    def __init__(self, store: ConsentStore) -> None:
         self._store = store
-        self._publisher = publisher
-        self._topic = topic
-        self._interval_s = interval_s
-        self._wake = asyncio.Event()
-        self.published = 0
 
-    def wake(self) -> None:
-        self._wake.set()
+    async def relay(self, publish: Publish, limit: int = 500) -> int:
+        async def publish_events(events: Sequence[ConsentEvent]) -> None:
+            await publish([serialized(e, e.patient_id) for e in events])
 
-    async def flush(self) -> int:
-        """Publish everything pending now; returns how many events went out."""
-        total = 0
-        while sent := await self._store.relay(self._publish):
-            total += sent
-        self.published += total
-        return total
-
-    async def _publish(self, events: Sequence[ConsentEvent]) -> None:
-        futures = [await self._publisher.send(self._topic, e.patient_id, e) for e in events]
-        await asyncio.gather(*futures)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._wake.clear()  # before flushing: a change during the flush wakes the next round
-            try:
-                await self.flush()
-            except Exception:  # the rows stay pending; the next round retries them
-                log.exception("outbox relay round failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+        return await self._store.relay(publish_events, limit)
 
 
 async def expire_periodically(service: ConsentService, stop: asyncio.Event, interval_s: float) -> None:

@@ -16,14 +16,15 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from npo_platform.contracts import AccessEvent
-from npo_platform.kafka import EventConsumer, EventPublisher
+from npo_platform.kafka import BatchPublisher, EventConsumer, EventPublisher
 from npo_platform.kafka_admin import ensure_event_topics
+from npo_platform.outbox import OutboxRelay
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
 from . import standing
 from .api import router
-from .background import OutboxRelay, expire_periodically
+from .background import ConsentOutbox, expire_periodically
 from .config import ConsentSettings
 from .consumer import access_handler
 from .handlers import Clock, ConsentService, utc_now
@@ -88,9 +89,12 @@ async def _background(
 ) -> AsyncIterator[Runtime]:
     bootstrap = config.kafka_bootstrap_servers
     await ensure_event_topics(bootstrap, [topics.access_events, topics.consent_events])
-    publisher = EventPublisher(bootstrap, client_id=config.service_name)
+    publisher = EventPublisher(bootstrap, client_id=config.service_name)  # dead letters
     await publisher.start()
-    relay = OutboxRelay(service.store, publisher, topics.consent_events, config.relay_interval_s)
+    events = BatchPublisher(bootstrap, client_id=f"{config.service_name}-events")
+    await events.start()
+    relay = OutboxRelay(ConsentOutbox(service.store), events, topics.consent_events,
+                        interval_s=config.relay_interval_s)
     service.on_change = relay.wake
     consumer = EventConsumer(
         bootstrap_servers=bootstrap, group_id=config.consumer_group, topic=topics.access_events,
@@ -108,6 +112,7 @@ async def _background(
         stop.set()
         service.on_change = None
         await asyncio.gather(*tasks, return_exceptions=True)
+        await events.stop()
         await publisher.stop()
 
 

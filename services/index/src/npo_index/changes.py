@@ -1,4 +1,4 @@
-"""IndexChange events: built from applied changes, relayed from the outbox, filtered by subscribers.
+"""IndexChange events: built from applied changes for the outbox (npo_platform.outbox relays them).
 
 Order of work: the rows and their change records commit together (the outbox); the relay
 publishes after the commit and removes what the broker acknowledged. A crash between commit and
@@ -12,30 +12,18 @@ differently after a replay) can drop the repeat by its ``meta.event_id``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import uuid
 from binascii import hexlify
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
-from opentelemetry import trace
-
 from npo_platform.contracts import IndexChange
-from npo_platform.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER
-from npo_platform.kafka import messaging_attributes
-from npo_platform.telemetry import inject_headers
-from npo_platform.topics import Topic
+from npo_platform.kafka import SerializedEvent
 
 from .domain import Applied, Change
-from .store import IndexStore, OutboxBatch, OutboxMessage
 
-log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SOURCE = "npo-index"
 CHANGE_NAMESPACE = uuid.UUID("5b0b5e8e-6a4c-4f38-9a59-3f5f0c1d2e71")  # never change: ids must stay stable
@@ -185,7 +173,7 @@ _PROCESS, _CONTENT, _SOURCE, _CONTROLLER, _OWNER = (_cached_text(n) for n in (6,
 _CREATION, _UPDATE = _cached_timestamp(11), _cached_timestamp(12)
 
 
-def outbox_messages(changes: Sequence[Applied]) -> list[OutboxMessage]:
+def outbox_messages(changes: Sequence[Applied]) -> list[SerializedEvent]:
     """The OutboxBuilder of the ingest: per patient one ``IndexChanges`` record holding that
     patient's real changes in their order, keyed by the patient id.
 
@@ -235,119 +223,10 @@ class _Bundle:
         self.latest = _EPOCH
         self.size = _META_BYTES  # what the record holds besides the changes' frames and bytes
 
-    def message(self, patient: str) -> OutboxMessage:
+    def message(self, patient: str) -> SerializedEvent:
         event_id = _uuid5("+".join(self.ids).encode())  # the same changes, the same record id
         payload = b"".join((_meta(event_id, self.latest), *self.parts))
-        return OutboxMessage(event_id, patient, payload)
+        return SerializedEvent(event_id, patient, payload)
 
 
 _CHANGES_TAG = _tag(2, _LENGTH_DELIMITED)  # IndexChanges.changes: each change behind it and its length
-
-
-class BatchPublisher:
-    """Sends pre-serialised events in per-partition record batches (acks=all, idempotent).
-
-    The platform's EventPublisher sends one record at a time with a span each, which costs more
-    than the whole ingest of an update; this sender keys records exactly as it does (Kafka's
-    default murmur2 partitioner over the key) and traces the batch once. Generic plumbing that
-    belongs in npo_platform.kafka eventually.
-    """
-
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "npo-index", linger_ms: int = 5) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all",
-            enable_idempotence=True, linger_ms=linger_ms,
-            max_batch_size=512 * 1024,  # the 16 KiB default holds ~30 changes: too many requests
-        )
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
-
-    async def publish(self, topic: Topic, messages: Sequence[OutboxMessage]) -> None:
-        """Send every message and wait until the broker acknowledged all of them."""
-        with tracer.start_as_current_span(
-            f"publish {topic.name}", kind=trace.SpanKind.PRODUCER,
-            attributes={**messaging_attributes(topic.name),
-                        "messaging.batch.message_count": len(messages)},
-        ):
-            context = inject_headers([(EVENT_TYPE_HEADER, topic.message.encode())])
-        partitions = sorted(await self._producer.partitions_for(topic.name))
-        by_partition: dict[int, list[OutboxMessage]] = {}
-        for m in messages:
-            by_partition.setdefault(_partition(m.key, partitions), []).append(m)
-        futures = []
-        for partition, group in by_partition.items():
-            batch = self._producer.create_batch()
-            for m in group:
-                headers = [*context, (EVENT_ID_HEADER, m.event_id.encode())]
-                if batch.append(key=m.key.encode(), value=m.payload, timestamp=None, headers=headers) is None:
-                    futures.append(await self._producer.send_batch(batch, topic.name, partition=partition))
-                    batch = self._producer.create_batch()
-                    batch.append(key=m.key.encode(), value=m.payload, timestamp=None, headers=headers)
-            futures.append(await self._producer.send_batch(batch, topic.name, partition=partition))
-        await asyncio.gather(*futures)
-
-
-@lru_cache(maxsize=200_000)
-def _hash(key: str) -> int:
-    hashed: int = murmur2(key.encode()) & 0x7FFFFFFF
-    return hashed
-
-
-def _partition(key: str, partitions: list[int]) -> int:
-    """Kafka's default partitioner (as aiokafka and the Java client): murmur2 of the key."""
-    return partitions[_hash(key) % len(partitions)]
-
-
-class OutboxRelay:
-    """Publishes committed outbox batches in commit order, then removes them from the outbox.
-
-    Ingest hands each committed batch over and carries on (a bounded queue applies back
-    pressure), so publication overlaps the next batch's database work. A batch whose
-    publication fails is retried until it succeeds or the worker stops; what is not yet
-    acknowledged stays in the outbox and is published by ``drain`` at the next start.
-    """
-
-    def __init__(self, store: IndexStore, sender: BatchPublisher, topic: Topic, *, queue_size: int = 8):
-        self.store, self.sender, self.topic = store, sender, topic
-        self._queue: asyncio.Queue[OutboxBatch] = asyncio.Queue(queue_size)
-
-    async def enqueue(self, batch: OutboxBatch | None) -> None:
-        if batch is not None:
-            await self._queue.put(batch)
-
-    async def publish(self, batch: OutboxBatch) -> None:
-        await self.sender.publish(self.topic, batch.messages)
-        await self.store.remove_outbox([batch.seq])
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Publish queued batches until ``stop`` is set and the queue is empty."""
-        while not (stop.is_set() and self._queue.empty()):
-            try:
-                batch = await asyncio.wait_for(self._queue.get(), 0.2)
-            except TimeoutError:
-                continue
-            await self._publish_until_done(batch, stop)
-
-    async def _publish_until_done(self, batch: OutboxBatch, stop: asyncio.Event) -> None:
-        while True:
-            try:
-                await self.publish(batch)
-                return
-            except Exception as error:  # broker or database away: keep the order, try again
-                log.warning("outbox batch %s not published (%s); retrying", batch.seq, type(error).__name__)
-                if stop.is_set():
-                    return  # left in the outbox for the next start
-                await asyncio.sleep(1.0)
-
-    async def drain(self, limit: int = 100) -> int:
-        """Publish what an earlier process left in the outbox; returns how many messages were sent."""
-        sent = 0
-        while pending := await self.store.pending_outbox(limit):
-            for batch in pending:
-                await self.publish(batch)
-                sent += len(batch.messages)
-        return sent

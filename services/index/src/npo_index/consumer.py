@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from npo_engagement import Rules
 from npo_platform.contracts import EngagementUpdate
-from npo_platform.kafka import EventConsumer, EventPublisher, RetryPolicy
+from npo_platform.kafka import BatchPublisher, EventConsumer, EventPublisher, RetryPolicy
 from npo_platform.kafka_admin import ensure_event_topics
+from npo_platform.outbox import OutboxRelay
 from npo_platform.service import tune_collector
 
-from .changes import BatchPublisher, OutboxRelay
 from .config import IndexSettings
 from .handlers import IngestHandler
 from .store_pg import PostgresIndexStore
@@ -71,8 +71,8 @@ async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
     await publisher.start()
     await sender.start()
     try:
-        relay = OutboxRelay(store, sender, settings.changes)
-        drained = await relay.drain()
+        relay = OutboxRelay(store, sender, settings.changes, interval_s=None)  # fed by the ingest
+        drained = await relay.flush()
         if drained:
             log.info("published %d index changes left in the outbox", drained)
         handler = IngestHandler(store, relay, Rules(own_addresses=settings.own_addresses))

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from npo_engagement import InvalidUpdate, Rules, transactions_of
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import PermanentError, Received
+from npo_platform.outbox import OutboxRelay
 
-from .changes import OutboxRelay, outbox_messages
+from .changes import outbox_messages
 from .store import IncomingEvent, IndexStore
 
 INVALID_IN_BATCH = "batch.has_invalid"
@@ -43,7 +45,9 @@ class IngestHandler:
                 batch[0].record.topic,
             )
         events = [self._validated(received, alone=len(batch) == 1) for received in batch]
-        await self.relay.enqueue(await self.store.apply_batch(events, outbox_messages))
+        queued = await self.store.apply_batch(events, outbox_messages)
+        if queued is not None:
+            await self.relay.hand_over(queued.messages, partial(self.store.remove_outbox, [queued.seq]))
 
     def _validated(self, received: Received[EngagementUpdate], *, alone: bool) -> IncomingEvent:
         # The broker's append time (the topic is LogAppendTime): in the log, so replays decide the same.

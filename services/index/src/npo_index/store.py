@@ -15,6 +15,9 @@ from typing import Protocol
 
 import msgspec
 
+from npo_platform.kafka import SerializedEvent
+from npo_platform.outbox import Publish
+
 from .domain import Applied, Change, Record, Transaction, apply_all
 
 
@@ -25,23 +28,14 @@ class IncomingEvent(msgspec.Struct, frozen=True):
     transactions: Sequence[Transaction]
 
 
-class OutboxMessage(msgspec.Struct, frozen=True, gc=False):
-    """A change record ready to publish: its id, Kafka key (the patient id) and serialised
-    IndexChanges (a msgspec struct, like the domain's values)."""
-
-    event_id: str
-    key: str
-    payload: bytes
-
-
 class OutboxBatch(msgspec.Struct, frozen=True):
     """The change records one ingest batch queued, in order; removed together once published."""
 
     seq: int
-    messages: list[OutboxMessage]
+    messages: list[SerializedEvent]
 
 
-OutboxBuilder = Callable[[Sequence[Applied]], list[OutboxMessage]]
+OutboxBuilder = Callable[[Sequence[Applied]], list[SerializedEvent]]
 
 
 @dataclass(frozen=True)
@@ -114,9 +108,23 @@ class IndexStore(Protocol):
 
     async def remove_outbox(self, seqs: Sequence[int]) -> None: ...
 
+    async def relay(self, publish: Publish, limit: int = 100) -> int:
+        """npo_platform.outbox.Outbox: ``relay_outbox`` over the two methods above."""
+        ...
+
     async def records(self) -> list[Record]:
         """Every row, tombstones included, in key order (tests and replay comparisons)."""
         ...
+
+
+async def relay_outbox(store: IndexStore, publish: Publish, limit: int) -> int:
+    """The oldest ``limit`` pending batches, each published and then removed; how many events."""
+    sent = 0
+    for batch in await store.pending_outbox(limit):
+        await publish(batch.messages)
+        await store.remove_outbox([batch.seq])
+        sent += len(batch.messages)
+    return sent
 
 
 def coverage_deltas(changes: Sequence[Applied]) -> dict[tuple[str, str, str], int]:
@@ -183,6 +191,9 @@ class InMemoryIndexStore:
     async def remove_outbox(self, seqs: Sequence[int]) -> None:
         for seq in seqs:
             self.outbox.pop(seq, None)
+
+    async def relay(self, publish: Publish, limit: int = 100) -> int:
+        return await relay_outbox(self, publish, limit)
 
     async def records(self) -> list[Record]:
         return [self.rows[key] for key in sorted(self.rows)]

@@ -8,6 +8,8 @@ from typing import Any
 import asyncpg
 
 from npo_platform.db import apply_migrations, create_pool
+from npo_platform.kafka import SerializedEvent
+from npo_platform.outbox import Publish
 
 from .domain import Applied, Change, Identity, Record, Transaction, Version
 from .store import (
@@ -16,9 +18,9 @@ from .store import (
     IncomingEvent,
     OutboxBatch,
     OutboxBuilder,
-    OutboxMessage,
     coverage_deltas,
     first_occurrences,
+    relay_outbox,
 )
 
 MIGRATIONS = "npo_index.migrations"
@@ -146,13 +148,16 @@ class PostgresIndexStore:
         sql = "SELECT seq, event_ids, message_keys, payloads FROM outbox ORDER BY seq LIMIT $1"
         async with self._pool.acquire() as conn:
             return [
-                OutboxBatch(row[0], [OutboxMessage(*m) for m in zip(*row[1:], strict=True)])
+                OutboxBatch(row[0], [SerializedEvent(*m) for m in zip(*row[1:], strict=True)])
                 for row in await conn.fetch(sql, limit)
             ]
 
     async def remove_outbox(self, seqs: Sequence[int]) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", list(seqs))
+
+    async def relay(self, publish: Publish, limit: int = 100) -> int:
+        return await relay_outbox(self, publish, limit)
 
     async def records(self) -> list[Record]:
         async with self._pool.acquire() as conn:
@@ -213,7 +218,7 @@ def _staged(transactions: list[Transaction]) -> tuple[list[tuple[Any, ...]], lis
 
 
 async def _write(
-    conn: Any, messages: list[OutboxMessage], deltas: dict[tuple[str, str, str], int]
+    conn: Any, messages: list[SerializedEvent], deltas: dict[tuple[str, str, str], int]
 ) -> OutboxBatch | None:
     batch = None
     if messages:
