@@ -33,6 +33,7 @@ def access_event(
         categories=["dia", "caa-gmh"], basis=basis, outcome=outcome, protected_identity=protected,
     )
     event.actor.user_hsa_id, event.actor.name, event.actor.purpose = user, name, "care"
+    event.actor.roles.append("clinician")
     event.actor.care_unit_hsa_id, event.actor.care_giver_hsa_id = unit, GIVER
     if basis == AccessBasis.EMERGENCY:
         event.emergency_reason = "unconscious patient"
@@ -48,6 +49,9 @@ def relation_event(patient_id: str, *, unit: str = UNIT, record_id: str | None =
         care_unit_hsa_id=unit, care_giver_hsa_id=GIVER,
     )
     event.valid_from.FromDatetime(at)
+    event.actor.user_hsa_id, event.actor.name, event.actor.purpose = READER, "Anna Andersson", "care"
+    event.actor.roles.append("clinician")
+    event.actor.care_unit_hsa_id, event.actor.care_giver_hsa_id = unit, GIVER
     return event
 
 

@@ -12,12 +12,15 @@ from datetime import timedelta
 import httpx
 import pytest
 import uvicorn
-from audit_fixtures import OFFICE_TIME, access_event, patient, token
+from audit_fixtures import OFFICE_TIME, access_event, patient, relation_event, token
 from fastapi import FastAPI
 
 from npo_audit.config import AuditSettings
-from npo_audit.domain import access_entry
+from npo_audit.domain import access_entry, consent_entry
+from npo_audit.fhir_consent import REFUSED
 from npo_audit.main import create_app
+from npo_deploy.fhir_checks import balp_problems, bundle_problems
+from npo_deploy.fhir_validator import FhirValidator
 from npo_deploy.processes import free_port
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome
 from npo_platform.identity import Role
@@ -41,6 +44,11 @@ async def app(audit_settings: AuditSettings) -> AsyncIterator[FastAPI]:
                 ),
             ],
         )
+        refused = relation_event(BOB)
+        refused.change, refused.refusal_code = REFUSED, "relation.not_own_unit"  # nothing registered
+        await store.append("consent-p0", [consent_entry(relation_event(BOB)),
+                                          consent_entry(relation_event(BOB, revoked=True)),
+                                          consent_entry(refused)])
         yield application
 
 
@@ -130,6 +138,37 @@ async def test_exports_as_csv_json_and_fhir_audit_events(
     assert events[1]["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
     assert events[1]["entity"][0]["what"]["identifier"]["value"] == BOB
     assert events[1]["agent"][0]["who"]["identifier"]["value"] == "SE2321000016-9001"
+
+
+async def test_the_fhir_export_is_valid_r4_in_balp_shape_for_access_and_consent_records(
+    client: httpx.AsyncClient, audit_settings: AuditSettings, fhir_validator: FhirValidator
+) -> None:
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+
+    for kind, expected in (("access", 7), ("consent", 3)):
+        answer = await client.post("/audit/export?format=fhir", json={"kind": kind}, headers=officer)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/fhir+json")
+        bundle = answer.json()
+        assert len(bundle["entry"]) == expected
+        assert [str(e) for e in fhir_validator.errors(bundle)] == []
+        assert bundle_problems(bundle) == []
+        for found in bundle["entry"]:
+            assert balp_problems(found["resource"]) == [], found["resource"]
+        outcomes = sorted(e["resource"]["outcome"] for e in bundle["entry"])
+        assert outcomes == (["0"] * 5 + ["0", "8"] if kind == "access" else ["0", "0", "8"])
+
+
+async def test_an_export_that_cannot_be_whole_is_a_problem_before_any_byte(
+    client: httpx.AsyncClient, audit_settings: AuditSettings
+) -> None:
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+
+    bad_cursor = await client.post("/audit/export?format=fhir", json={"cursor": "not-ours"}, headers=officer)
+    reviews = await client.post("/audit/export?format=fhir", json={"kind": "review"}, headers=officer)
+
+    assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (422, "cursor.invalid")
+    assert (reviews.status_code, reviews.json()["code"]) == (422, "export.no_fhir_form")
 
 
 async def test_a_patient_reads_only_their_own_extract(

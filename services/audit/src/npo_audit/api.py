@@ -30,7 +30,7 @@ from npo_platform.identity import (
 from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 
-from . import fhir
+from . import export as export_module
 from .config import AuditSettings
 from .domain import Record
 from .handlers import record_review
@@ -40,7 +40,7 @@ from .rules import Person, Rule
 from .store import AuditStore
 from .stream import Live, RecordHub
 from .verify import verify_log
-from .views import chain_views, decode_cursor, encode_cursor, extract_view, record_view, to_csv_rows
+from .views import chain_views, decode_cursor, encode_cursor, extract_view, record_view
 
 BasisName = Literal["own_care_giver", "consent", "emergency", "patient_self", "no_basis"]
 OutcomeName = Literal["allowed", "partial", "denied"]
@@ -173,32 +173,17 @@ async def export(
     body: SearchRequest, svc: Services, _: ComplianceOfficerClaims,
     format: Annotated[Literal["csv", "json", "fhir"], Query()] = "json",
 ) -> StreamingResponse:
-    """Every matching record (up to AUDIT_MAX_EXPORT), as CSV, JSON lines or a FHIR Bundle."""
-    media = {"csv": "text/csv", "json": "application/x-ndjson", "fhir": "application/fhir+json"}
-    return StreamingResponse(_export(svc, body, format), media_type=media[format])
+    """Every matching record (up to AUDIT_MAX_EXPORT), as CSV, JSON lines or a FHIR Bundle of
+    AuditEvents; whole, or a problem before the first byte."""
+    if format == "fhir" and body.kind == "review":
+        raise Problem(422, "export.no_fhir_form", "Reviews have no FHIR AuditEvent form: export them as CSV.")
+    first = body.model_copy(update={"limit": export_module.PAGE})
 
+    async def page(cursor: str | None) -> tuple[list[Record], dict[str, list[str]]]:
+        return await _page(svc, first.model_copy(update={"cursor": cursor}))
 
-async def _export(svc: AuditServices, body: SearchRequest, kind: str) -> AsyncIterator[str]:
-    page = body.model_copy(update={"limit": 1000})
-    sent = 0
-    if kind == "fhir":
-        yield '{"resourceType":"Bundle","type":"collection","entry":['
-    while sent < svc.settings.max_export:
-        records, flags = await _page(svc, page)
-        if kind == "csv":
-            views = (record_view(r, flags.get(r.entry.event_id, ())) for r in records)
-            yield to_csv_rows(views, header=sent == 0)
-        elif kind == "json":
-            yield "".join(json.dumps(record_view(r, flags.get(r.entry.event_id, ()))) + "\n" for r in records)
-        else:
-            parts = [json.dumps({"resource": fhir.audit_event(r)}) for r in records]
-            yield ("," if sent and parts else "") + ",".join(parts)
-        sent += len(records)
-        if len(records) < page.limit:
-            break
-        page = page.model_copy(update={"cursor": encode_cursor(records[-1])})
-    if kind == "fhir":
-        yield "]}"
+    rendered = await export_module.render(page, body.cursor, format, svc.settings.max_export)
+    return StreamingResponse(export_module.stream(rendered), media_type=export_module.MEDIA_TYPES[format])
 
 
 @router.post("/stream", response_class=EventSourceResponse)

@@ -1,99 +1,149 @@
-"""FHIR R4 AuditEvent for an access record, following IHE Basic Audit Log Patterns (BALP).
+"""FHIR R4 AuditEvents of access records, in the shape of IHE Basic Audit Log Patterns (BALP).
 
-BALP's "PatientRead" pattern: type rest, subtype the RESTful interaction, action R, the user as
-the requesting agent (HSA-id), the care unit as the organisation the user acts for, the
-consumer system as the source, the patient as an entity with role 1 (Patient).
+A successful read (outcome 0) claims BALP's PatientRead profile: type rest, subtype read, action
+R; a client agent (DCM 110152, the reader's consumer system), a server agent (DCM 110153, the
+service that answered), the user (IRCP, requestor, role, name, purpose of use); the patient by
+identifier, the data read (audit-entity-type 2) and the request id (BALP's XrequestId). A
+refusal, a partial answer or an undelivered one has the same shape with its own outcome and a
+contained OperationOutcome saying what the reader was answered, and claims no profile (the
+profile fixes outcome to success). Emergency access is purpose of use ETREAT with the reason.
+
+Network addresses are not in the access event: each system is named by the identity it is known
+by on the connection (the consumer system's HSA-id, the service's name), as a machine name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from npo_platform.contracts.events_pb2 import (
+    AccessBasis,
+    AccessEvent,
+    AccessOutcome,
+    ActivityType,
+    ProcessingStatus,
+    ProducerResult,
+)
+from npo_platform.fhir import OutcomeIssue, Resource, coding
 
-from npo_platform.contracts.events_pb2 import AccessBasis, AccessEvent, AccessOutcome
+from .domain import Kind, Record
+from .fhir_consent import consent_audit_event
+from .fhir_parts import (
+    AUDIT_TYPE,
+    BALP,
+    BALP_ENTITY_TYPE,
+    DESTINATION_ROLE,
+    PARTICIPATION,
+    RESTFUL,
+    ROLE_CLASS,
+    SOURCE_ROLE,
+    data_entity,
+    organisation_agents,
+    patient_entity,
+    purpose_of_use,
+    refused,
+    request_entity,
+    source,
+    system_agent,
+    user_agent,
+)
 
-from .domain import Record
+NPO_ANSWER = "urn:npo:access-event"  # the overview answer, named by its accessEventId
 
-HSA_SYSTEM = "urn:oid:1.2.752.129.2.1.4.1"  # HSA-id
-PNR_SYSTEM = "http://electronichealth.se/identifier/personnummer"
-AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
-RESTFUL = "http://hl7.org/fhir/restful-interaction"
-ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-BALP_PATIENT_READ = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead"
-NPO_CATEGORY = "urn:npo:information-category"
-
-_ACTIONS = {1: "R", 2: "U", 3: "U", 4: "R", 5: "E", 6: "D", 7: "R"}
-_SUBTYPES = {1: "read", 2: "update", 3: "update", 4: "read", 5: "read", 6: "delete", 7: "read"}
-# FHIR AuditEvent.outcome: 0 success, 4 minor failure (partial), 8 serious failure (denied).
+# FHIR AuditEvent.outcome: 0 success, 4 minor failure (partial), 8 serious failure.
 _OUTCOMES: dict[int, str] = {
-    AccessOutcome.ALLOWED: "0", AccessOutcome.PARTIAL: "4", AccessOutcome.DENIED: "8",
+    AccessOutcome.ALLOWED: "0", AccessOutcome.PARTIAL: "4",
+    AccessOutcome.DENIED: "8", AccessOutcome.NOT_DELIVERED: "8",
 }
+_READS = frozenset({ActivityType.READ, ActivityType.EMERGENCY_OPEN, ActivityType.PRINT})
+_ANSWERED = frozenset({ProcessingStatus.DATA_FROM_SOURCE, ProcessingStatus.DATA_FROM_CACHE,
+                       ProcessingStatus.REQUESTED})
 
 
-def _identifier(system: str, value: str) -> dict[str, Any]:
-    return {"identifier": {"system": system, "value": value}}
+class NotAuditEvent(ValueError):
+    """A record with no AuditEvent form (a compliance review)."""
 
 
-def audit_event(record: Record) -> dict[str, Any]:
-    """The AuditEvent resource (as JSON) for an access record."""
+def audit_event(record: Record) -> Resource:
+    """The AuditEvent (JSON) of an access or consent record."""
+    if record.entry.kind is Kind.ACCESS:
+        return access_audit_event(record)
+    if record.entry.kind is Kind.CONSENT:
+        return consent_audit_event(record)
+    raise NotAuditEvent(f"a {record.entry.kind.value} record has no AuditEvent form")
+
+
+def access_audit_event(record: Record) -> Resource:
     entry = record.entry
     event = AccessEvent.FromString(entry.payload)
-    emergency = entry.basis == AccessBasis.EMERGENCY
-    purpose = {"system": ACT_REASON, "code": "ETREAT" if emergency else "TREAT"}
-    resource: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "id": entry.event_id,
-        "meta": {"profile": [BALP_PATIENT_READ]},
-        "type": {"system": AUDIT_TYPE, "code": "rest", "display": "Restful Operation"},
-        "subtype": [{"system": RESTFUL, "code": _SUBTYPES.get(entry.activity, "read")}],
-        "action": _ACTIONS.get(entry.activity, "R"),
+    outcome = _OUTCOMES.get(entry.outcome, "8")
+    purpose = purpose_of_use(entry.basis == AccessBasis.EMERGENCY, event.emergency_reason)
+    read = entry.activity in _READS
+    resource: Resource = {"resourceType": "AuditEvent", "id": entry.event_id}
+    if outcome == "0" and read:
+        resource["meta"] = {"profile": [BALP + "PatientRead"]}
+    resource.update({
+        "type": coding(AUDIT_TYPE, "rest", "Restful Operation"),
+        "subtype": [coding(RESTFUL, "read", "read")] if read else [],
+        "action": "R" if read else "E",
         "recorded": entry.event_time.isoformat(),
-        "outcome": _OUTCOMES.get(entry.outcome, "8"),
-        "purposeOfEvent": [{"coding": [purpose]}],
-        "agent": _agents(entry.user_hsa_id, event, purpose),
-        "source": {"observer": _identifier(HSA_SYSTEM, event.actor.system_hsa_id or "npo-query")},
-        "entity": _entities(entry.patient_id, list(entry.categories)),
-    }
-    if event.reason_code or event.emergency_reason:
-        resource["outcomeDesc"] = event.emergency_reason or event.reason_code
+        "outcome": outcome,
+        "purposeOfEvent": [purpose],
+        "agent": [
+            user_agent(event.actor, coding(PARTICIPATION, "IRCP", "information recipient"), purpose),
+            # A read: the data flows from the server (source) to the reader's system.
+            system_agent(DESTINATION_ROLE, event.actor.system_hsa_id, hsa=True),
+            system_agent(SOURCE_ROLE, event.meta.source, hsa=False),
+            *organisation_agents(event.actor),
+        ],
+        "source": source(event.meta.source),
+        "entity": [patient_entity(entry.patient_id), _answer_entity(event),
+                   *request_entity(event.trace_id)],
+    })
+    if not resource["subtype"]:
+        del resource["subtype"]
+    if outcome != "0":
+        refused(resource, _outcome_issues(event, outcome))
     return resource
 
 
-def _agents(user: str, event: AccessEvent, purpose: dict[str, str]) -> list[dict[str, Any]]:
-    actor = event.actor
-    agent: dict[str, Any] = {
-        "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
-        "who": {**_identifier(HSA_SYSTEM, user), "display": actor.name},
-        "requestor": True,
-        "purposeOfUse": [{"coding": [purpose]}],
-    }
-    if actor.care_unit_hsa_id:
-        agent["location"] = {"display": actor.care_unit_hsa_id}
-    organisation = {
-        "type": {"coding": [{"system": PARTICIPATION, "code": "PROV", "display": "healthcare provider"}]},
-        "who": _identifier(HSA_SYSTEM, actor.care_unit_hsa_id or actor.care_giver_hsa_id),
-        "requestor": False,
-    }
-    return [agent, organisation]
+def _answer_entity(event: AccessEvent) -> Resource:
+    categories = [("category", c) for c in event.categories]
+    return data_entity(NPO_ANSWER, event.meta.event_id, "NPÖ overview answer", categories)
 
 
-def _entities(patient_id: str, categories: list[str]) -> list[dict[str, Any]]:
-    patient: dict[str, Any] = {
-        "what": _identifier(PNR_SYSTEM, patient_id),
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
-        "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
-    }
-    read = [
-        {"type": {"system": NPO_CATEGORY, "code": category},
-         "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}}
-        for category in categories
-    ]
-    return [patient, *read]
+def _outcome_issues(event: AccessEvent, outcome: str) -> list[OutcomeIssue]:
+    if event.outcome == AccessOutcome.NOT_DELIVERED:
+        return [OutcomeIssue("error", "exception", "not delivered: the access event was not "
+                             "acknowledged in time, the reader got an error and no data",
+                             event.reason_code or "audit.unavailable")]
+    if outcome == "8":
+        reason = event.reason_code or "denied"
+        return [OutcomeIssue("error", "forbidden", f"access refused: {reason}", reason)]
+    issues = [_producer_issue(p) for p in event.producers if p.status not in _ANSWERED]
+    return issues or [OutcomeIssue("warning", "incomplete", "answered in part: "
+                                   + (event.reason_code or "some information withheld"),
+                                   event.reason_code)]
 
 
-def bundle(records: list[Record]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle", "type": "collection",
-        "entry": [{"resource": audit_event(r)} for r in records],
-    }
+def _producer_issue(producer: ProducerResult) -> OutcomeIssue:
+    status = ProcessingStatus.Name(producer.status)
+    withheld = producer.status in (ProcessingStatus.WITHHELD_BY_DECISION,
+                                   ProcessingStatus.NOT_AUTHORISED_BY_ROUTING)
+    where = producer.logical_address or "a producer"
+    cause = f" ({producer.cause_code})" if producer.cause_code else ""
+    return OutcomeIssue("warning", "suppressed" if withheld else "incomplete",
+                        f"{where}: {status.lower()}{cause}", producer.cause_code)
+
+
+def extract_audit_event(record: Record) -> Resource:
+    """The patient's own view of an access: care giver and unit, never the reader's identity."""
+    full = access_audit_event(record)
+    organisations = [a for a in full["agent"] if a["type"]["coding"][0]["system"] == ROLE_CLASS]
+    if organisations:
+        organisations[-1] = {**organisations[-1], "requestor": True}
+        if "purposeOfEvent" in full:
+            organisations[-1]["purposeOfUse"] = full["purposeOfEvent"]
+    full.pop("meta", None)  # no user agent: the BALP profile is not claimed
+    full["agent"] = organisations or [{"who": {"display": "unknown"}, "requestor": True}]
+    full["entity"] = [e for e in full["entity"] if e["type"]["system"] != BALP_ENTITY_TYPE]
+    return full
+

@@ -134,7 +134,8 @@ class DecisionOut(BaseModel):
 
 def _staff(claims: Claims) -> c.Staff:
     patient = claims.patient if Role.PATIENT in claims.roles else None
-    return c.Staff(claims.sub, claims.name, claims.care_unit, claims.care_giver, patient)
+    return c.Staff(claims.sub, claims.name, claims.care_unit, claims.care_giver, patient,
+                   roles=tuple(sorted(claims.roles)), purpose=claims.purpose or "")
 
 
 def _out(record: Record) -> RecordOut:

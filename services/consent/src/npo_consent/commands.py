@@ -34,6 +34,8 @@ class Staff:
     care_unit: str | None
     care_giver: str | None
     patient: str | None = None
+    roles: tuple[str, ...] = ()  # in the event only: the audit's record of who acted in which role
+    purpose: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,8 @@ def consent_event(
         event.valid_to.FromDatetime(record.valid_to)
     if by is not None:
         event.actor.CopyFrom(Actor(user_hsa_id=by.user, name=by.name, care_unit_hsa_id=by.care_unit or "",
-                                   care_giver_hsa_id=by.care_giver or ""))
+                                   care_giver_hsa_id=by.care_giver or "", roles=list(by.roles),
+                                   purpose=by.purpose))
     return event
 
 

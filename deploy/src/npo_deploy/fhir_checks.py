@@ -1,0 +1,186 @@
+"""This project's own checks of the FHIR rules HAPI's validator cannot check offline.
+
+The implementation-guide packages (IHE BALP, IPS) come from the FHIR package registry, which is
+not reachable here, so their rules that matter to this project are encoded below and run next to
+the validator in the same tests. Each check returns the problems found (empty: it holds).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from npo_platform.fhir import HSA_ID_SYSTEM, PATIENT_ID_SYSTEMS
+
+BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+BALP_ENTITY_TYPE = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+RESTFUL = "http://hl7.org/fhir/restful-interaction"
+AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
+Json = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One BALP RESTful pattern: its subtypes, action, DICOM roles of client and server, user types."""
+
+    subtypes: frozenset[str]
+    action: str
+    client: str
+    server: str
+    user_types: frozenset[str]
+
+
+READ = Pattern(frozenset({"read", "vread"}), "R", "110152", "110153", frozenset({"IRCP"}))
+CREATE = Pattern(frozenset({"create"}), "C", "110153", "110152", frozenset({"AUT", "INF", "CST"}))
+UPDATE = Pattern(frozenset({"update", "patch"}), "U", "110153", "110152", frozenset({"AUT", "INF", "CST"}))
+PATTERNS = {"PatientRead": READ, "PatientCreate": CREATE, "PatientUpdate": UPDATE}
+_BY_SUBTYPE = {code: p for p in PATTERNS.values() for code in p.subtypes}
+
+
+def _codes(concept: Json | None, system: str) -> set[str]:
+    codings = (concept or {}).get("coding", [concept] if concept and "code" in concept else [])
+    return {str(c.get("code")) for c in codings if c.get("system") == system}
+
+
+def balp_problems(event: Json) -> list[str]:
+    """BALP's Patient* pattern: claimed profiles in full; an unclaimed event (a refusal) in shape,
+    with an outcome its contained OperationOutcome agrees with."""
+    claimed = [p.removeprefix(BALP) for p in event.get("meta", {}).get("profile", []) if p.startswith(BALP)]
+    problems = [f"unknown BALP profile {name}" for name in claimed if name not in PATTERNS]
+    subtypes = {c for s in event.get("subtype", []) for c in _codes(s, RESTFUL)}
+    pattern = next((_BY_SUBTYPE[s] for s in subtypes if s in _BY_SUBTYPE), None)
+    if pattern is None:
+        return [*problems, f"no BALP RESTful subtype in {sorted(subtypes)}"]
+    if claimed and event.get("outcome") != "0":
+        problems.append(f"claims {claimed} (success only) with outcome {event.get('outcome')}")
+    if not claimed and event.get("outcome") == "0" and event.get("agent") and _user(event, pattern):
+        problems.append("a successful event in BALP's shape does not claim its profile")
+    if event.get("outcome") != "0":
+        problems += _outcome_problems(event)
+    return problems + _shape_problems(event, pattern)
+
+
+def _shape_problems(event: Json, pattern: Pattern) -> list[str]:
+    problems = []
+    kind = event.get("type", {})
+    if kind.get("system") != AUDIT_TYPE or kind.get("code") != "rest":
+        problems.append("type is not audit-event-type#rest")
+    if event.get("action") != pattern.action:
+        problems.append(f"action {event.get('action')} is not {pattern.action}")
+    if not event.get("recorded"):
+        problems.append("no recorded time")
+    problems += _system_problems(event, pattern.client, "client")
+    problems += _system_problems(event, pattern.server, "server")
+    user = _user(event, pattern)
+    if len(user) > 1:
+        problems.append("more than one user agent")
+    for agent in user:
+        problems += _user_problems(agent)
+    return problems + _entity_problems(event)
+
+
+def _system_problems(event: Json, code: str, name: str) -> list[str]:
+    found = [a for a in event.get("agent", []) if code in _codes(a.get("type"), DCM)]
+    if len(found) != 1:
+        return [f"{len(found)} {name} agents (DCM {code}), BALP wants 1"]
+    agent = found[0]
+    missing = [f"{name} agent has no {part}" for part in ("who", "network") if not agent.get(part)]
+    return missing + ([f"{name} agent has media"] if agent.get("media") else [])
+
+
+def _user(event: Json, pattern: Pattern) -> list[Json]:
+    return [a for a in event.get("agent", []) if _codes(a.get("type"), PARTICIPATION) & pattern.user_types]
+
+
+def _user_problems(agent: Json) -> list[str]:
+    problems = [f"user agent has no {part}" for part in ("who", "name", "role") if not agent.get(part)]
+    if agent.get("requestor") is not True:
+        problems.append("user agent is not the requestor")
+    if agent.get("network") or agent.get("media"):
+        problems.append("user agent has a network or media (not allowed)")
+    identifier = agent.get("who", {}).get("identifier", {})
+    if identifier.get("system") not in {HSA_ID_SYSTEM, *PATIENT_ID_SYSTEMS}:  # staff, or the patient
+        problems.append(f"user identifier system {identifier.get('system')} is not HL7 Sweden's")
+    return problems
+
+
+def _entity_problems(event: Json) -> list[str]:
+    entities = event.get("entity", [])
+    patients = [e for e in entities if _codes(e.get("type"), ENTITY_TYPE) == {"1"}]
+    data = [e for e in entities if _codes(e.get("type"), ENTITY_TYPE) == {"2"}]
+    requests = [e for e in entities if _codes(e.get("type"), BALP_ENTITY_TYPE) == {"XrequestId"}]
+    problems = []
+    if len(patients) != 1:
+        problems.append(f"{len(patients)} patient entities, BALP wants 1")
+    for patient in patients:
+        problems += _patient_problems(patient)
+    if len(data) != 1:
+        problems.append(f"{len(data)} data entities (audit-entity-type#2), BALP wants 1")
+    for found in data:
+        if not found.get("what"):
+            problems.append("data entity has no what")
+        if not _codes(found.get("role"), OBJECT_ROLE) <= {"3", "4", "20"} or not found.get("role"):
+            problems.append("data entity role is not object-role 4, 3 or 20")
+    if len(requests) > 1:
+        problems.append("more than one request-id entity")
+    problems += [f"request-id entity without a value: {r}" for r in requests
+                 if not r.get("what", {}).get("identifier", {}).get("value")]
+    return problems
+
+
+def _patient_problems(patient: Json) -> list[str]:
+    problems = []
+    if _codes(patient.get("role"), OBJECT_ROLE) != {"1"}:
+        problems.append("patient entity role is not object-role#1")
+    what = patient.get("what", {})
+    if what.get("type") != "Patient" and not str(what.get("reference", "")).startswith("Patient/"):
+        problems.append("patient entity what is not a Reference(Patient)")
+    if what.get("identifier", {}).get("system") not in PATIENT_ID_SYSTEMS:
+        problems.append(f"patient identifier system {what.get('identifier', {}).get('system')} is "
+                        "not HL7 Sweden's personnummer or samordningsnummer")
+    return problems
+
+
+def _outcome_problems(event: Json) -> list[str]:
+    """A failure says what the caller was answered: a contained, referenced OperationOutcome whose
+    severities agree with the outcome (4: warnings, no error; 8 and 12: an error)."""
+    outcomes = [c for c in event.get("contained", []) if c.get("resourceType") == "OperationOutcome"]
+    if len(outcomes) != 1:
+        return [f"outcome {event.get('outcome')} with {len(outcomes)} contained OperationOutcomes"]
+    referenced = {e.get("what", {}).get("reference") for e in event.get("entity", [])}
+    problems = [] if f"#{outcomes[0].get('id')}" in referenced else ["the OperationOutcome is not referenced"]
+    severities = {i.get("severity") for i in outcomes[0].get("issue", [])}
+    failing = bool(severities & {"error", "fatal"})
+    if (event.get("outcome") == "4") == failing:
+        problems.append(f"outcome {event.get('outcome')} disagrees with severities {sorted(severities)}")
+    return problems
+
+
+def purpose_codes(event: Json) -> set[str]:
+    """The purpose-of-use codes (v3-ActReason) of the event and of its requesting agent."""
+    concepts = [*event.get("purposeOfEvent", []),
+                *(p for a in event.get("agent", []) if a.get("requestor") for p in a.get("purposeOfUse", []))]
+    return {code for c in concepts for code in _codes(c, ACT_REASON)}
+
+
+def bundle_problems(bundle: Json) -> list[str]:
+    """Every entry has a fullUrl; without a server URL it is a ``urn:uuid:``; no two alike."""
+    urls = [str(e.get("fullUrl", "")) for e in bundle.get("entry", [])]
+    problems = [f"entry {i} fullUrl {u!r} is not a urn:uuid"
+                for i, u in enumerate(urls) if not _is_urn_uuid(u)]
+    return problems + (["fullUrls repeat"] if len(set(urls)) != len(urls) else [])
+
+
+def _is_urn_uuid(url: str) -> bool:
+    try:
+        return url.startswith("urn:uuid:") and str(uuid.UUID(url.removeprefix("urn:uuid:"))) == url[9:]
+    except ValueError:
+        return False
