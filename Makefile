@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser up down status test lint types unit proto lock clean
+.PHONY: help install browser k8s-tools up down status test lint types unit proto lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,6 +29,14 @@ browser: ## install chromium + chromium-driver for the browser tests when missin
 	@command -v chromedriver >/dev/null && { command -v chromium >/dev/null || test -x /usr/lib/chromium/chromium; } \
 		|| { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium chromium-driver fonts-dejavu-core; }
 
+# Kustomize renders deploy/k8s in its test; built from its Go module, pinned, once per machine.
+KUSTOMIZE_VERSION := v5.8.0
+KUSTOMIZE := .npo/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+$(KUSTOMIZE):
+	GOBIN=$(abspath $(dir $(KUSTOMIZE))) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+k8s-tools: $(KUSTOMIZE) ## install kustomize (go install, pinned) for the Kubernetes test
+
 up: $(STAMP) ## run the whole system on the embedded defaults (KAFKA_NODES=3: a replicated Kafka cluster)
 	$(BIN)/npo up
 
@@ -38,7 +46,7 @@ down: $(STAMP) ## stop everything `make up` started (data stays)
 status: $(STAMP) ## what infrastructure is running, and where
 	$(BIN)/npo infra status
 
-test: lint types browser ## lint, type-check, then every test (unit and integration, real broker and database)
+test: lint types browser k8s-tools ## lint, type-check, then every test (unit and integration, real broker and database)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## only the tests that need no broker or database

@@ -14,7 +14,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from npo_deploy import infra, stack
+from npo_deploy import infra, k8s, stack
 from npo_deploy.processes import LaunchError
 from npo_deploy.tokens import demo_people, token_app
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
@@ -26,6 +26,8 @@ app.add_typer(infra_app, name="infra", no_args_is_help=True)
 app.add_typer(token_app, name="token", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print their figures (services add their own).")
 app.add_typer(bench_app, name="bench", no_args_is_help=True)
+k8s_app = typer.Typer(help="The Kubernetes deployment in deploy/k8s (Kustomize).")
+app.add_typer(k8s_app, name="k8s", no_args_is_help=True)
 console = Console()
 
 
@@ -185,3 +187,19 @@ def _print_status() -> bool:
 
 def _yes_no(flag: bool) -> str:
     return "[green]yes[/green]" if flag else "[red]no[/red]"
+
+
+@k8s_app.command("generate")
+def k8s_generate() -> None:
+    """Write deploy/k8s's generated files from the code (topics, ACLs, services)."""
+    for path in k8s.generate():
+        console.print(f"wrote {path}")
+
+
+@k8s_app.command("secrets")
+def k8s_secrets() -> None:
+    """Create the files of deploy/k8s's Secrets where missing: the token issuer's public key
+    and a random password per database role (deploy/k8s/secrets/, never committed)."""
+    _, public = ensure_local_keypair(PlatformSettings().keys_dir)
+    for path in k8s.write_secrets(public):
+        console.print(f"wrote {path}")
