@@ -141,6 +141,12 @@ def test_the_officer_searches_the_patients_accesses_and_pages_and_exports(
     link = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=export-link]")))
     assert "(1 records)" in link.text
     assert (link.get_attribute("href") or "").startswith("blob:")
+    Select(browser.find_element(By.ID, "s-format")).select_by_value("fhir")  # the FHIR R4 export
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=export]").click()
+    exported = (By.CSS_SELECTOR, "[data-testid=export-link][data-format=fhir]")
+    fhir = wait.until(ec.presence_of_element_located(exported))
+    assert "(1 records)" in fhir.text
+    assert fhir.get_attribute("download") == "access-log.fhir.json"
     screenshot("search")
     assert_quiet_console(browser)
 

@@ -22,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from npo_deploy.fhir_validator import FhirValidator
 from npo_platform.identity import Principal, Role
 
 pytestmark = pytest.mark.integration
@@ -132,6 +133,30 @@ def test_the_patient_sees_who_read_their_record_when_and_why(
     assert nation.patient not in browser.page_source
     assert not browser.find_elements(By.CSS_SELECTOR, "main input, main textarea")  # no patient field
     screenshot("extract")
+    _assert_quiet_console(browser)
+
+
+def test_the_patient_downloads_their_own_extract_as_fhir(
+    browser: webdriver.Chrome, nation: Nation, extract: list[dict[str, Any]], screenshot: Any,
+    fhir_validator: FhirValidator,
+) -> None:
+    wait = _open(browser, nation, Role.PATIENT)
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=fhir-download]"))).click()
+
+    link = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=fhir-link]")))
+    assert f"({len(extract)} accesses)" in link.text
+    assert (link.get_attribute("href") or "").startswith("blob:")
+    answer = httpx.post(f"{nation.audit}/audit/extract?format=fhir", json={},
+                        headers=nation.headers(Role.PATIENT), timeout=10)
+    assert answer.headers["content-type"].startswith("application/fhir+json")
+    bundle = answer.json()
+    assert [str(issue) for issue in fhir_validator.errors(bundle)] == []
+    assert len(bundle["entry"]) == len(extract)
+    patients = {e["resource"]["entity"][0]["what"]["identifier"]["value"] for e in bundle["entry"]}
+    assert patients == {nation.patient}  # only the patient's own
+    for reader in (STRANGER, EMERGENCY_DOCTOR, nation.people[Role.CLINICIAN]):
+        assert reader.sub not in answer.text  # care giver and unit, never the reader
+    screenshot("fhir")
     _assert_quiet_console(browser)
 
 

@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import Field, model_validator
 
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome
+from npo_platform.fhir import FHIR_JSON
+from npo_platform.fhir import bundle as fhir_bundle
 from npo_platform.identity import (
     AdminClaims,
     Claims,
@@ -33,6 +35,7 @@ from npo_platform.schemas import RequestModel
 from . import export as export_module
 from .config import AuditSettings
 from .domain import Record
+from .fhir import extract_audit_event
 from .handlers import record_review
 from .queries import AuditQueries, SearchFilter
 from .register import RegisterKey
@@ -228,12 +231,21 @@ async def review(body: ReviewRequest, svc: Services, officer: ComplianceOfficerC
     return record_view(appended.stored[0])
 
 
-@router.post("/extract")
-async def extract(body: ExtractRequest, svc: Services, patient: PatientClaims) -> dict[str, Any]:
-    """The patient's own log extract (Inera's contract: at most 10,000 records per call)."""
+@router.post("/extract", response_model=None)
+async def extract(
+    body: ExtractRequest, svc: Services, patient: PatientClaims,
+    format: Annotated[Literal["json", "fhir"], Query()] = "json",
+) -> dict[str, Any] | JSONResponse:
+    """The patient's own log extract (Inera's contract: at most 10,000 records per call); as FHIR,
+    a Bundle of AuditEvents naming care giver and unit, never the reader (as the JSON extract)."""
     if patient.patient is None:
         raise Problem(403, "patient.missing", "The token names no patient.")
     records = await svc.queries.extract(patient.patient, body.limit, decode_cursor(body.cursor))
+    if format == "fhir":
+        found = fhir_bundle("collection", [extract_audit_event(r) for r in records],
+                            timestamp=datetime.now(UTC).isoformat())
+        more = {"NPO-Next-Cursor": encode_cursor(records[-1])} if len(records) == body.limit else {}
+        return JSONResponse(found, media_type=FHIR_JSON, headers=more)
     return {
         "items": [extract_view(r) for r in records],
         "next_cursor": encode_cursor(records[-1]) if len(records) == body.limit else None,

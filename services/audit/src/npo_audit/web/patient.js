@@ -96,10 +96,34 @@ function extractSection() {
     status, el("div", { class: "scroll" }, tableNode), more);
 }
 
+// The same extract as FHIR R4 AuditEvents (a Bundle), for the patient's own apps and records.
+function fhirSection() {
+  const link = el("p", { "aria-live": "polite", "data-testid": "fhir-status" });
+  async function download() {
+    say(link, "Hämtar… · Loading…");
+    try {
+      const found = await api("", "/audit/extract?format=fhir", { method: "POST", body: { limit: 10000 } });
+      const text = typeof found === "string" ? found : JSON.stringify(found);
+      const url = URL.createObjectURL(new Blob([text], { type: "application/fhir+json" }));
+      const count = (typeof found === "string" ? JSON.parse(found) : found).entry.length;
+      link.replaceChildren(el("a", { href: url, download: "min-logg.fhir.json", "data-testid": "fhir-link" },
+        `Spara loggutdraget (${count} åtkomster) · Save the extract (${count} accesses)`));
+    } catch (error) {
+      link.replaceChildren(problemNode(error));
+    }
+  }
+  return el("section", { "aria-labelledby": "fhir-title" },
+    el("h2", { id: "fhir-title" }, "Som FHIR ", el("span", { lang: "en" }, "· As FHIR")),
+    el("p", {}, "Loggutdraget som FHIR R4 AuditEvent, för appar och journalsystem. ",
+      el("span", { lang: "en", class: "muted" }, "The extract as FHIR R4 AuditEvents, for apps and record systems.")),
+    el("button", { type: "button", class: "secondary", "data-testid": "fhir-download", onclick: download },
+      "Hämta som FHIR · Download as FHIR"), link);
+}
+
 const who = session([ROLE]);
 const main = document.querySelector("main");
 if (who && (who.roles ?? []).includes(ROLE)) {
-  main.replaceChildren(explanation(), extractSection());
+  main.replaceChildren(explanation(), extractSection(), fhirSection());
 } else if (who) {
   main.replaceChildren(el("p", { class: "notice", role: "alert", "data-testid": "refused" },
     el("span", { lang: "sv" }, "Den här sidan visar bara en patients egen logg. Logga in som patient. "),
