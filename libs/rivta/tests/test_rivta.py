@@ -1,0 +1,152 @@
+"""npo_rivta without a server: safe parsing, envelopes and faults, headers, schemas, codecs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import xmlschema
+from lxml import etree
+
+from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
+from npo_rivta import engagementindex as ei
+from npo_rivta import wsdl
+from npo_rivta.contracts import (
+    ENGAGEMENT_INDEX_INTERACTIONS,
+    FIND_CONTENT,
+    READ_INTERACTIONS,
+    UPDATE,
+)
+from npo_rivta.headers import (
+    CausingAgent,
+    PlatformHeaders,
+    SourceStatus,
+    StatusCode,
+    SynchError,
+    logical_address,
+    logical_address_header,
+    processing_status,
+    processing_status_header,
+)
+from npo_rivta.soap import SoapFault, envelope, fault, read_envelope, read_fault
+from npo_rivta.xml import XmlRejected, parse
+
+ENGAGEMENT = Engagement(
+    registered_resident_identification="191212121212", service_domain="riv:x", categorization="voo",
+    logical_address="SE1", business_object_instance_identifier="NA",
+    clinical_process_interest_id="NA", most_recent_content="20260101120000", source_system="SE2",
+    data_controller="SE3", owner="SE4",
+)
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (b"<a><b></a>", "xml.malformed"),
+    (b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>', "xml.dtd_forbidden"),
+    (b'<?xml version="1.0"?><!-- c --><!DOCTYPE a><a/>', "xml.dtd_forbidden"),
+    (b"<a>" * 65 + b"</a>" * 65, "xml.too_deep"),
+    (b"<a>" * 300 + b"</a>" * 300, "xml.too_deep"),
+    (b"<a>" + b" " * 100 + b"</a>", "xml.too_large"),
+])
+def test_unsafe_or_broken_documents_are_refused_with_a_stable_code(data: bytes, code: str) -> None:
+    with pytest.raises(XmlRejected) as refused:
+        parse(data, max_bytes=100 if code == "xml.too_large" else 1_000_000)
+    assert refused.value.code == code
+
+
+def test_an_entity_is_never_resolved_even_where_the_doctype_check_cannot_see_it() -> None:
+    utf16 = '<!DOCTYPE a [<!ENTITY x "expanded">]><a>&x;</a>'.encode("utf-16")
+    with pytest.raises(XmlRejected) as refused:
+        parse(utf16)
+    assert refused.value.code == "xml.dtd_forbidden"
+
+
+def test_an_envelope_round_trips_with_its_logical_address() -> None:
+    body = ei.transactions_request(UPDATE, [EngagementTransaction(engagement=ENGAGEMENT)])
+    env = read_envelope(parse(envelope(body, [logical_address_header("SE5565594230-NPOIDX")])))
+    assert logical_address(env) == "SE5565594230-NPOIDX"
+    assert env.body.tag == UPDATE.request
+    assert read_fault(env) is None
+    [tx] = ei.transactions(env.body, UPDATE)
+    assert tx.engagement == ENGAGEMENT
+    assert not tx.delete_flag
+
+
+def test_a_fault_carries_its_code_in_the_string_and_the_detail() -> None:
+    received = read_fault(read_envelope(parse(fault("EI002", "same key"))))
+    assert received is not None
+    assert (received.faultcode, received.faultstring, received.code) == (
+        "soap:Client", "EI002: same key", "EI002")
+    server = read_fault(read_envelope(parse(SoapFault("x", "y", client=False).to_bytes())))
+    assert server is not None
+    assert server.faultcode == "soap:Server"
+
+
+@pytest.mark.parametrize("data", [b"<a/>", b"<s:Envelope xmlns:s='http://schemas.xmlsoap.org/soap/envelope/'/>"])
+def test_what_is_not_an_envelope_with_one_body_element_is_refused(data: bytes) -> None:
+    with pytest.raises(SoapFault) as refused:
+        read_envelope(parse(data))
+    assert refused.value.code == "soap.not_envelope"
+
+
+@pytest.mark.parametrize("interaction", [*ENGAGEMENT_INDEX_INTERACTIONS, *READ_INTERACTIONS],
+                         ids=lambda i: i.name)
+def test_every_wsdl_and_its_schemas_are_valid_for_an_independent_xsd_processor(interaction) -> None:  # type: ignore[no-untyped-def]
+    schema = xmlschema.XMLSchema(str(wsdl._SCHEMAS / interaction.schema))
+    assert schema.elements[interaction.name.split("}")[-1]] is not None
+    document = etree.fromstring(wsdl.wsdl_bytes(interaction, "http://h/p"))
+    ns = {"w": wsdl.WSDL_NS, "s": wsdl.WSDL_SOAP_NS}
+    assert document.xpath("//s:operation/@soapAction", namespaces=ns) == [interaction.soap_action]
+    assert document.xpath("//s:address/@location", namespaces=ns) == ["http://h/p"]
+    locations = document.xpath("//*[local-name()='import']/@schemaLocation")
+    assert all(loc.startswith("http://h/p?xsd=") for loc in locations)
+
+
+def test_what_the_codecs_write_is_valid_for_an_independent_xsd_processor() -> None:
+    update = ei.transactions_request(UPDATE, [EngagementTransaction(engagement=ENGAGEMENT)])
+    stamped = Engagement()
+    stamped.CopyFrom(ENGAGEMENT)
+    stamped.update_time.FromDatetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    found = ei.find_content_response([stamped])
+    for interaction, element in ((UPDATE, update), (FIND_CONTENT, found),
+                                 (UPDATE, ei.result_response(UPDATE))):
+        xmlschema.XMLSchema(str(wsdl._SCHEMAS / interaction.schema)).validate(
+            etree.tostring(element).decode())
+        assert wsdl.schema_errors(interaction, element) == []
+    [back] = ei.find_content_engagements(found)
+    assert back == ENGAGEMENT
+    assert found[0].findtext(f"{{{ei.EI_NS}}}updateTime") == "20260102030405"
+
+
+def test_schema_errors_name_the_rule_but_not_the_value() -> None:
+    bad = Engagement()
+    bad.CopyFrom(ENGAGEMENT)
+    bad.registered_resident_identification = "19121212XXXX"
+    errors = wsdl.schema_errors(UPDATE, ei.transactions_request(
+        UPDATE, [EngagementTransaction(engagement=bad)]))
+    assert errors
+    assert "registeredResidentIdentification" in errors[0]
+    assert "19121212XXXX" not in " ".join(errors)
+
+
+def test_processing_status_round_trips_and_is_valid() -> None:
+    sources = [
+        SourceStatus("SE1", StatusCode.DATA_FROM_SOURCE, last_successful_synch="20260101120000"),
+        SourceStatus("SE2", StatusCode.NO_DATA_SYNCH_FAILED, last_unsuccessful_synch="20260101120001",
+                     error=SynchError(CausingAgent.SERVICE_PRODUCER, 504, "timeout")),
+    ]
+    block = processing_status_header(sources)
+    xmlschema.XMLSchema(str(wsdl._SCHEMAS / "interoperability_headers_1.0.xsd")).validate(
+        etree.tostring(block).decode())
+    env = read_envelope(parse(envelope(etree.Element("x"), [block])))
+    assert processing_status(env) == sources
+    assert (sources[0].from_cache, sources[0].in_synch, sources[1].in_synch) == (False, True, False)
+
+
+def test_platform_headers_keep_well_formed_values_and_give_a_missing_correlation_id() -> None:
+    given = PlatformHeaders.of({"x-rivta-original-serviceconsumer-hsaid": "SE2321000016-ABC",
+                                "x-skltp-correlation-id": "c-1"})
+    assert given.outgoing() == {"x-skltp-correlation-id": "c-1",
+                                "x-rivta-original-serviceconsumer-hsaid": "SE2321000016-ABC"}
+    odd = PlatformHeaders.of({"x-rivta-original-serviceconsumer-hsaid": "<script>"})
+    assert odd.original_consumer is None
+    assert len(odd.correlation_id) == 32
