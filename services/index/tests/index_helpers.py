@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from npo_index.changes import change_event_id
 from npo_index.domain import Applied, Change
@@ -13,6 +14,7 @@ from npo_platform.contracts import EngagementUpdate, EventMeta, IndexChange, Ind
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
 from npo_platform.identifiers import make_personnummer
+from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
 
 PRODUCER = "SE2321000016-1234"
 CONTROLLER = "SE2321000016-0001"
@@ -107,3 +109,15 @@ async def wait_for(condition: Callable[[], object], seconds: float, every: float
             if result:
                 return
             await asyncio.sleep(every)
+
+
+class Tokens:
+    def __init__(self, keys: Path) -> None:
+        private, public = ensure_local_keypair(keys)
+        self._private = private.read_bytes()
+        self.verifier = TokenVerifier(public.read_bytes())
+
+    def bearer(self, role: Role, sub: str = "SE2321000016-0042", **extra: object) -> dict[str, str]:
+        principal = Principal(sub=sub, name="test", roles=frozenset({role}), **extra)  # type: ignore[arg-type]
+        token = issue_token(self._private, principal, timedelta(minutes=5))
+        return {"Authorization": f"Bearer {token}"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -13,6 +13,7 @@ from index_helpers import (
     ADDRESS,
     CONTROLLER,
     PRODUCER,
+    Tokens,
     engagement,
     patient,
     schema_name,
@@ -30,24 +31,12 @@ from npo_index.main import create_app
 from npo_index.store import IncomingEvent
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
-from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
+from npo_platform.identity import Role
 from npo_platform.kafka import EventPublisher
 
 pytestmark = pytest.mark.integration
 DOMAIN = "riv:clinicalprocess:healthcond:description"
 P = patient(61)
-
-
-class Tokens:
-    def __init__(self, keys: Path) -> None:
-        private, public = ensure_local_keypair(keys)
-        self._private = private.read_bytes()
-        self.verifier = TokenVerifier(public.read_bytes())
-
-    def bearer(self, role: Role, sub: str = "SE2321000016-0042", **extra: object) -> dict[str, str]:
-        principal = Principal(sub=sub, name="test", roles=frozenset({role}), **extra)  # type: ignore[arg-type]
-        token = issue_token(self._private, principal, timedelta(minutes=5))
-        return {"Authorization": f"Bearer {token}"}
 
 
 Setup = tuple[httpx.AsyncClient, "Tokens", PostgresIndexStore, IndexSettings]

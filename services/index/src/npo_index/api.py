@@ -23,6 +23,7 @@ from npo_producer import EngagementProducer
 
 from .coverage import ControllerCoverage, coverage_report
 from .domain import Record
+from .ingest import NotOwner, find_engagements, publish_transactions
 from .store import FindQuery, IndexStore
 
 router = APIRouter()
@@ -138,7 +139,7 @@ async def find_content(body: FindContentRequest, request: Request, _: ReaderClai
         after=_cursor(body.page_token, domains) if body.page_token else None,
         limit=limit + 1,
     )
-    found = await _store(request).find(query)
+    found = await find_engagements(_store(request), query)
     page = found[:limit]
     token = _page_token(page[-1]) if len(found) > limit else None
     answer = {"engagements": [_out(r) for r in page], "nextPageToken": token}
@@ -169,18 +170,17 @@ async def coverage(request: Request, _: ReaderClaims) -> list[CoverageEntry]:
 async def ingest(body: IngestRequest, request: Request, claims: ProducerClaims) -> IngestResponse:
     """For producers without Kafka: validated, split per patient, written to the updates topic."""
     transactions = [_transaction(t) for t in body.transactions]
-    foreign = {t.engagement.logical_address for t in transactions} - claims.logical_addresses
-    if foreign:
-        detail = f"{len(foreign)} logical address(es) are not among the token's logical_addresses."
-        raise Problem(403, "producer.not_owner", detail)
     producer = _producer(request, claims)
     try:
-        updates = producer.prepare(transactions)
+        event_ids = await publish_transactions(
+            producer, request.app.state.rules, claims.logical_addresses, transactions)
+    except NotOwner as error:
+        raise Problem(403, "producer.not_owner", str(error)) from None
     except InvalidUpdate as error:
         raise Problem(
             422, error.codes[0], str(error), extensions={"codes": list(error.codes)}
         ) from None
-    return IngestResponse(event_ids=await producer.send(updates))
+    return IngestResponse(event_ids=event_ids)
 
 
 def _transaction(body: TransactionBody) -> EngagementTransaction:

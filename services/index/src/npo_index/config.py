@@ -31,6 +31,12 @@ class IndexSettings(PlatformSettings):
     # Loop protection (EI006): no engagement may point at the platform's own addresses.
     own_addresses: frozenset[str] = frozenset({"SE5565594230-NPOIDX", "SE5565594230-NPOAGP"})
     find_content_max_page: int = 1000
+    # RIV-TA (riv.py): the index's own logical address (every call's LogicalAddress header must
+    # name it, EI003; the owner of what producers send it), the largest SOAP message accepted,
+    # and the most engagements one SOAP FindContent answers (it has no paging).
+    riv_logical_address: str = "SE5565594230-NPOIDX"
+    riv_max_body_bytes: int = 8 * 1024 * 1024
+    riv_find_content_max: int = 10_000
     audit_url: str = "http://127.0.0.1:8104"  # the operator page's search statistics
     # The operator page's organisation directory (JSON; `npo directory --out …`); None: no directory.
     directory_file: Path | None = None

@@ -21,6 +21,8 @@ from .config import IndexSettings
 from .consumer import open_worker
 from .directory import load_directory
 from .directory import router as directory_router
+from .ingest import Notifications
+from .riv import router as riv_router
 from .store import IndexStore
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
@@ -46,6 +48,7 @@ def create_app(
         lifespan=lifespan, token_verifier=token_verifier,
     )
     app.include_router(router)
+    app.include_router(riv_router)
     if store is not None and publisher is not None:
         _attach(app, config, store, publisher)
     app.include_router(directory_router)
@@ -61,6 +64,9 @@ def _attach(app: FastAPI, settings: IndexSettings, store: IndexStore, publisher:
     )
     app.state.store = store
     app.state.producer_factory = factory
+    app.state.rules = rules
+    app.state.notifications = Notifications(publisher, settings.updates, rules,
+                                            settings.riv_logical_address)
 
 
 def _lifespan(settings: IndexSettings) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:

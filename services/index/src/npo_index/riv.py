@@ -1,0 +1,266 @@
+"""RIV-TA front end of the index: Update, ProcessNotification and FindContent over SOAP 1.1
+(RIVTABP21), one URL per responder, ``GET <url>?wsdl`` for its WSDL.
+
+Parse (safely), check, call the same use case as the JSON routes (``ingest.py``), render. Every
+refusal is a SOAP fault with a stable code and changes nothing; the engagement index's own
+rules answer with Inera's EI codes in Inera's words (EI000 technical/count, EI001 schema, EI002
+duplicate, EI003 logical address not this index, EI004 field rules, EI005/EI006 reserved
+logical address/source system); what Inera has no code for keeps this project's
+(``EI007``, ``producer.not_owner``, ``xml.*``, ``soap.*``, the token's codes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+from fastapi.security import HTTPBearer
+from lxml import etree
+from opentelemetry import trace
+
+from npo_engagement import MAX_TRANSACTIONS, Code, InvalidUpdate, Violation
+from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
+from npo_platform.identity import Claims, Role, bearer_claims, require_roles
+from npo_platform.problems import Problem
+from npo_producer import EngagementProducer
+from npo_rivta import engagementindex as ei
+from npo_rivta import wsdl
+from npo_rivta.contracts import FIND_CONTENT, PROCESS_NOTIFICATION, UPDATE, Interaction
+from npo_rivta.headers import PlatformHeaders, logical_address
+from npo_rivta.soap import CONTENT_TYPE, FAULT_STATUS, Envelope, SoapFault, envelope, read_envelope
+from npo_rivta.xml import XmlRejected, parse
+
+from .config import IndexSettings
+from .domain import Record
+from .ingest import Notifications, NotOwner, find_all, publish_notification, publish_transactions
+from .store import FindQuery, IndexStore
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)  # SOAP: described by the WSDLs, not by OpenAPI
+_bearer = HTTPBearer(auto_error=False)
+Handler = Callable[[Request, Claims, Envelope], Awaitable[etree._Element]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    interaction: Interaction
+    roles: tuple[Role, ...]
+    handler: Handler
+
+
+async def _update(request: Request, claims: Claims, env: Envelope) -> etree._Element:
+    transactions = _counted(ei.transactions(env.body, UPDATE))
+    for tx in transactions:
+        tx.engagement.owner = ""  # Update R6: this index owns what it is sent
+    producer: EngagementProducer = request.app.state.producer_factory(claims.sub)
+    try:
+        await publish_transactions(producer, request.app.state.rules, claims.logical_addresses,
+                                   transactions)
+    except InvalidUpdate as error:
+        raise _ei_fault(error, transactions, _settings(request)) from None
+    except NotOwner as error:
+        raise SoapFault("producer.not_owner", str(error)) from None
+    return ei.result_response(UPDATE)
+
+
+async def _process_notification(request: Request, claims: Claims, env: Envelope) -> etree._Element:
+    transactions = _counted(ei.transactions(env.body, PROCESS_NOTIFICATION))
+    target: Notifications = request.app.state.notifications
+    try:
+        await publish_notification(target, transactions)
+    except InvalidUpdate as error:
+        raise _ei_fault(error, transactions, _settings(request)) from None
+    return ei.result_response(PROCESS_NOTIFICATION)
+
+
+async def _find_content(request: Request, claims: Claims, env: Envelope) -> etree._Element:
+    settings = _settings(request)
+    asked = ei.find_content_request(env.body)
+    exact = {k: v for k, v in asked.filters.items() if v}  # an empty filter element asks nothing
+    if exact.get("owner") == settings.riv_logical_address:
+        exact["owner"] = "NA"  # this index's own records are stored without an owner
+    query = FindQuery(
+        asked.patient, (asked.service_domain,), categorization=exact.get("categorization"),
+        logical_address=exact.get("logical_address"),
+        business_object_instance_identifier=exact.get("business_object_instance_identifier"),
+        clinical_process_interest_id=exact.get("clinical_process_interest_id"),
+        source_system=exact.get("source_system"), data_controller=exact.get("data_controller"),
+        owner=exact.get("owner"), most_recent_content_from=asked.most_recent_content,
+        limit=settings.find_content_max_page,
+    )
+    store: IndexStore = request.app.state.store
+    found = await find_all(store, query, at_most=settings.riv_find_content_max)
+    if found is None:
+        raise SoapFault("EI000", "A technical error has occurred, error message: more than "
+                        f"{settings.riv_find_content_max} engagements match; narrow the question.")
+    return ei.find_content_response(_engagement(r, settings.riv_logical_address) for r in found)
+
+
+_ROUTES = (
+    _Route(UPDATE, (Role.PRODUCER,), _update),
+    _Route(PROCESS_NOTIFICATION, (Role.SYSTEM, Role.ADMIN), _process_notification),
+    _Route(FIND_CONTENT, (Role.SYSTEM, Role.OPERATOR, Role.ADMIN), _find_content),
+)
+
+
+def _post(route: _Route) -> Callable[[Request], Awaitable[Response]]:
+    async def post(request: Request) -> Response:
+        platform = PlatformHeaders.of(request.headers)
+        span = trace.get_current_span()
+        span.set_attribute("rivta.interaction", route.interaction.soap_action)
+        span.set_attribute("rivta.correlation_id", platform.correlation_id)
+        if platform.original_consumer:
+            span.set_attribute("rivta.original_consumer", platform.original_consumer)
+        answer_headers = {"x-skltp-correlation-id": platform.correlation_id}
+        try:
+            claims = await _claims(request, route.roles)
+            env = await _envelope(request, route.interaction)
+            answer = await route.handler(request, claims, env)
+        except SoapFault as fault:
+            log.info("riv %s refused: %s (consumer %s, correlation %s)", route.interaction.name,
+                     fault.code, platform.original_consumer, platform.correlation_id)
+            return Response(fault.to_bytes(), status_code=FAULT_STATUS, media_type=CONTENT_TYPE,
+                            headers=answer_headers)
+        return Response(envelope(answer), media_type=CONTENT_TYPE, headers=answer_headers)
+
+    return post
+
+
+def _get(route: _Route) -> Callable[[Request], Awaitable[Response]]:
+    async def get(request: Request) -> Response:
+        """``?wsdl``: the WSDL; ``?xsd=<name>``: one of the schemas it imports."""
+        location = str(request.url.remove_query_params(["wsdl", "xsd"]))
+        name = request.query_params.get("xsd")
+        if name is not None:
+            try:
+                return Response(wsdl.schema_bytes(name, base_url=location), media_type="text/xml")
+            except KeyError:
+                raise Problem(404, "schema.unknown", "No such schema here.") from None
+        if "wsdl" not in request.query_params:
+            raise Problem(404, "wsdl.ask", "Ask for ?wsdl (or POST a SOAP request).")
+        return Response(wsdl.wsdl_bytes(route.interaction, location), media_type="text/xml")
+
+    return get
+
+
+for _route in _ROUTES:
+    router.add_api_route(_route.interaction.path, _post(_route), methods=["POST"])
+    router.add_api_route(_route.interaction.path, _get(_route), methods=["GET"])
+
+
+async def _claims(request: Request, roles: Sequence[Role]) -> Claims:
+    """The token's claims as on every other route; its refusal becomes a fault with its code."""
+    try:
+        claims = await bearer_claims(request, await _bearer(request))
+        return await require_roles(*roles)(claims)
+    except Problem as problem:
+        raise SoapFault(problem.code, problem.detail) from None
+
+
+async def _envelope(request: Request, interaction: Interaction) -> Envelope:
+    settings = _settings(request)
+    body = await _body(request, settings.riv_max_body_bytes)
+    try:
+        env = read_envelope(parse(body, max_bytes=settings.riv_max_body_bytes))
+    except XmlRejected as error:
+        raise SoapFault(error.code, error.detail) from None
+    action = request.headers.get("soapaction", "").strip().strip('"')
+    if env.body.tag != interaction.request or (action and action != interaction.soap_action):
+        raise SoapFault("soap.wrong_operation",
+                        f"this endpoint answers {interaction.soap_action} only")
+    address = logical_address(env)
+    if address != settings.riv_logical_address:
+        raise SoapFault("EI003", f"Invalid routing. Logical address is {address or 'missing'} but "
+                        f"the owner is {settings.riv_logical_address}. They must be the same. "
+                        "See rule for Update-R7 in service contract")
+    errors = wsdl.schema_errors(interaction, env.body)
+    if errors:
+        raise SoapFault("EI001", "The payload does not follow the XML Schema, error message: "
+                        + "; ".join(errors))
+    return env
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it exceeds ``limit`` (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise SoapFault("xml.too_large", f"the message is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise SoapFault("xml.too_large", f"the message is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _counted(transactions: list[EngagementTransaction]) -> list[EngagementTransaction]:
+    if len(transactions) > MAX_TRANSACTIONS:
+        raise SoapFault("EI000", "A technical error has occurred, error message: The request "
+                        f"contains more than {MAX_TRANSACTIONS} engagements. Maximum number of "
+                        f"engagements per request is {MAX_TRANSACTIONS}.")
+    return transactions
+
+
+# The order in which Inera's validator meets the rules within one transaction.
+_RANK = {Code.COUNT: 0, Code.DUPLICATE_KEY: 1, Code.LOOP: 2, Code.MANDATORY: 3, Code.LENGTH: 4,
+         Code.TIME: 5, Code.PATIENT: 6, Code.PRODUCER: 7}
+
+
+def _ei_fault(error: InvalidUpdate, transactions: Sequence[EngagementTransaction],
+              settings: IndexSettings) -> SoapFault:
+    """The first violation as Inera's index words it (transactions numbered from 1)."""
+    first = min(error.violations, key=lambda v: (v.transaction, _RANK[v.code]))
+    number = first.transaction + 1
+    if first.code is Code.COUNT:
+        return SoapFault("EI000", f"A technical error has occurred, error message: {first.detail}")
+    if first.code is Code.DUPLICATE_KEY:
+        return SoapFault("EI002", f"EngagementTransaction #{number} has the same key as an earlier "
+                         "one. That is not allowed. See rule for Update-R1 in service contract")
+    if first.code is Code.LOOP:
+        return _reserved(transactions, first, settings.own_addresses)
+    if first.code is Code.PRODUCER:
+        return SoapFault("EI007", f"The sourceSystem in EngagementTransaction #{number} is not the "
+                         "system of the caller's token")
+    return SoapFault("EI004", f"The payload does not validate, error message: {first}")
+
+
+def _reserved(transactions: Sequence[EngagementTransaction], violation: Violation,
+              own: frozenset[str]) -> SoapFault:
+    number = violation.transaction + 1
+    engagement = _nth(transactions, violation.transaction)
+    if engagement.logical_address in own:
+        return SoapFault("EI005", f"The logicalAddress in EngagementTransaction #{number} is "
+                         f"reserved and not allowed, hsa-id: {engagement.logical_address}")
+    return SoapFault("EI006", f"The sourceSystem in EngagementTransaction #{number} is reserved "
+                     f"and not allowed, hsa-id: {engagement.source_system}")
+
+
+def _nth(transactions: Sequence[EngagementTransaction], index: int) -> Engagement:
+    if 0 <= index < len(transactions):  # violations name transactions by their request order
+        return transactions[index].engagement
+    return Engagement()
+
+
+def _engagement(record: Record, own_address: str) -> Engagement:
+    identity = record.identity
+    engagement = Engagement(
+        registered_resident_identification=identity.patient,
+        service_domain=identity.service_domain, categorization=identity.categorization,
+        logical_address=identity.logical_address,
+        business_object_instance_identifier=identity.business_object_instance_identifier,
+        clinical_process_interest_id=identity.clinical_process_interest_id,
+        most_recent_content=record.most_recent_content, source_system=identity.source_system,
+        data_controller=identity.data_controller,
+        owner=own_address if identity.owner == "NA" else identity.owner,
+    )
+    engagement.creation_time.FromDatetime(record.creation_time)
+    engagement.update_time.FromDatetime(record.update_time)
+    return engagement
+
+
+def _settings(request: Request) -> IndexSettings:
+    settings: IndexSettings = request.app.state.settings
+    return settings
