@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -72,11 +73,12 @@ class RivIndex:
 
 
 @asynccontextmanager
-async def riv_index(database_url: str, bootstrap: str, tokens: Tokens) -> AsyncIterator[RivIndex]:
+async def riv_index(database_url: str, bootstrap: str, tokens: Tokens,
+                    **settings_: Any) -> AsyncIterator[RivIndex]:
     settings = IndexSettings(
         database_url=database_url, kafka_bootstrap_servers=bootstrap, db_schema=schema_name(),
         updates_topic=topic_name(), changes_topic=topic_name(),
-        consumer_group=f"g-{uuid.uuid4().hex[:8]}", db_pool_size=3,
+        consumer_group=f"g-{uuid.uuid4().hex[:8]}", db_pool_size=3, **settings_,
     )
     async with open_worker(settings) as worker:
         stop = asyncio.Event()

@@ -10,6 +10,8 @@ from pydantic_settings import SettingsConfigDict
 from npo_platform.settings import PlatformSettings
 from npo_platform.topics import ENGAGEMENT_UPDATES, INDEX_CHANGES, Topic
 
+from .notify import Subscriber
+
 
 class IndexSettings(PlatformSettings):
     """What npo-index reads from its environment; its HTTP port is defined here only."""
@@ -37,6 +39,13 @@ class IndexSettings(PlatformSettings):
     riv_logical_address: str = "SE5565594230-NPOIDX"
     riv_max_body_bytes: int = 8 * 1024 * 1024
     riv_find_content_max: int = 10_000
+    # Notifications out (notify.py): who gets the change stream as ProcessNotification calls
+    # (JSON: [{"logicalAddress", "endpoint", "filters": [{"serviceDomain", "categorizations"}],
+    # "token"}]), change records per handled batch, calls tried before a dead letter, timeout.
+    riv_subscribers: tuple[Subscriber, ...] = ()
+    riv_notify_batch: int = 500
+    riv_notify_attempts: int = 8
+    riv_notify_timeout_s: float = 10.0
     audit_url: str = "http://127.0.0.1:8104"  # the operator page's search statistics
     # The operator page's organisation directory (JSON; `npo directory --out …`); None: no directory.
     directory_file: Path | None = None

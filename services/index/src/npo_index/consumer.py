@@ -6,10 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import httpx
 
 from npo_engagement import Rules
-from npo_platform.contracts import EngagementUpdate
+from npo_platform.contracts import EngagementUpdate, IndexChanges
 from npo_platform.kafka import BatchPublisher, EventConsumer, EventPublisher, RetryPolicy
 from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.outbox import OutboxRelay
@@ -17,6 +19,7 @@ from npo_platform.service import tune_collector
 
 from .config import IndexSettings
 from .handlers import IngestHandler
+from .notify import described, notifiers
 from .store_pg import PostgresIndexStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class Worker:
     publisher: EventPublisher
     relay: OutboxRelay
     consumers: list[EventConsumer[EngagementUpdate]]
+    notifiers: list[EventConsumer[IndexChanges]] = field(default_factory=list)  # notify.py
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -41,6 +45,8 @@ class Worker:
             group.create_task(self.relay.run(stop))
             for consumer in self.consumers:
                 group.create_task(consumer.run(stop))
+            for notifier in self.notifiers:
+                group.create_task(notifier.run(stop))
 
     @property
     def dead_lettered(self) -> int:
@@ -70,6 +76,7 @@ async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
     sender = BatchPublisher(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-changes")
     await publisher.start()
     await sender.start()
+    http = httpx.AsyncClient(timeout=settings.riv_notify_timeout_s)
     try:
         relay = OutboxRelay(store, sender, settings.changes, interval_s=None)  # fed by the ingest
         drained = await relay.flush()
@@ -91,8 +98,11 @@ async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
             )
             for _ in range(settings.consumers)
         ]
-        yield Worker(store, publisher, relay, consumers)
+        subscribers = notifiers(settings, publisher, http)
+        log.info("notifying subscribers: %s", described(settings.riv_subscribers))
+        yield Worker(store, publisher, relay, consumers, subscribers)
     finally:
+        await http.aclose()
         await sender.stop()
         await publisher.stop()
         await store.close()
