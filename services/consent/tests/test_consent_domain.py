@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from consent_support import ANNA, CG_B, ENGAGEMENTS, T0, UA1, UB1
+from consent_support import ANNA, BO, CG_A, CG_B, ENGAGEMENTS, T0, UA1, UA2, UB1
 
 from npo_consent.checks import EMERGENCY_WITHOUT_REASON, LoggedAccess, TaskKind, check_access
 from npo_consent.domain import (
+    CLOSED_POLICY,
     Basis,
     EngagementRef,
     Kind,
@@ -17,6 +18,7 @@ from npo_consent.domain import (
     Reader,
     Reason,
     Record,
+    RecordPolicy,
     decide,
 )
 from npo_consent.handlers import ConsentService
@@ -110,3 +112,53 @@ def test_a_decision_opened_by_emergency_carries_the_registered_reason() -> None:
     assert (opened.basis, opened.emergency_reason) == (Basis.EMERGENCY, "unconscious on arrival")
     # Allowed without the emergency (consent, own care giver): no reason is carried.
     assert decide(ANNA, CONSENTED, ["notes"], [ENGAGEMENTS["b1"]], T0).emergency_reason == ""
+
+
+def policy_of(*records: Record, reader: Reader = ANNA) -> RecordPolicy:
+    return decide(reader, PatientState(records), ["notes"], [], T0 + timedelta(minutes=1)).record_policy
+
+
+def test_the_record_policy_names_what_is_closed_per_care_giver_and_unit() -> None:
+    relation, consent = CONSENTED.records
+    giver_block = rec(Kind.BLOCK, care_giver=CG_B)
+    own_unit_block = rec(Kind.BLOCK, care_giver=CG_A, care_unit=UA2)  # internal block
+    readers_unit_block = rec(Kind.BLOCK, care_giver=CG_A, care_unit=UA1)  # the reader's own unit
+    own_giver_block = rec(Kind.BLOCK, care_giver=CG_A)  # applies only to other care givers
+    policy = policy_of(relation, consent, giver_block, own_unit_block, readers_unit_block,
+                       own_giver_block)
+    assert policy == RecordPolicy(CG_A, None, None, frozenset({CG_B}), frozenset({UA2}),
+                                  frozenset({CG_A}))
+
+
+def test_a_lift_for_the_reader_or_emergency_access_opens_blocks_in_the_record_policy() -> None:
+    relation, consent = CONSENTED.records
+    unit_block = rec(Kind.BLOCK, care_giver=CG_B, care_unit=UB1)
+    lifted = rec(Kind.LIFT, block_id=unit_block.id, user=ANNA.user)
+    assert policy_of(relation, consent, unit_block, lifted).closed_care_units == frozenset()
+    assert policy_of(relation, consent, unit_block, lifted, reader=BO).closed_care_units == {UB1}
+    emergency = rec(Kind.EMERGENCY, user=ANNA.user, care_unit=UA1, reason="unconscious")
+    opened = policy_of(relation, unit_block, emergency)
+    assert (opened.closed_care_units, opened.unit_blocked_care_givers) == (frozenset(), frozenset())
+    assert opened.others_closed is None  # emergency stands in for the missing consent
+
+
+def test_the_record_policy_closes_other_care_givers_without_consent_and_all_without_relation() -> None:
+    relation, _ = CONSENTED.records
+    assert (policy_of(relation).own_closed, policy_of(relation).others_closed) == (
+        None, Reason.NO_CONSENT)
+    denied = decide(ANNA, PatientState(), ["notes"], [ENGAGEMENTS["own_a1"]], T0)
+    assert (denied.outcome, denied.reason) == (Outcome.DENIED, Reason.NO_RELATION)
+    assert denied.record_policy == CLOSED_POLICY
+    assert CLOSED_POLICY.own_closed is not None
+    assert CLOSED_POLICY.others_closed is not None
+
+
+def test_emergency_opening_a_unit_block_among_an_engagements_records_is_the_basis() -> None:
+    relation, consent = CONSENTED.records
+    unit_block = rec(Kind.BLOCK, care_giver=CG_B, care_unit=UB1)
+    emergency = rec(Kind.EMERGENCY, user=ANNA.user, care_unit=UA1, reason="unconscious")
+    unknown = [ENGAGEMENTS["b_unknown_unit"]]
+    assert decide(ANNA, PatientState((relation, consent, unit_block)), ["notes"], unknown,
+                  T0).basis is Basis.CONSENT
+    assert decide(ANNA, PatientState((relation, consent, unit_block, emergency)), ["notes"],
+                  unknown, T0).basis is Basis.EMERGENCY

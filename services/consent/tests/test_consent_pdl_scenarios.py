@@ -25,6 +25,7 @@ from consent_support import (
     UA2,
     UB1,
     UB2,
+    UM1,
     Clock,
     Ctx,
     Step,
@@ -60,12 +61,22 @@ class Case:
     protected: bool = False
     categories: tuple[str, ...] = ("diagnoses", "medications")
     reason: str | None = None  # the whole decision's reason code, when checked
+    closed_units: tuple[str, ...] | None = None  # the record policy's closed units, when checked
 
 
 CASES = [
     # --- own care giver, relation, consent ---------------------------------------------------
-    Case("own care giver needs neither relation nor consent", (), {"own_a1": OWN, "own_a2": OWN}),
-    Case("other care giver without relation", (), {"own_a1": OWN, "b1": NO_RELATION}),
+    # Inner secrecy (PDL 4 kap. 1 §): every read needs a relation, the own care giver's too.
+    Case("own care giver without relation is denied (inner secrecy)", (),
+         {"own_a1": NO_RELATION, "own_a2": NO_RELATION}, reason=NO_RELATION),
+    Case("own care giver needs a relation but no consent", (relation(),),
+         {"own_a1": OWN, "own_a2": OWN}),
+    Case("emergency access stands in for the relation at the own care giver", (emergency(),),
+         {"own_a1": EMERGENCY}),
+    Case("other care giver without relation", (), {"own_a1": NO_RELATION, "b1": NO_RELATION},
+         reason=NO_RELATION),
+    Case("a relation of another unit of the own care giver does not count", (relation(UA2),),
+         {"own_a1": NO_RELATION, "b1": NO_RELATION}),
     Case("relation without consent", (relation(),), {"b1": NO_CONSENT}, reason=NO_CONSENT),
     Case("consent without relation", (consent(),), {"b1": NO_RELATION}),
     Case("relation and unit consent", RC, {"own_a1": OWN, "b1": CONSENT, "b2": CONSENT}),
@@ -91,8 +102,9 @@ CASES = [
          {"b1": BLOCKED}, blocked=True),
     Case("revoked block no longer hides", (*RC, block(CG_B), revoke("block", Kind.BLOCK)), {"b1": CONSENT}),
     Case("block that ran out no longer hides", (*RC, block(CG_B, days=1), advance(days=2)), {"b1": CONSENT}),
-    Case("unit block with the engagement's unit unknown hides it (fail closed)", (*RC, block(CG_B, UB1)),
-         {"b_unknown_unit": BLOCKED}, blocked=True),
+    # The engagement's producer may serve other units: the record policy withholds UB1's records.
+    Case("unit block with the engagement's unit unknown is left to the records", (*RC, block(CG_B, UB1)),
+         {"b_unknown_unit": CONSENT}, closed_units=(UB1,)),
     Case("lift scoped to the reader opens the block", (*RC, block(CG_B), lift(user=ANNA.user)),
          {"b1": CONSENT, "b2": CONSENT}),
     Case("lift scoped to another reader does not help", (*RC, block(CG_B), lift(user=BO.user)),
@@ -102,7 +114,8 @@ CASES = [
     Case("lift scoped to another unit does not help", (*RC, block(CG_B), lift(unit=UA2)),
          {"b1": BLOCKED}, blocked=True),
     Case("lift opens only its own block", (*RC, block(CG_B, UB1, name="b1"), block(CG_B, UB2, name="b2"),
-         lift("b1", user=ANNA.user)), {"b1": CONSENT, "b2": BLOCKED}, blocked=True),
+         lift("b1", user=ANNA.user)), {"b1": CONSENT, "b2": BLOCKED}, blocked=True,
+         closed_units=(UB2,)),
     Case("lift after its end time", (*RC, block(CG_B), lift(user=ANNA.user, hours=1), advance(hours=2)),
          {"b1": BLOCKED}, blocked=True),
     Case("revoked lift", (*RC, block(CG_B), lift(user=ANNA.user), revoke("lift", Kind.LIFT)),
@@ -114,35 +127,39 @@ CASES = [
     Case("lift does not replace consent", (relation(), block(CG_B), lift(user=ANNA.user)),
          {"b1": NO_CONSENT}),
     # --- internal blocks within one care giver ------------------------------------------------
-    Case("internal block hides a unit from the rest of its care giver", (block(CG_A, UA2),),
+    Case("internal block hides a unit from the rest of its care giver", (relation(), block(CG_A, UA2)),
          {"own_a1": OWN, "own_a2": BLOCKED}, blocked=True),
-    Case("internal block does not hide the unit from itself", (block(CG_A, UA2),),
+    Case("internal block does not hide the unit from itself", (relation(UA2), block(CG_A, UA2)),
          {"own_a2": OWN}, reader=CECILIA),
-    Case("care-giver block does not apply inside that care giver", (block(CG_A),),
+    Case("care-giver block does not apply inside that care giver", (relation(), block(CG_A)),
          {"own_a1": OWN, "own_a2": OWN}),
     Case("care-giver block hides it from other care givers", (relation(UB1), consent(UB1), block(CG_A)),
          {"own_a1": BLOCKED, "b1": OWN}, reader=ERIK, blocked=True),
-    Case("internal block lifted for the reader", (block(CG_A, UA2), lift(user=ANNA.user)), {"own_a2": OWN}),
+    Case("internal block lifted for the reader", (relation(), block(CG_A, UA2), lift(user=ANNA.user)),
+         {"own_a2": OWN}),
     # --- emergency access ---------------------------------------------------------------------
     Case("emergency access without consent", (relation(), emergency()), {"b1": EMERGENCY}),
     Case("emergency without a reason is refused",
          (relation(), emergency(reason="  ", rejected="emergency.reason_required")), {"b1": NO_CONSENT}),
     Case("emergency opens a block", (*RC, block(CG_B), emergency()), {"b1": EMERGENCY}),
-    Case("emergency opens an internal block", (block(CG_A, UA2), emergency()), {"own_a2": EMERGENCY}),
+    Case("emergency opens an internal block", (block(CG_A, UA2), emergency()), {"own_a2": EMERGENCY},
+         closed_units=()),
     Case("a colleague's emergency does not help", (relation(), emergency(BO)), {"b1": NO_CONSENT}),
     Case("emergency after its window", (relation(), emergency(), advance(hours=5)), {"b1": NO_CONSENT}),
     Case("emergency still needs a patient relation", (emergency(),), {"b1": NO_RELATION}),
     # --- protected identity, social services, request checks -----------------------------------
-    Case("protected identity is always flagged", (protect(),), {"own_a1": OWN}, protected=True),
+    Case("protected identity is always flagged", (relation(), protect()), {"own_a1": OWN},
+         protected=True),
     Case("protected identity is flagged on emergency access too", (relation(), emergency(), protect()),
          {"b1": EMERGENCY}, protected=True),
     Case("protected identity flagged even when everything is denied", (protect(),), {"b1": NO_RELATION},
          protected=True),
-    Case("revoked protected-identity mark", (protect(), revoke("protected", Kind.PROTECTED_IDENTITY)),
-         {"own_a1": OWN}),
+    Case("revoked protected-identity mark",
+         (relation(), protect(), revoke("protected", Kind.PROTECTED_IDENTITY)), {"own_a1": OWN}),
     Case("social services never readable, consent or not", (relation(), consent(), emergency()),
          {"soc": SOCIAL, "b1": CONSENT}),
-    Case("social services not readable by its own care giver", (), {"soc": SOCIAL}, reader=MAJA),
+    Case("social services not readable by its own care giver", (relation(UM1),), {"soc": SOCIAL},
+         reader=MAJA),
     Case("engagement without a data controller is withheld", RC,
          {"no_controller": "engagement_incomplete"}),
     Case("purpose other than care denies everything", RC,
@@ -189,3 +206,5 @@ async def test_pdl_scenario(case: Case, store: PostgresConsentStore) -> None:
     assert decision.outcome is expected_outcome
     if case.reason is not None:
         assert str(decision.reason) == case.reason
+    if case.closed_units is not None:
+        assert sorted(decision.record_policy.closed_care_units) == list(case.closed_units)

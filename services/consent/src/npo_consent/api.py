@@ -23,7 +23,7 @@ from npo_platform.schemas import RequestModel
 
 from . import commands as c
 from .checks import FollowUpTask, Violation
-from .domain import Decision, EngagementRef, Kind, Reader, Record
+from .domain import Decision, EngagementRef, Kind, Reader, Record, RecordPolicy
 from .handlers import ConsentService
 
 # Relations, consents and protected-identity marks are registered by clinicians; blocks and
@@ -121,6 +121,17 @@ class EngagementDecisionOut(BaseModel):
     reason_code: str | None
 
 
+class RecordPolicyOut(BaseModel):
+    """The decision's rules per record (domain.RecordPolicy): a reason code closes, null opens."""
+
+    own_care_giver: str
+    own_closed: str | None
+    others_closed: str | None
+    closed_care_givers: list[str]
+    closed_care_units: list[str]
+    unit_blocked_care_givers: list[str]
+
+
 class DecisionOut(BaseModel):
     outcome: str
     basis: str
@@ -130,6 +141,9 @@ class DecisionOut(BaseModel):
     protected_fields: list[str]
     emergency_reason: str | None = None  # set when information is opened by emergency access
     engagements: list[EngagementDecisionOut]
+    # Applied by the query service to every record a producer returns (blocks per care unit,
+    # inner secrecy); a client that does not apply it must not release records.
+    record_policy: RecordPolicyOut
 
 
 def _staff(claims: Claims) -> c.Staff:
@@ -231,6 +245,18 @@ def decision_out(decision: Decision) -> DecisionOut:
                                   reason_code=e.reason.value if e.reason else None)
             for e in decision.engagements
         ],
+        record_policy=_policy_out(decision.record_policy),
+    )
+
+
+def _policy_out(policy: RecordPolicy) -> RecordPolicyOut:
+    return RecordPolicyOut(
+        own_care_giver=policy.own_care_giver,
+        own_closed=policy.own_closed.value if policy.own_closed else None,
+        others_closed=policy.others_closed.value if policy.others_closed else None,
+        closed_care_givers=sorted(policy.closed_care_givers),
+        closed_care_units=sorted(policy.closed_care_units),
+        unit_blocked_care_givers=sorted(policy.unit_blocked_care_givers),
     )
 
 

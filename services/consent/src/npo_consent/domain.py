@@ -117,6 +117,32 @@ class EngagementDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordPolicy:
+    """What is open to this reader record by record: the rules of §5.5 the query service applies
+    to each record a producer returns (a producer's logical address often serves many units, so
+    the decision per engagement cannot settle them all).
+
+    A record of ``own_care_giver`` is withheld with ``own_closed`` unless that is None, a record
+    of any other care giver with ``others_closed`` (inner secrecy: a relation, or emergency
+    access, for every read; for other care givers also consent or emergency access). Blocks not
+    opened for this reader close ``closed_care_givers`` (care-giver level) and
+    ``closed_care_units`` (unit level, internal blocks included); a record without a care unit of
+    a care giver in ``unit_blocked_care_givers`` cannot be told apart from the blocked unit's
+    and is withheld too (fail closed).
+    """
+
+    own_care_giver: str = ""
+    own_closed: Reason | None = Reason.DECISION_ERROR
+    others_closed: Reason | None = Reason.DECISION_ERROR
+    closed_care_givers: frozenset[str] = frozenset()
+    closed_care_units: frozenset[str] = frozenset()
+    unit_blocked_care_givers: frozenset[str] = frozenset()
+
+
+CLOSED_POLICY = RecordPolicy()  # every record withheld: what a denied decision carries
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     outcome: Outcome
     engagements: tuple[EngagementDecision, ...]
@@ -128,6 +154,7 @@ class Decision:
     # The reason registered with the emergency access the decision relies on (for the access
     # event and its follow-up); empty unless some engagement is allowed by emergency.
     emergency_reason: str = ""
+    record_policy: RecordPolicy = CLOSED_POLICY
 
     def allowed_ids(self) -> set[str]:
         return {e.id for e in self.engagements if e.allowed}
@@ -210,8 +237,11 @@ def _decide(
     if refused is not None:
         return deny_all(engagements, refused, protected)
     view = _view(reader, state, at)
+    if not (view.relation or view.emergency):  # inner secrecy, own care giver included
+        return deny_all(engagements, Reason.NO_RELATION, protected)
     decided = [_decide_one(view, engagement) for engagement in engagements]
     decision = _summarise([d for d, _ in decided], any(b for _, b in decided), protected)
+    decision = replace(decision, record_policy=_record_policy(view))
     if any(d.basis is Basis.EMERGENCY for d, _ in decided):
         decision = replace(decision, emergency_reason=view.emergency_reason)
     return decision
@@ -268,14 +298,20 @@ def _decide_one(view: _View, engagement: EngagementRef) -> tuple[EngagementDecis
     basis = _basis(view, engagement)
     if isinstance(basis, Reason):
         return _withhold(engagement, basis), False
-    if opened_by_emergency:
+    if opened_by_emergency or _unit_blocks_opened_by_emergency(view, engagement):
         basis = Basis.EMERGENCY
     return EngagementDecision(engagement.id, True, basis), False
 
 
 def _basis(view: _View, engagement: EngagementRef) -> Basis | Reason:
     if engagement.data_controller == view.reader.care_giver:
-        return Basis.OWN_CARE_GIVER
+        # Inner secrecy: a relation, or else the emergency access that let the read through.
+        return Basis.OWN_CARE_GIVER if view.relation else Basis.EMERGENCY
+    return _others_basis(view)
+
+
+def _others_basis(view: _View) -> Basis | Reason:
+    """Another care giver's information: a relation, then consent or emergency access."""
     if not view.relation:
         return Reason.NO_RELATION
     if view.consent:
@@ -283,6 +319,24 @@ def _basis(view: _View, engagement: EngagementRef) -> Basis | Reason:
     if view.emergency:
         return Basis.EMERGENCY
     return Reason.NO_CONSENT
+
+
+def _record_policy(view: _View) -> RecordPolicy:
+    """The decision's rules per record (inner secrecy holds here: a relation or emergency)."""
+    closed = [b for b in view.blocks if b.id not in view.lifted_block_ids and not view.emergency]
+    units = [b for b in closed if b.care_unit and b.care_unit != view.reader.care_unit]
+    others = _others_basis(view)
+    return RecordPolicy(
+        own_care_giver=view.reader.care_giver,
+        own_closed=None,
+        others_closed=others if isinstance(others, Reason) else None,
+        closed_care_givers=frozenset(
+            b.care_giver or "" for b in closed
+            if not b.care_unit and b.care_giver != view.reader.care_giver
+        ),
+        closed_care_units=frozenset(b.care_unit or "" for b in units),
+        unit_blocked_care_givers=frozenset(b.care_giver or "" for b in units),
+    )
 
 
 def _blocks(view: _View, engagement: EngagementRef) -> tuple[bool, bool]:
@@ -296,19 +350,29 @@ def _blocks(view: _View, engagement: EngagementRef) -> tuple[bool, bool]:
     return True, False
 
 
+def _unit_blocks_opened_by_emergency(view: _View, engagement: EngagementRef) -> bool:
+    """Whether emergency access opens a unit-level block among the records of an engagement
+    whose unit is not known (the record policy would otherwise withhold that unit's records)."""
+    return view.emergency and not engagement.care_unit and any(
+        b.care_unit and b.care_giver == engagement.data_controller
+        and b.care_unit != view.reader.care_unit and b.id not in view.lifted_block_ids
+        for b in view.blocks
+    )
+
+
 def _block_applies(block: Record, reader: Reader, engagement: EngagementRef) -> bool:
     """A block hides the blocked giver's (or unit's) information from everyone outside it.
 
-    A unit-level block also applies inside its own care giver (an internal block). An
-    engagement whose unit is unknown counts as inside the blocked unit (fail closed).
+    A unit-level block also applies inside its own care giver (an internal block). It withholds
+    a whole engagement only when the engagement is that unit's (its unit or logical address);
+    otherwise the engagement's producer may serve other units too, and the record policy
+    withholds the blocked unit's records and every record whose unit cannot be told.
     """
     if engagement.data_controller != block.care_giver:
         return False
     if not block.care_unit:
         return reader.care_giver != block.care_giver
-    unit_unknown = not (engagement.care_unit or engagement.logical_address)
-    in_unit = unit_unknown or engagement.held_by_unit(block.care_unit)
-    return in_unit and reader.care_unit != block.care_unit
+    return engagement.held_by_unit(block.care_unit) and reader.care_unit != block.care_unit
 
 
 def _withhold(engagement: EngagementRef, reason: Reason) -> EngagementDecision:
