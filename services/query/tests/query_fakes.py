@@ -7,11 +7,12 @@ index and consent are replaced by these; producers, broker and database are real
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from npo_query.clients import Unavailable
 from npo_query.decision import Decision, EngagementVerdict
 from npo_query.domain import IndexEntry, Target
+from npo_query.record_law import RecordPolicy
 
 
 @dataclass
@@ -31,10 +32,13 @@ class FakeIndex:
 
 @dataclass
 class FakeConsent:
-    """Allows everything except blocked care givers and those without consent; counts calls."""
+    """Allows everything except blocked care givers and those without consent; counts calls.
+    Its record policy closes the blocked care givers and ``blocked_units``."""
 
     blocked: set[str] = field(default_factory=set)
+    blocked_units: set[str] = field(default_factory=set)
     no_consent: set[str] = field(default_factory=set)
+    protected: bool = False
     deny_all: str | None = None  # a reason code: the whole decision is denied
     down: bool = False
     related: bool = True
@@ -52,7 +56,13 @@ class FakeConsent:
                             verdicts={t.id: EngagementVerdict(False, "none", self.deny_all)
                                       for t in targets})
         verdicts = {t.id: self._verdict(t) for t in targets}
-        return _summary(verdicts.values(), verdicts, bool(self.blocked & _controllers(targets)))
+        decision = _summary(verdicts.values(), verdicts, bool(self.blocked & _controllers(targets)))
+        giver_of_units = {t.data_controller for t in targets} if self.blocked_units else set()
+        policy = RecordPolicy("", None, None, frozenset(self.blocked), frozenset(self.blocked_units),
+                              frozenset(giver_of_units))
+        fields = ("address", "phone", "relatives", "location") if self.protected else ()
+        return replace(decision, policy=policy, protected_identity=self.protected,
+                       protected_fields=fields)
 
     def _verdict(self, target: Target) -> EngagementVerdict:
         if target.data_controller in self.blocked:

@@ -16,6 +16,7 @@ from query_fixtures import serve
 from npo_query.clients import HttpConsentClient, HttpIndexClient, Unavailable, pooled_session
 from npo_query.domain import Status, Target
 from npo_query.producers import HttpProducerClient
+from npo_query.record_law import RecordPolicy
 
 PATIENT = "191212121212"
 DESCRIPTION = "riv:clinicalprocess:healthcond:description"
@@ -107,24 +108,34 @@ async def test_a_consent_service_that_is_not_there_is_unreachable() -> None:
     assert error.value.code == "consent.unreachable"
 
 
-async def test_the_decision_forwards_the_readers_token_and_maps_the_answer() -> None:
-    seen: list[dict[str, Any]] = []
+POLICY = {"own_care_giver": "G0", "own_closed": None, "others_closed": "no_consent",
+          "closed_care_givers": ["G2"], "closed_care_units": ["U1"],
+          "unit_blocked_care_givers": ["G1"]}
+
+
+def _consent_app(seen: list[dict[str, Any]], policy: dict[str, Any] | None) -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/decisions")
     async def decide(request: Request) -> dict[str, Any]:
         body = await request.json()
         seen.append({"body": body, "auth": request.headers.get("authorization")})
-        return {"outcome": "partial", "basis": "consent", "reason_code": "blocked",
-                "blocked_information_exists": True, "protected_identity": False,
-                "protected_fields": [], "engagements": [
-                    {"id": body["engagements"][0]["id"], "allowed": True, "basis": "consent",
-                     "reason_code": None},
-                    {"id": body["engagements"][1]["id"], "allowed": False, "basis": "none",
-                     "reason_code": "blocked"}]}
+        answer = {"outcome": "partial", "basis": "consent", "reason_code": "blocked",
+                  "blocked_information_exists": True, "protected_identity": False,
+                  "protected_fields": [], "engagements": [
+                      {"id": body["engagements"][0]["id"], "allowed": True, "basis": "consent",
+                       "reason_code": None},
+                      {"id": body["engagements"][1]["id"], "allowed": False, "basis": "none",
+                       "reason_code": "blocked"}]}
+        return answer if policy is None else answer | {"record_policy": policy}
 
+    return app
+
+
+async def test_the_decision_forwards_the_readers_token_and_maps_the_answer() -> None:
+    seen: list[dict[str, Any]] = []
     targets = [Target("LA1", "notes", "G1", "S1"), Target("LA2", "notes", "G2", "S2")]
-    async with serve(app) as url, pooled_session(10) as http:
+    async with serve(_consent_app(seen, POLICY)) as url, pooled_session(10) as http:
         client = HttpConsentClient(http, url, 2.0)
         decision = await client.decide("reader-token", PATIENT, ["notes"], targets)
     [call] = seen
@@ -137,6 +148,16 @@ async def test_the_decision_forwards_the_readers_token_and_maps_the_answer() -> 
     assert decision.allows(targets[0]).allowed
     assert decision.allows(targets[1]).reason_code == "blocked"
     assert decision.allows(Target("LA3", "notes")).allowed is False  # not decided: withheld
+    assert decision.policy == RecordPolicy("G0", None, "no_consent", frozenset({"G2"}),
+                                           frozenset({"U1"}), frozenset({"G1"}))
+
+
+async def test_a_decision_without_its_record_policy_is_no_decision() -> None:
+    targets = [Target("LA1", "notes", "G1", "S1"), Target("LA2", "notes", "G2", "S2")]
+    async with serve(_consent_app([], None)) as url, pooled_session(10) as http:
+        with pytest.raises(Unavailable) as error:  # fail closed: no record could be judged
+            await HttpConsentClient(http, url, 2.0).decide("t", PATIENT, ["notes"], targets)
+    assert error.value.code == "consent.invalid_answer"
 
 
 def _producer_app() -> FastAPI:
@@ -145,6 +166,17 @@ def _producer_app() -> FastAPI:
     @app.post("/garbage/{category}")
     async def garbage() -> dict[str, Any]:
         return {"records": [{"header": {"documentId": "d1"}}]}
+
+    @app.post("/contract/{category}")
+    async def contract() -> dict[str, Any]:
+        professional = {"authorTime": "20250101120000",
+                        "healthcareProfessionalCareUnitHSAId": "SE2321000016-U1",
+                        "healthcareProfessionalCareGiverHSAId": "SE2321000016-G1"}
+        marked = {"documentId": "d1", "sourceSystemHSAId": "S1", "patientId": {"id": PATIENT},
+                  "accountableHealthcareProfessional": professional, "socialServices": True}
+        bare = {**marked, "documentId": "d2", "socialServices": False,
+                "accountableHealthcareProfessional": {"authorTime": "20250101120000"}}
+        return {"records": [{"header": marked}, {"header": bare}], "continuationToken": None}
 
     @app.post("/other-patient/{category}")
     async def other_patient() -> dict[str, Any]:
@@ -168,6 +200,15 @@ async def test_producer_failures_have_a_cause_never_unknown() -> None:
     assert other.cause == "invalid_answer"  # another patient's record never gets through
     assert (missing.cause, missing.http_status) == ("http_status", 404)
     assert refused.cause == "connection_error"
+
+
+async def test_records_carry_their_care_giver_unit_and_social_services_marker() -> None:
+    async with serve(_producer_app()) as url, aiohttp.ClientSession() as session:
+        client = HttpProducerClient(session, lambda: "t", connect_timeout_s=1.0, page_size=10,
+                                    max_pages=5)
+        result = await client.fetch(f"{url}/contract", Target("LA1", "notes"), PATIENT, 2.0)
+    assert [(r.document_id, r.care_giver, r.care_unit, r.social_services) for r in result.records] == [
+        ("d1", "SE2321000016-G1", "SE2321000016-U1", True), ("d2", "", "", False)]
 
 
 def _closed_port() -> int:

@@ -55,6 +55,15 @@ class RoutingStoreContract:
         assert (await store.table()).endpoint("C", "LA1", "notes") is None
 
 
+    async def test_a_social_services_address_is_declared_and_can_be_redeclared(
+        self, store: RoutingStore
+    ) -> None:
+        await store.put_routes([Route("LA1", "http://p1"), Route("SOL1", "http://p2", True)])
+        assert (await store.table()).social_services == frozenset({"SOL1"})
+        await store.put_routes([Route("SOL1", "http://p2")])
+        assert (await store.table()).social_services == frozenset()
+
+
 class TestInMemoryRoutingStore(RoutingStoreContract):
     @pytest.fixture
     async def store(self) -> RoutingStore:
@@ -106,7 +115,8 @@ async def test_the_admin_api_manages_the_routing_table() -> None:
     assert bad.json()["code"] == "category.unknown"
     assert ok.status_code == 204
     assert forbidden.status_code == 403
-    assert table == {"routes": [{"logical_address": "LA1", "endpoint": "http://p1"}],
+    assert table == {"routes": [{"logical_address": "LA1", "endpoint": "http://p1",
+                                 "social_services": False}],
                      "authorisations": [{"consumer_system": "C", "logical_address": "LA1",
                                          "category": "notes"}]}
     assert gone.status_code == 204

@@ -68,6 +68,8 @@ class _Body(RequestModel):
 class RouteIn(_Body):
     logical_address: str = Field(min_length=1, max_length=64)
     endpoint: str = Field(min_length=1, max_length=500)
+    # Social-services (SoL) information only: the overview never calls this address.
+    social_services: bool = False
 
 
 class AuthorisationIn(_Body):
@@ -97,7 +99,8 @@ def _checked(check: Callable[[T], T], value: T) -> T:
 async def read_table(request: Request, _: AdminClaims) -> RoutingOut:
     table = await _view(request).store.table()
     return RoutingOut(
-        routes=[RouteIn(logical_address=a, endpoint=e) for a, e in sorted(table.routes.items())],
+        routes=[RouteIn(logical_address=a, endpoint=e, social_services=a in table.social_services)
+                for a, e in sorted(table.routes.items())],
         authorisations=[AuthorisationIn(consumer_system=c, logical_address=a, category=k)
                         for c, a, k in sorted(table.authorised)],
     )
@@ -105,7 +108,8 @@ async def read_table(request: Request, _: AdminClaims) -> RoutingOut:
 
 @router.put("/routes", status_code=204)
 async def put_routes(body: list[RouteIn], request: Request, _: AdminClaims) -> None:
-    routes = [_checked(check_route, Route(r.logical_address, r.endpoint)) for r in body]
+    routes = [_checked(check_route, Route(r.logical_address, r.endpoint, r.social_services))
+              for r in body]
     view = _view(request)
     await view.store.put_routes(routes)
     view.changed()

@@ -1,8 +1,11 @@
-"""The overview use case: index lookup → access decision → routing → producers in parallel.
+"""The overview use case: index lookup → access decision → routing → producers in parallel →
+the access law per record.
 
 ``plan`` decides whom to call (and settles every target that will not be called, with its
 status); ``collect`` calls them all and waits, ``stream`` yields each answer as it arrives.
-Auditing and the HTTP answer are the API's job (see api.py), so that the access event is
+Every answer passes the decision's record policy (record_law) in ``_call``, the one place
+between the producers and the merge, so every front end gets only what the law releases.
+Auditing and the answer are the front ends' job (see api.py), so that the access event is
 always written before anything leaves.
 """
 
@@ -22,6 +25,7 @@ from .clients import ConsentClient, IndexClient, Unavailable
 from .decision import Decision, DecisionCache, cache_key, unavailable
 from .domain import IndexEntry, Target, TargetResult, not_routed, targets_of, withheld
 from .producers import ProducerClient
+from .record_law import SOCIAL_SERVICES, apply_law
 from .routing import RoutingTable
 
 tracer = trace.get_tracer(__name__)
@@ -44,6 +48,8 @@ class Plan:
     decision: Decision
     calls: list[tuple[Target, str]] = field(default_factory=list)  # target, endpoint
     settled: list[TargetResult] = field(default_factory=list)  # withheld or not routed
+    # Social-services addresses: never called, never shown to the reader, in the access event.
+    hidden: list[TargetResult] = field(default_factory=list)
 
     @property
     def called(self) -> list[Target]:
@@ -67,13 +73,13 @@ class Aggregator:
     async def plan(self, reading: Reading) -> Plan:
         """Whom to call; raises Unavailable when the index cannot answer."""
         entries = await self._lookup(reading)
-        targets = targets_of(entries, reading.categories)
+        table = await self._routing()
+        social, targets = _partition(targets_of(entries, reading.categories), table)
         decision = await self._decide(reading, targets)
-        plan = Plan(reading, decision)
+        plan = Plan(reading, decision, hidden=withheld((t, SOCIAL_SERVICES) for t in social))
         if decision.denied:
             plan.settled = withheld((t, _reason(decision, t)) for t in targets)
             return plan
-        table = await self._routing()
         for target in targets:
             verdict = decision.allows(target)
             endpoint = table.endpoint(self._consumer, target.logical_address, target.category)
@@ -115,14 +121,17 @@ class Aggregator:
     def _tasks(self, plan: Plan) -> list[asyncio.Task[TargetResult]]:
         deadline = time.monotonic() + self._timeouts.overall_s
         return [
-            asyncio.create_task(self._call(plan.reading.patient_id, target, endpoint, deadline))
+            asyncio.create_task(self._call(plan, target, endpoint, deadline))
             for target, endpoint in plan.calls
         ]
 
-    async def _call(self, patient_id: str, target: Target, endpoint: str,
+    async def _call(self, plan: Plan, target: Target, endpoint: str,
                     deadline: float) -> TargetResult:
+        """One producer's answer, with only what the access law releases of it."""
         budget = max(0.0, min(self._timeouts.producer_s, deadline - time.monotonic()))
-        return await self._producers.fetch(endpoint, target, patient_id, budget)
+        result = await self._producers.fetch(endpoint, target, plan.reading.patient_id, budget)
+        decision = plan.decision
+        return apply_law(decision.policy, result, decision.protected_fields)
 
     async def collect(self, plan: Plan) -> list[TargetResult]:
         """Every called target's result (each bounded by its budget and the deadline)."""
@@ -137,6 +146,12 @@ class Aggregator:
         finally:
             for task in tasks:
                 task.cancel()
+
+
+def _partition(targets: list[Target], table: RoutingTable) -> tuple[list[Target], list[Target]]:
+    """(social-services targets, the others): the first are never asked about nor called."""
+    social = [t for t in targets if t.logical_address in table.social_services]
+    return social, [t for t in targets if t.logical_address not in table.social_services]
 
 
 def _reason(decision: Decision, target: Target) -> str:

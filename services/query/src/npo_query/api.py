@@ -27,10 +27,12 @@ from .clients import Unavailable
 from .decision import Decision, unavailable
 from .domain import Outcome, Status, TargetResult, merge, outcome_of
 from .lean_route import LeanClinicianRoute
-from .schemas import OverviewOut, OverviewRequest, producer_json, record_json
+from .record_law import BLOCK_REASONS, BLOCKED, SOCIAL_SERVICES, record_reasons, withheld_by_block
+from .schemas import OverviewOut, OverviewRequest, producer_json, producers_json, record_json
 
 router = APIRouter(prefix="/v1", tags=["overview"])
 SSE = "text/event-stream"
+NO_RELATION = "no_relation"
 
 
 @dataclass
@@ -67,17 +69,16 @@ async def overview(body: OverviewRequest, request: Request, claims: ClinicianCla
     ctx = context(request)
     plan = await plan_or_refuse(ctx, reading_of(body, request, claims))
     ordered = results_in_order(plan, await ctx.aggregator.collect(plan))
-    outcome = outcome_of(False, ordered)
-    event_id = await record(ctx, plan.reading, plan.decision, outcome, reason_of(plan, ordered),
-                            ordered)
+    outcome, reason = outcome_of_read(ordered), reason_of(plan, ordered)
+    event_id = await record(ctx, plan.reading, plan.decision, outcome, reason, ordered, plan=plan)
     decision = plan.decision
     answer = {  # OverviewOut by alias (test_the_answer_matches_its_schema)
-        "outcome": outcome.value, "basis": decision.basis, "reasonCode": reason_of(plan, ordered),
-        "blockedInformationExists": decision.blocked_information_exists,
+        "outcome": outcome.value, "basis": decision.basis, "reasonCode": reason,
+        "blockedInformationExists": blocked_information_exists(plan, ordered),
         "protectedIdentity": decision.protected_identity,
         "protectedFields": list(decision.protected_fields),
         "categories": plan.reading.categories, "producersCalled": len(plan.calls),
-        "producers": [producer_json(r) for r in ordered],
+        "producers": producers_json(ordered),
         "records": [record_json(r) for r in merge(ordered)],
         "traceId": current_trace_id(), "accessEventId": event_id,
     }
@@ -107,7 +108,7 @@ async def _events(ctx: QueryContext, plan: Plan, event_id: str) -> AsyncIterator
     yield sse("accepted", {"accessEventId": event_id, "producersCalled": len(plan.calls),
                            "blockedInformationExists": decision.blocked_information_exists,
                            "protectedIdentity": decision.protected_identity,
-                           "producers": [producer_json(r) for r in plan.settled]})
+                           "producers": producers_json(plan.settled)})
     seen: set[tuple[str, str]] = set()
     called: list[TargetResult] = []
     async for result in ctx.aggregator.stream(plan):
@@ -118,8 +119,9 @@ async def _events(ctx: QueryContext, plan: Plan, event_id: str) -> AsyncIterator
                                "records": [record_json(r) for r in fresh]})
     ordered = results_in_order(plan, called)
     yield sse("summary", {
-        "outcome": outcome_of(False, ordered).value, "reasonCode": reason_of(plan, ordered),
-        "producers": [producer_json(r) for r in ordered],
+        "outcome": outcome_of_read(ordered).value, "reasonCode": reason_of(plan, ordered),
+        "blockedInformationExists": blocked_information_exists(plan, ordered),
+        "producers": producers_json(ordered),
         "order": [[r.document_id, r.source_system] for r in merge(ordered)],
     })
 
@@ -139,13 +141,29 @@ async def plan_or_refuse(ctx: QueryContext, reading: Reading) -> Plan:
     if not decision.denied:
         return plan
     reason = decision.reason_code or "denied"
-    await record(ctx, reading, decision, Outcome.DENIED, reason, plan.settled)
+    await record(ctx, reading, decision, Outcome.DENIED, reason, plan.settled, plan=plan)
     if reason == DECISION_UNAVAILABLE:
         raise Problem(503, "decision.unavailable", "No access decision could be had.")
+    # Without a relation (inner secrecy) the reader learns nothing of where the patient's
+    # information is, not even which producers were withheld.
+    told = [] if reason == NO_RELATION else producers_json(plan.settled)
     raise Problem(403, "access.denied", "Access to this patient's information is denied.",
                   extensions={"reasonCode": reason,
                               "blockedInformationExists": decision.blocked_information_exists,
-                              "producers": [producer_json(r) for r in plan.settled]})
+                              "producers": told})
+
+
+def outcome_of_read(results: Sequence[TargetResult]) -> Outcome:
+    """Partial also when the law withheld some records (social-services ones aside: the reader
+    is never told of those)."""
+    outcome = outcome_of(False, results)
+    if outcome is Outcome.ALLOWED and record_reasons(results) - {SOCIAL_SERVICES}:
+        return Outcome.PARTIAL
+    return outcome
+
+
+def blocked_information_exists(plan: Plan, results: Sequence[TargetResult]) -> bool:
+    return plan.decision.blocked_information_exists or any(withheld_by_block(r) for r in results)
 
 
 def reason_of(plan: Plan, results: Sequence[TargetResult]) -> str | None:
@@ -155,6 +173,9 @@ def reason_of(plan: Plan, results: Sequence[TargetResult]) -> str | None:
         return plan.decision.reason_code or next(
             r.cause for r in results if r.status is Status.WITHHELD_BY_DECISION
         )
+    by_law = record_reasons(results) - {SOCIAL_SERVICES}
+    if by_law:
+        return BLOCKED if by_law & BLOCK_REASONS else min(by_law)
     if Status.NOT_AUTHORISED_BY_ROUTING in statuses:
         return "not_in_routing"
     return "producer_failed" if Status.NO_DATA_SYNCH_FAILED in statuses else None
@@ -163,8 +184,11 @@ def reason_of(plan: Plan, results: Sequence[TargetResult]) -> str | None:
 async def record(ctx: QueryContext, reading: Reading, decision: Decision, outcome: Outcome,
                  reason: str | None, results: Sequence[TargetResult], *,
                  requested: bool = False, plan: Plan | None = None) -> str:
+    """Write the attempt's access event (with the plan's social-services targets, which the
+    reader is never told of), or answer 503 with no data."""
+    hidden = plan.hidden if plan else []
     attempt = Attempt(reading.claims, ctx.consumer_system, reading.patient_id,
-                      reading.categories, decision, outcome, reason, results,
+                      reading.categories, decision, outcome, reason, [*results, *hidden],
                       plan.called if requested and plan else ())
     try:
         return await ctx.auditor.record(attempt)

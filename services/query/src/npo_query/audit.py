@@ -33,6 +33,7 @@ from npo_platform.contracts.events_pb2 import (
     AccessEvent,
     Actor,
     ProducerResult,
+    WithheldRecords,
 )
 from npo_platform.contracts.events_pb2 import ALLOWED as PB_ALLOWED
 from npo_platform.contracts.events_pb2 import DENIED as PB_DENIED
@@ -45,6 +46,7 @@ from npo_platform.topics import Topic
 
 from .decision import Decision
 from .domain import Outcome, Status, Target, TargetResult
+from .record_law import SOCIAL_SERVICES
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -101,6 +103,7 @@ def access_event(attempt: Attempt, source: str) -> AccessEvent:
         producers=[_result(r) for r in attempt.results]
         + [_requested(t) for t in attempt.requested],
         trace_id=current_trace_id(),
+        withheld_record_count=sum(w.count for r in attempt.results for w in r.withheld),
     )
 
 
@@ -127,6 +130,13 @@ def _result(result: TargetResult) -> ProducerResult:
     out.http_status = result.http_status or 0
     out.record_count = len(result.records)
     out.duration_ms = round(result.duration_ms)
+    out.social_services = result.cause == SOCIAL_SERVICES
+    if result.withheld:
+        out.withheld_records.extend(
+            WithheldRecords(reason_code=w.reason, care_giver_hsa_id=w.care_giver,
+                            care_unit_hsa_id=w.care_unit, record_count=w.count)
+            for w in result.withheld)
+    out.protected_fields_removed = result.protected_removed
     return out
 
 

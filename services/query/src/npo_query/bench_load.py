@@ -43,6 +43,7 @@ from npo_platform.identity import TokenVerifier
 from .config import QuerySettings
 from .decision import Decision, EngagementVerdict
 from .domain import IndexEntry, Target
+from .record_law import RecordPolicy
 from .store import InMemoryRoutingStore
 
 CONSUMER = "SE5565594230-NPOBENCH"
@@ -135,11 +136,21 @@ class StandInIndex:
         return [e for d in sorted(service_domains) for e in self.entries.get((patient_id, d), ())]
 
 
+# Every engagement allowed on consent; the record policy closes one unit of a care giver no
+# benchmark record is of, so every record is judged as under a real unit block, none dropped.
+_BLOCKED_UNIT, _BLOCKED_GIVER = "SE2321000016-BLOCKED", "SE2321000016-BENCHVG"
+BENCH_POLICY = RecordPolicy(_BLOCKED_GIVER, None, None, frozenset(), frozenset({_BLOCKED_UNIT}),
+                            frozenset({_BLOCKED_GIVER}))
+BENCH_POLICY_JSON = {"own_care_giver": _BLOCKED_GIVER, "own_closed": None, "others_closed": None,
+                     "closed_care_givers": [], "closed_care_units": [_BLOCKED_UNIT],
+                     "unit_blocked_care_givers": [_BLOCKED_GIVER]}
+
+
 class StandInConsent:
     async def decide(self, bearer: str, patient_id: str, categories: list[str],
                      targets: list[Target]) -> Decision:
         verdicts = {t.id: EngagementVerdict(True, "consent", None) for t in targets}
-        return Decision("allowed", "consent", None, verdicts=verdicts)
+        return Decision("allowed", "consent", None, verdicts=verdicts, policy=BENCH_POLICY)
 
 
 def serve_index(port: int, patients: int, producers: int) -> None:
@@ -231,7 +242,7 @@ class ConsentProtocol(_LeanServer):
             self.bad_request()
             return
         self.ok(json.dumps({"outcome": "allowed", "basis": "consent",
-                            "engagements": verdicts}).encode())
+                            "engagements": verdicts, "record_policy": BENCH_POLICY_JSON}).encode())
 
 
 def serve_producers(port: int, latency_ms: float) -> None:
@@ -274,7 +285,10 @@ def _document(producer: str, patient: str, n: int) -> dict[str, Any]:
     return {"header": {
         "documentId": f"{producer}-{n}", "sourceSystemHSAId": producer.replace("-LA", "-SYS"),
         "patientId": {"id": patient},
-        "accountableHealthcareProfessional": {"authorTime": f"2025010{n + 1}120000"},
+        "accountableHealthcareProfessional": {
+            "authorTime": f"2025010{n + 1}120000",
+            "healthcareProfessionalCareUnitHSAId": producer.replace("-LA", f"-VE00{n + 1}"),
+            "healthcareProfessionalCareGiverHSAId": producer.replace("-LA", "-VG")},
         "approvedForPatient": True}, "body": {"description": "benchmark"}}
 
 

@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 
 from .decision import Decision, EngagementVerdict
 from .domain import IndexEntry, Target
+from .record_law import RecordPolicy
 
 TokenSource = Callable[[], str]
 _Answer = TypeVar("_Answer", bound=BaseModel)
@@ -110,6 +111,15 @@ class _Verdict(BaseModel):
     reason_code: str | None = None
 
 
+class _PolicyOut(BaseModel):
+    own_care_giver: str
+    own_closed: str | None
+    others_closed: str | None
+    closed_care_givers: frozenset[str]
+    closed_care_units: frozenset[str]
+    unit_blocked_care_givers: frozenset[str]
+
+
 class _DecisionOut(BaseModel):
     outcome: str
     basis: str
@@ -119,6 +129,7 @@ class _DecisionOut(BaseModel):
     protected_fields: list[str] = []
     emergency_reason: str | None = None
     engagements: list[_Verdict]
+    record_policy: _PolicyOut  # required: without it no record could be released
 
 
 class HttpConsentClient:
@@ -138,8 +149,13 @@ class HttpConsentClient:
             out.outcome, out.basis, out.reason_code, out.blocked_information_exists,
             out.protected_identity, tuple(out.protected_fields),
             {v.id: EngagementVerdict(v.allowed, v.basis, v.reason_code) for v in out.engagements},
-            out.emergency_reason or "",
+            out.emergency_reason or "", _policy(out.record_policy),
         )
+
+
+def _policy(out: _PolicyOut) -> RecordPolicy:
+    return RecordPolicy(out.own_care_giver, out.own_closed, out.others_closed,
+                        out.closed_care_givers, out.closed_care_units, out.unit_blocked_care_givers)
 
 
 def pooled_session(max_connections: int) -> aiohttp.ClientSession:
@@ -171,8 +187,8 @@ async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
 
 
 def _engagement(target: Target) -> dict[str, Any]:
-    # The index has no care unit per engagement; the logical address stands for the unit
-    # (the consent service matches unit blocks on either). Only health-care information is
-    # in the index, so social_services is False here.
+    # The index has no care unit per engagement: the consent service withholds a whole target
+    # only for a unit block naming its logical address; the record policy settles the records
+    # of each unit. Social-services addresses are never asked about (the plan settles them).
     return {"id": target.id, "data_controller": target.data_controller, "care_unit": "",
             "logical_address": target.logical_address, "social_services": False}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .domain import Target
+from .record_law import CLOSED, RecordPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Decision:
     protected_fields: tuple[str, ...] = ()
     verdicts: dict[str, EngagementVerdict] = field(default_factory=dict)
     emergency_reason: str = ""  # the registered reason, when an emergency access opens anything
+    policy: RecordPolicy = CLOSED  # what is open record by record; by default nothing
 
     @property
     def denied(self) -> bool:

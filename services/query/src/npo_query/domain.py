@@ -83,7 +83,12 @@ def targets_of(entries: Iterable[IndexEntry], categories: Iterable[str]) -> list
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One document a producer returned, with the fields the merge needs."""
+    """One document a producer returned, with the fields the merge and the access law need.
+
+    ``care_giver`` and ``care_unit`` are where the record was written (RIV-TA: the accountable
+    professional's care giver and care unit HSA-ids; empty when the producer did not say);
+    ``social_services`` marks information documented under SoL, which is never released.
+    """
 
     document_id: str
     source_system: str
@@ -91,6 +96,9 @@ class Record:
     category: str
     logical_address: str
     document: Json = field(compare=False, hash=False)
+    care_giver: str = ""
+    care_unit: str = ""
+    social_services: bool = False
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -98,8 +106,20 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
+class Withheld:
+    """How many of a producer's records the access law withheld, for one reason, care giver
+    and care unit (for the access event; never shown to the reader)."""
+
+    reason: str
+    care_giver: str
+    care_unit: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class TargetResult:
-    """What became of one target."""
+    """What became of one target. ``records`` are those released; ``withheld`` counts the
+    producer's others, ``protected_removed`` the records protected fields were taken out of."""
 
     target: Target
     status: Status
@@ -108,6 +128,8 @@ class TargetResult:
     records: tuple[Record, ...] = ()
     duration_ms: float = 0.0
     pages: int = 0
+    withheld: tuple[Withheld, ...] = ()
+    protected_removed: int = 0
 
     @property
     def failed(self) -> bool:

@@ -29,6 +29,8 @@ class ProducerClient(Protocol):
 class _Professional(BaseModel):
     model_config = ConfigDict(extra="ignore")
     author_time: str = Field(alias="authorTime", pattern=r"^[0-9]{14}$")
+    care_unit: str = Field("", alias="healthcareProfessionalCareUnitHSAId", max_length=64)
+    care_giver: str = Field("", alias="healthcareProfessionalCareGiverHSAId", max_length=64)
 
 
 class _PatientRef(BaseModel):
@@ -42,6 +44,8 @@ class _Header(BaseModel):
     source_system: str = Field(alias="sourceSystemHSAId", min_length=1)
     patient: _PatientRef = Field(alias="patientId")
     professional: _Professional = Field(alias="accountableHealthcareProfessional")
+    # The record contract's social-services marker (README): information documented under SoL.
+    social_services: bool = Field(False, alias="socialServices", strict=True)
 
 
 class _Document(BaseModel):
@@ -168,9 +172,10 @@ def _records(pages: list[_Page], target: Target, patient_id: str) -> Iterator[Re
             header = document.header
             if header.patient.id != patient_id:
                 raise InvalidAnswer  # another patient's record must never reach this reader
-            yield Record(header.document_id, header.source_system,
-                         header.professional.author_time, target.category,
-                         target.logical_address, raw)
+            professional = header.professional
+            yield Record(header.document_id, header.source_system, professional.author_time,
+                         target.category, target.logical_address, raw, professional.care_giver,
+                         professional.care_unit, header.social_services)
 
 
 def _failed(target: Target, cause: Cause, began: float, pages: list[_Page],

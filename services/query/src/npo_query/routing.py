@@ -2,7 +2,9 @@
 
 Two relations, as in TAK: a *route* gives a producer's (logical address) endpoint, and an
 *authorisation* lets one consumer system read one category at one producer. A target is
-callable when both exist. ``*`` as a category authorises every category at that producer.
+callable when both exist. ``*`` as a category authorises every category at that producer. A
+route may declare its address social-services only (SoL information, design.md §5.5): the
+overview never calls it, whatever the authorisations.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class InvalidRouting(ValueError):
 class Route:
     logical_address: str
     endpoint: str  # base URL; the category key is appended as the last path segment
+    social_services: bool = False  # the address holds social-services information only
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,7 @@ def check_route(route: Route) -> Route:
         raise InvalidRouting("routing.address_invalid", "A logical address is required, untrimmed.")
     if not route.endpoint.startswith(("http://", "https://")):
         raise InvalidRouting("routing.endpoint_invalid", "An endpoint is an http(s) URL.")
-    return Route(route.logical_address, route.endpoint.rstrip("/"))
+    return Route(route.logical_address, route.endpoint.rstrip("/"), route.social_services)
 
 
 def check_authorisation(authorisation: Authorisation) -> Authorisation:
@@ -65,12 +68,15 @@ class RoutingTable:
 
     routes: dict[str, str]  # logical address -> endpoint
     authorised: frozenset[tuple[str, str, str]]  # (consumer, address, category or *)
+    social_services: frozenset[str] = frozenset()  # addresses of social-services information
 
     @classmethod
     def of(cls, routes: Iterable[Route], authorisations: Iterable[Authorisation]) -> RoutingTable:
+        listed = list(routes)
         return cls(
-            {r.logical_address: r.endpoint for r in routes},
+            {r.logical_address: r.endpoint for r in listed},
             frozenset((a.consumer_system, a.logical_address, a.category) for a in authorisations),
+            frozenset(r.logical_address for r in listed if r.social_services),
         )
 
     def endpoint(self, consumer: str, logical_address: str, category: str) -> str | None:
@@ -88,10 +94,11 @@ EMPTY = RoutingTable({}, frozenset())
 
 
 def parse_file(path: Path) -> tuple[list[Route], list[Authorisation]]:
-    """Read a routing file: ``{"routes": [{logical_address, endpoint}], "authorisations":
-    [{consumer_system, logical_address, categories: [...] or "*"}]}``."""
+    """Read a routing file: ``{"routes": [{logical_address, endpoint, social_services?}],
+    "authorisations": [{consumer_system, logical_address, categories: [...] or "*"}]}``."""
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    routes = [check_route(Route(r["logical_address"], r["endpoint"])) for r in data.get("routes", [])]
+    routes = [check_route(Route(r["logical_address"], r["endpoint"], r.get("social_services") is True))
+              for r in data.get("routes", [])]
     authorisations = [
         check_authorisation(Authorisation(a["consumer_system"], a["logical_address"], category))
         for a in data.get("authorisations", [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -10,8 +11,7 @@ from pydantic.alias_generators import to_camel
 from npo_platform.categories import CATEGORIES, by_key, by_number
 
 from .domain import Record, Status, TargetResult
-
-BLOCKED = "blocked"
+from .record_law import BLOCKED, hidden_by_block
 
 
 class _Camel(BaseModel):
@@ -40,11 +40,12 @@ def _key(value: str) -> str:
 
 
 class ProducerOut(_Camel):
-    """One target's status. Where a block withholds it, *where* is not told (only that)."""
+    """One target's status. Where a block withholds it, nothing of it is told: one entry with
+    no address, care giver or category stands for every blocked target, after the others."""
 
     logical_address: str | None
     data_controller: str | None
-    category: str
+    category: str | None
     status: Status
     cause: str | None
     http_status: int | None = None
@@ -80,16 +81,31 @@ class SubscribeRequest(OverviewRequest):
     pass
 
 
+# What the reader is told of every target a block withholds (or all of whose records it does):
+# only that blocked information exists, never where nor of which kind (design.md §5.5).
+BLOCKED_ENTRY: dict[str, Any] = {
+    "logicalAddress": None, "dataController": None, "category": None,
+    "status": Status.WITHHELD_BY_DECISION.value, "cause": BLOCKED, "httpStatus": None,
+    "recordCount": 0, "durationMs": 0.0}
+
+
 def producer_json(result: TargetResult) -> dict[str, Any]:
     """``ProducerOut`` as JSON (by alias), built directly: the answer is serialised once,
     without building and validating a model per producer first."""
-    hidden = result.status is Status.WITHHELD_BY_DECISION and result.cause == BLOCKED
+    if hidden_by_block(result):
+        return BLOCKED_ENTRY
     target = result.target
-    return {"logicalAddress": None if hidden else target.logical_address,
-            "dataController": None if hidden else target.data_controller,
+    return {"logicalAddress": target.logical_address, "dataController": target.data_controller,
             "category": target.category, "status": result.status.value, "cause": result.cause,
             "httpStatus": result.http_status, "recordCount": len(result.records),
             "durationMs": float(result.duration_ms)}
+
+
+def producers_json(results: Iterable[TargetResult]) -> list[dict[str, Any]]:
+    """The reader's list of targets: each one told, and the blocked ones as one entry, last."""
+    listed = [producer_json(r) for r in results]
+    told = [p for p in listed if p is not BLOCKED_ENTRY]
+    return [*told, BLOCKED_ENTRY] if len(told) < len(listed) else told
 
 
 def record_json(record: Record) -> dict[str, Any]:

@@ -50,11 +50,11 @@ class PostgresRoutingStore:
         self._pool = pool
 
     async def put_routes(self, routes: Iterable[Route]) -> None:
-        rows = [(r.logical_address, r.endpoint) for r in routes]
+        rows = [(r.logical_address, r.endpoint, r.social_services) for r in routes]
         await self._pool.executemany(
-            "INSERT INTO routes (logical_address, endpoint) VALUES ($1, $2)"
+            "INSERT INTO routes (logical_address, endpoint, social_services) VALUES ($1, $2, $3)"
             " ON CONFLICT (logical_address) DO UPDATE SET endpoint = EXCLUDED.endpoint,"
-            " updated_at = now()",
+            " social_services = EXCLUDED.social_services, updated_at = now()",
             rows,
         )
 
@@ -82,11 +82,12 @@ class PostgresRoutingStore:
 
     async def table(self) -> RoutingTable:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            routes: list[Any] = await conn.fetch("SELECT logical_address, endpoint FROM routes")
+            routes: list[Any] = await conn.fetch(
+                "SELECT logical_address, endpoint, social_services FROM routes")
             auths: list[Any] = await conn.fetch(
                 "SELECT consumer_system, logical_address, category FROM authorisations"
             )
         return RoutingTable.of(
-            (Route(r["logical_address"], r["endpoint"]) for r in routes),
+            (Route(r["logical_address"], r["endpoint"], r["social_services"]) for r in routes),
             (Authorisation(a["consumer_system"], a["logical_address"], a["category"]) for a in auths),
         )
