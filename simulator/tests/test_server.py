@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 
 from npo_deploy.testing import serve
+from npo_platform.categories import by_number
 from npo_platform.identity import Principal, Role, TokenVerifier, generate_keypair, issue_token
 from npo_simulator.config import SimulatorSettings
-from npo_simulator.organisations import Kind, nation
+from npo_simulator.organisations import Kind, SocialServices, nation
 from npo_simulator.server import create_app
 from npo_simulator.store import RecordSource
 
@@ -63,17 +65,56 @@ async def test_records_are_served_and_paged(client: httpx.AsyncClient) -> None:
     assert patient not in address
 
 
-async def test_social_services_are_never_served(client: httpx.AsyncClient) -> None:
+def _social_record(mode: SocialServices) -> Any:
+    """A social-services record of a municipality handing its SoL records out as ``mode``."""
     for person in SOURCE.population:
-        social = [r for r in SOURCE.histories.of(person) if r.social_services]
-        if social:
-            org = social[0].producer
-            served = SOURCE.records(person.patient_id, org, 0)
-            assert served == []
-            for category in org.publishes:
-                assert all(not r.social_services for r in SOURCE.records(person.patient_id, org, category))
-            return
-    raise AssertionError("no social-services record in the population")
+        for r in SOURCE.histories.of(person):
+            if r.social_services and r.producer.social_services is mode:
+                return r
+    raise AssertionError(f"no social-services record handed out as {mode}")
+
+
+async def _served(client: httpx.AsyncClient, address: str, category: str,
+                  patient: str) -> httpx.Response:
+    return await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
+                             headers=token(Role.ADMIN))
+
+
+async def test_social_services_are_served_only_where_handed_out_and_always_marked(
+    client: httpx.AsyncClient,
+) -> None:
+    own = _social_record(SocialServices.OWN_ADDRESS)
+    org = own.producer
+    at_sol = (await _served(client, org.social_services_address, "notes", own.patient_id)).json()
+    ids = {r["header"]["documentId"]: r for r in at_sol["records"]}
+    assert own.record_id in ids
+    assert all(r["header"]["socialServices"] is True for r in at_sol["records"])
+    assert ids[own.record_id]["header"]["sourceSystemHSAId"] == org.source_system
+    health = await _served(client, org.logical_address, "notes", own.patient_id)
+    assert all("socialServices" not in r["header"] for r in health.json()["records"])
+    wrong = await _served(client, org.social_services_address, "diagnoses", own.patient_id)
+    assert (wrong.status_code, wrong.json()["code"]) == (404, "producer.not_serving")
+
+    marked = _social_record(SocialServices.MARKED)
+    combined = await _served(client, marked.producer.logical_address, "notes", marked.patient_id)
+    [served] = [r for r in combined.json()["records"]
+                if r["header"]["documentId"] == marked.record_id]
+    assert served["header"]["socialServices"] is True
+
+    kept = [r for p in SOURCE.population for r in SOURCE.histories.of(p)
+            if r.social_services and r.producer.social_services is SocialServices.NONE]
+    assert kept
+    assert all(not r.announced for r in kept)  # never leaves a municipality that publishes nothing
+
+
+async def test_a_protected_patients_records_carry_contact_details(client: httpx.AsyncClient) -> None:
+    protected = next(p for p in SOURCE.population if p.protected_identity and SOURCE.histories.of(p))
+    record = next(r for r in SOURCE.histories.of(protected) if r.announced and not r.social_services)
+    answer = await _served(client, record.logical_address, by_number(record.category).key,
+                           protected.patient_id)
+    body = next(r["body"] for r in answer.json()["records"]
+                if r["header"]["documentId"] == record.record_id)
+    assert {"address", "phone", "relatives", "location"} <= set(body)
 
 
 async def test_needs_a_token(client: httpx.AsyncClient) -> None:

@@ -123,3 +123,6 @@ def test_the_local_stacks_routing_file_routes_every_simulated_producer() -> None
     for org in nation().producers:
         expected = f"http://{simulator.http_host}:{simulator.http_port}/producers/{org.logical_address}"
         assert table.endpoint(QuerySettings().consumer_system, org.logical_address, "notes") == expected
+    # The municipalities' social-services addresses are declared so: the overview never calls them.
+    assert table.social_services == frozenset(nation().social_services_addresses) != frozenset()
+    assert not table.social_services & {o.logical_address for o in nation().producers}

@@ -78,6 +78,26 @@ _BODIES: dict[int, Callable[[Record], Json]] = {
 }
 
 
+_SOCIAL_NOTES = ("Biståndsbeslut: hemtjänst (SoL 4 kap. 1 §)", "Utredning enligt SoL 11 kap. 1 §",
+                 "Genomförandeplan, hemtjänst", "Journalanteckning, socialtjänst")
+
+
+def _social_note(r: Record) -> Json:
+    return {"clinicalDocumentNoteTitle": _pick(_SOCIAL_NOTES, r), "clinicalDocumentNoteText": "…",
+            "legalBasis": "SoL"}
+
+
+def _contact_details(r: Record) -> Json:
+    """What a record system holds of a patient's whereabouts: never released for a protected
+    identity (the overview removes these fields, whatever the producer sends)."""
+    return {"address": {"street": f"Storgatan {r.variant % 90 + 1}", "postalCode": "58222",
+                        "city": "Linköping"},
+            "phone": f"+46 70 {r.variant % 1000:03d} {r.variant % 100:02d} 00",
+            "relatives": [{"relation": "make/maka", "name": "Närstående Nilsson",
+                           "phone": "+46 73 000 00 00"}],
+            "location": {"ward": "Avdelning 12", "room": str(r.variant % 40 + 1)}}
+
+
 def document(record: Record) -> Json:
     """The record as the producer answers it."""
     org = record.producer
@@ -92,4 +112,10 @@ def document(record: Record) -> Json:
         },
         "approvedForPatient": True,
     }
-    return {"header": header, "body": _BODIES.get(record.category, _generic)(record)}
+    if record.social_services:
+        header["socialServices"] = True  # the record contract's marker (query README)
+        return {"header": header, "body": _social_note(record)}
+    body = _BODIES.get(record.category, _generic)(record)
+    if record.protected_identity:
+        body |= _contact_details(record)
+    return {"header": header, "body": body}

@@ -2,7 +2,8 @@
 
 A producer announces one engagement per (patient, category code) it holds, with the time of
 its newest record as ``mostRecentContent``; a newer record re-announces it. Social-services
-records are never announced.
+records are announced only where the municipality hands them out (records.py), as notes, at the
+address they are served from.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class EngagementSink(Protocol):
 
 def code_of(record: Record) -> tuple[str, str]:
     """(serviceDomain, categorization) of a record; category 10 has two codes."""
-    codes = by_number(record.category).codes
+    codes = by_number(record.served_category).codes
     return codes[record.variant % len(codes)]
 
 
@@ -39,7 +40,7 @@ def engagement(record: Record, most_recent: datetime) -> EngagementTransaction:
         registered_resident_identification=record.patient_id,
         service_domain=service_domain,
         categorization=categorization,
-        logical_address=org.logical_address,
+        logical_address=record.logical_address,
         source_system=org.source_system,
         data_controller=org.care_giver,
         most_recent_content=most_recent.strftime(CONTENT_TIME_FORMAT),
@@ -50,14 +51,14 @@ def engagements_by_producer(
     records: Iterable[Record],
 ) -> dict[Organisation, list[EngagementTransaction]]:
     """The engagements the records imply, per producer (newest record per engagement)."""
-    newest: dict[tuple[Organisation, str, tuple[str, str]], Record] = {}
+    newest: dict[tuple[Organisation, str, str, tuple[str, str]], Record] = {}
     for record in records:
-        if record.social_services:
+        if not record.announced:
             continue
-        key = (record.producer, record.patient_id, code_of(record))
+        key = (record.producer, record.patient_id, record.logical_address, code_of(record))
         if key not in newest or record.time > newest[key].time:
             newest[key] = record
     by_producer: dict[Organisation, list[EngagementTransaction]] = defaultdict(list)
-    for (org, _, _), record in sorted(newest.items(), key=lambda kv: kv[1].record_id):
+    for (org, *_), record in sorted(newest.items(), key=lambda kv: kv[1].record_id):
         by_producer[org].append(engagement(record, record.time))
     return dict(by_producer)

@@ -41,6 +41,18 @@ class Kind(StrEnum):
     PRIVATE = "private"
 
 
+class SocialServices(StrEnum):
+    """Where a municipality's social-services records (SoL) reach the national platform."""
+
+    NONE = "none"  # kept in its own systems only (every municipality that publishes nothing)
+    OWN_ADDRESS = "own_address"  # behind a logical address of their own (declared SoL in TAK),
+    # served by the same record system (source system) as its health care
+    MARKED = "marked"  # one record system for SoL and HSL: served with health care, each marked
+
+
+SOCIAL_SERVICES_SERVED_AS = 8  # notes: the SoL journal's entries, as the producers serve them
+
+
 @dataclass(frozen=True)
 class Organisation:
     """A care giver with one record system (source system) at one logical address."""
@@ -52,6 +64,7 @@ class Organisation:
     org_number: str  # ten digits, Luhn-valid
     publishes: frozenset[int]  # information category numbers it announces and serves
     inhabitants: int = 0  # regions only (approximate, 2023)
+    social_services: SocialServices = SocialServices.NONE
 
     def hsa_id(self, suffix: str) -> str:
         return f"SE{self.org_number}-{suffix}"
@@ -75,6 +88,17 @@ class Organisation:
     def holds_social_services(self) -> bool:
         """Municipalities keep social-services records, which the overview must never show."""
         return self.kind is Kind.MUNICIPALITY
+
+    @property
+    def social_services_address(self) -> str | None:
+        """The logical address of its social-services records, when they have one of their own."""
+        return self.hsa_id("LASOL") if self.social_services is SocialServices.OWN_ADDRESS else None
+
+    def serves(self, logical_address: str, category: int) -> bool:
+        """Whether ``logical_address`` (one of its own) answers ``category``."""
+        if logical_address == self.logical_address:
+            return category in self.publishes
+        return logical_address == self.social_services_address and category == SOCIAL_SERVICES_SERVED_AS
 
     @property
     def coverage_1_11(self) -> int:
@@ -113,11 +137,20 @@ def _municipal_publishes(name: str) -> frozenset[int]:
     return MUNICIPAL_TWO if name in SEED_MUNICIPALITIES_TWO else frozenset()
 
 
+def _municipal_social_services(name: str) -> SocialServices:
+    """The municipalities that publish health care also hand out their social-services records:
+    the larger ones behind an address of their own, the smaller ones from one combined system."""
+    if name in SEED_MUNICIPALITIES_THREE:
+        return SocialServices.OWN_ADDRESS
+    return SocialServices.MARKED if name in SEED_MUNICIPALITIES_TWO else SocialServices.NONE
+
+
 def _municipalities() -> list[Organisation]:
     return [
         Organisation(
             Kind.MUNICIPALITY, row["code"], f"{row['name']} kommun", row["code"][:2],
             _org_number(f"21200{row['code']}"), _municipal_publishes(row["name"]),
+            social_services=_municipal_social_services(row["name"]),
         )
         for row in _rows("municipalities.csv")
     ]
@@ -154,7 +187,12 @@ class Nation:
         return next(o for o in self.organisations if o.name == name)
 
     def by_logical_address(self, address: str) -> Organisation | None:
+        """The organisation at ``address`` (a social-services address included)."""
         return _address_index(self).get(address)
+
+    @property
+    def social_services_addresses(self) -> list[str]:
+        return sorted(a for o in self.organisations if (a := o.social_services_address))
 
     def region_of(self, municipality: Organisation) -> Organisation:
         return next(r for r in self.of_kind(Kind.REGION) if r.county == municipality.county)
@@ -165,7 +203,8 @@ class Nation:
 
 @cache
 def _address_index(nation: Nation) -> dict[str, Organisation]:
-    return {o.logical_address: o for o in nation.organisations}
+    index = {o.logical_address: o for o in nation.organisations}
+    return index | {a: o for o in nation.organisations if (a := o.social_services_address)}
 
 
 @cache

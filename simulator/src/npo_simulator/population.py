@@ -11,6 +11,7 @@ head counts).
 from __future__ import annotations
 
 import random
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from npo_platform.identifiers import make_personnummer
 from npo_simulator.organisations import Kind, Nation, Organisation, nation
 
 REFERENCE_DATE = date(2026, 11, 1)  # "today" of the simulation: fixed, so output is stable
+PROTECTED_PER_MILLE = 5  # people with a protected identity (skyddad folkbokföring), about 0.5 %
 COORDINATION_SHARE = 0.01  # samordningsnummer (people not registered as residents)
 # Age bands (years, inclusive) and their share of the population, close to Sweden's pyramid.
 AGE_BANDS = ((0, 19, 0.22), (20, 39, 0.26), (40, 64, 0.31), (65, 79, 0.15), (80, 100, 0.06))
@@ -34,6 +36,12 @@ class Person:
     birth_date: date
     female: bool
     home: Organisation  # municipality
+
+    @property
+    def protected_identity(self) -> bool:
+        """Whether the person has a protected identity: a stable function of the number (no
+        draw from the population's generator, so every other person stays the same)."""
+        return zlib.crc32(self.patient_id.encode()) % 1000 < PROTECTED_PER_MILLE
 
     @property
     def age(self) -> int:

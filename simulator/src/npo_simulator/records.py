@@ -5,8 +5,13 @@ can be rebuilt alone. Elderly patients move between a regional hospital stay and
 care (care plan, functional status, notes) after discharge, as the seed describes; children get
 vaccinations and growth measurements; some women maternity records; a few people use the
 private clinic, laboratory or home-care provider. A record exists only where its organisation
-publishes the category, except municipal social-services records (socialtjänst), which exist
-but are never announced to the index nor served through the overview.
+publishes the category, except municipal social-services records (socialtjänst, SoL). As in a
+real nation, the municipalities that publish health care also hand out their SoL records: the
+larger ones behind a logical address of their own (the routing table declares it SoL), the
+smaller ones from one combined system at their health-care address, each SoL record marked
+(``socialServices`` in its header); the overview must show neither. The other municipalities'
+SoL records never leave them. Records of a patient with a protected identity carry the address,
+phone, relatives and location that the overview must never release.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from npo_simulator.organisations import Kind, Nation, Organisation
+from npo_simulator.organisations import SOCIAL_SERVICES_SERVED_AS, Kind, Nation, Organisation, SocialServices
 from npo_simulator.population import REFERENCE_DATE, Person
 
 HISTORY_YEARS = 5
@@ -37,10 +42,27 @@ class Record:
     care_unit: str
     time: datetime
     variant: int  # picks the sample content (see content.py)
+    protected_identity: bool = False  # the patient's; the record carries contact details
 
     @property
     def social_services(self) -> bool:
         return self.category == SOCIAL_SERVICES
+
+    @property
+    def announced(self) -> bool:
+        """Whether the producer announces and serves it (SoL records only where handed out)."""
+        return not self.social_services or self.producer.social_services is not SocialServices.NONE
+
+    @property
+    def logical_address(self) -> str:
+        if self.social_services and self.producer.social_services_address:
+            return self.producer.social_services_address
+        return self.producer.logical_address
+
+    @property
+    def served_category(self) -> int:
+        """The information category it is announced and served in."""
+        return SOCIAL_SERVICES_SERVED_AS if self.social_services else self.category
 
 
 class Histories:
@@ -118,6 +140,5 @@ class _Plan:
         n = len(self.records)
         record_id = f"{org.code}-{self.person.index}-{self.prefix}{n}"
         variant = self.rng.randint(0, 1_000_000)
-        self.records.append(
-            Record(record_id, self.person.patient_id, org, category, unit, at, variant)
-        )
+        self.records.append(Record(record_id, self.person.patient_id, org, category, unit, at,
+                                   variant, self.person.protected_identity))

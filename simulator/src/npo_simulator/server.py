@@ -81,14 +81,14 @@ async def get_records(
         number = by_key(category).number
     except UnknownCategory:
         raise Problem(404, "category.unknown", "No such information category.") from None
-    if org is None or number not in org.publishes:
+    if org is None or not org.serves(logical_address, number):
         raise Problem(404, "producer.not_serving", "This address does not serve that category.")
     outcome = book.draw(logical_address)
     await apply(outcome)
     if outcome.status is not None:
         raise Problem(outcome.status, "producer.simulated_error", "Simulated producer failure.")
     records = source.records(query.patient_id, org, number, query.from_time, query.to_time,
-                             query.care_unit)
+                             query.care_unit, address=logical_address)
     start = _offset(query.continuation_token)
     page = records[start : start + query.page_size]
     more = start + len(page) < len(records)

@@ -37,14 +37,19 @@ class RecordSource:
     def records(
         self, patient_id: str, org: Organisation, category: int,
         after: datetime | None = None, before: datetime | None = None, care_unit: str | None = None,
+        *, address: str | None = None,
     ) -> list[Record]:
-        """Announced records only: never social services, never another producer's."""
+        """What ``org`` serves at ``address`` (default: its health-care address) in ``category``:
+        announced records only, never another producer's. At a social-services address, or
+        marked among the health-care records of a combined system, SoL records are served too."""
         person = self.person(patient_id)
         if person is None:
             return []
+        at = address or org.logical_address
         return [
             r for r in [*self.histories.of(person), *self._live.get(patient_id, [])]
-            if r.producer == org and r.category == category and not r.social_services
+            if r.producer == org and r.logical_address == at and r.served_category == category
+            and r.announced
             and (after is None or r.time >= after) and (before is None or r.time <= before)
             and (care_unit is None or r.care_unit == care_unit)
         ]
