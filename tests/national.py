@@ -14,14 +14,15 @@ import json
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -34,6 +35,8 @@ from npo_deploy.testing import serve
 from npo_deploy.tokens import demo_people
 from npo_index.config import IndexSettings
 from npo_index.main import create_app as index_app
+from npo_platform.contracts import AccessEvent
+from npo_platform.events import decode
 from npo_platform.identity import PUBLIC_KEY_FILE, Principal, Role, ensure_local_keypair, issue_token
 from npo_platform.kafka_admin import ensure_topics
 from npo_platform.telemetry import configure_tracing
@@ -49,6 +52,7 @@ from npo_simulator.server import create_app as simulator_app
 from npo_simulator.simulation import announce_population
 from npo_simulator.store import RecordSource
 
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Topics:
@@ -233,11 +237,13 @@ async def _next_or(replay: Iterator[Any], receive: Callable[[], Any]) -> Any:
 
 
 def routing_table(source: RecordSource, producers_url: str) -> str:
-    """The routing table (TAK): every simulated producer, every category, for the query service."""
-    addresses = sorted({o.logical_address for o in source.nation.organisations})
+    """The routing table (TAK): every simulated producer, every category, for the query service;
+    the municipalities' social-services addresses declared as such (never called)."""
+    social = set(source.nation.social_services_addresses)
+    addresses = sorted({o.logical_address for o in source.nation.organisations} | social)
     return json.dumps({
-        "routes": [{"logical_address": a, "endpoint": f"{producers_url}/producers/{a}"}
-                   for a in addresses],
+        "routes": [{"logical_address": a, "endpoint": f"{producers_url}/producers/{a}",
+                    "social_services": a in social} for a in addresses],
         "authorisations": [{"consumer_system": QuerySettings().consumer_system,
                             "logical_address": a, "categories": "*"} for a in addresses],
     })
@@ -261,3 +267,54 @@ async def wait_indexed(nation: Nation, at_least: int) -> None:
     async with asyncio.timeout(120):
         while await indexed(nation) < at_least:  # noqa: ASYNC110 - polling another service
             await asyncio.sleep(0.2)
+
+
+async def eventually(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool],
+                     within: float = 30.0) -> T:
+    """Poll ``fetch`` until ``done`` holds (another service catches up through Kafka)."""
+    async with asyncio.timeout(within):
+        while not done(found := await fetch()):  # noqa: ASYNC110 - polling other services
+            await asyncio.sleep(0.2)
+    return found
+
+
+async def audit_records(http: httpx.AsyncClient, nation: Nation, patient: str,
+                        kind: str = "access") -> list[Any]:
+    """The compliance officer's search of the patient's audit records of ``kind``."""
+    answer = await http.post(f"{nation.audit}/audit/search",
+                             json={"patient_id": patient, "kind": kind},
+                             headers=nation.headers(Role.COMPLIANCE_OFFICER))
+    assert answer.status_code == 200, answer.text
+    items: list[Any] = answer.json()["items"]
+    return items
+
+
+async def extract(http: httpx.AsyncClient, nation: Nation, patient: str) -> list[Any]:
+    """The patient's own log extract."""
+    answer = await http.post(f"{nation.audit}/audit/extract", json={},
+                             headers=nation.headers(demo_people(patient)[Role.PATIENT]))
+    assert answer.status_code == 200, answer.text
+    items: list[Any] = answer.json()["items"]
+    return items
+
+
+def with_event(event_id: str) -> Callable[[list[Any]], bool]:
+    return lambda items: any(i["event_id"] == event_id for i in items)
+
+
+async def access_event(nation: Nation, event_id: str) -> AccessEvent:
+    """The access event with ``event_id``, read from the nation's access topic."""
+    consumer = AIOKafkaConsumer(nation.topics.access, bootstrap_servers=nation.kafka,
+                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for r in records:
+                        event = decode(AccessEvent, r.value, r.headers)
+                        if event.meta.event_id == event_id:
+                            return event
+    finally:
+        await consumer.stop()

@@ -10,19 +10,26 @@ followed up. Every case uses a fresh patient of its own, so the tests need no or
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from google.protobuf.json_format import MessageToDict
-from national import Nation, ProducerCalls, running_nation
+from national import (
+    Nation,
+    ProducerCalls,
+    audit_records,
+    eventually,
+    extract,
+    running_nation,
+    with_event,
+)
 
-from npo_deploy.tokens import DEMO_GIVER, DEMO_UNIT, demo_people
+from npo_deploy.tokens import DEMO_GIVER, DEMO_UNIT
 from npo_platform.categories import by_number
 from npo_platform.identity import Principal, Role
 from npo_simulator.notifications import engagement
@@ -31,7 +38,6 @@ from npo_simulator.records import Record
 
 pytestmark = pytest.mark.integration
 NOTES = 8  # the category every new record is written in (published by every region)
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +106,6 @@ async def find_content(http: httpx.AsyncClient, nation: Nation, patient: str) ->
     return engagements
 
 
-async def eventually(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool],
-                     within: float = 30.0) -> T:
-    """Poll ``fetch`` until ``done`` holds (another service catches up through Kafka)."""
-    async with asyncio.timeout(within):
-        while not done(found := await fetch()):  # noqa: ASYNC110 - polling other services
-            await asyncio.sleep(0.2)
-    return found
-
-
 async def register(http: httpx.AsyncClient, nation: Nation, path: str, body: dict[str, Any],
                    who: Principal | Role = Role.CLINICIAN) -> httpx.Response:
     return await http.post(f"{nation.consent}/v1/{path}", json=body, headers=nation.headers(who))
@@ -128,26 +125,6 @@ async def overview(http: httpx.AsyncClient, nation: Nation, patient: str,
                    who: Principal | Role = Role.CLINICIAN) -> httpx.Response:
     return await http.post(f"{nation.query}/v1/overview", json={"patientId": patient},
                            headers=nation.headers(who))
-
-
-async def audit_records(http: httpx.AsyncClient, nation: Nation, patient: str) -> list[Any]:
-    answer = await http.post(f"{nation.audit}/audit/search", json={"patient_id": patient},
-                             headers=nation.headers(Role.COMPLIANCE_OFFICER))
-    assert answer.status_code == 200, answer.text
-    items: list[Any] = answer.json()["items"]
-    return items
-
-
-async def extract(http: httpx.AsyncClient, nation: Nation, patient: str) -> list[Any]:
-    answer = await http.post(f"{nation.audit}/audit/extract", json={},
-                             headers=nation.headers(demo_people(patient)[Role.PATIENT]))
-    assert answer.status_code == 200, answer.text
-    items: list[Any] = answer.json()["items"]
-    return items
-
-
-def with_event(event_id: str) -> Callable[[list[Any]], bool]:
-    return lambda items: any(i["event_id"] == event_id for i in items)
 
 
 async def test_a_new_engagement_is_indexed_read_with_consent_and_logged_for_the_patient(

@@ -18,13 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from google.protobuf.json_format import MessageToDict
-from national import Nation, ProducerCalls, running_nation
+from national import Nation, ProducerCalls, access_event, running_nation
 
-from npo_platform.contracts import AccessEvent
 from npo_platform.contracts.events_pb2 import DATA_FROM_SOURCE, WITHHELD_BY_DECISION
-from npo_platform.events import decode
 from npo_platform.identity import Principal, Role
 from npo_simulator.notifications import engagement
 from npo_simulator.organisations import Organisation
@@ -109,29 +106,11 @@ async def test_the_overview_across_index_consent_producers_and_audit(
     called = {(a, c) for (a, c, who) in calls.calls if who == patient_id}
     assert sum(calls.calls[(a, c, patient_id)] for a, c in called) == len(called)
     assert len(body["records"]) == len(by_org[allowed])
-    event = await _access_event(nation, body["accessEventId"])
+    event = await access_event(nation, body["accessEventId"])
     assert event.trace_id == body["traceId"] != ""
     reported = {(p.logical_address, p.status) for p in event.producers}
     assert (blocked.logical_address, WITHHELD_BY_DECISION) in reported
     assert (allowed.logical_address, DATA_FROM_SOURCE) in reported
-
-
-async def _access_event(nation: Nation, event_id: str) -> AccessEvent:
-    """The access event with ``event_id``, read from the nation's access topic."""
-    consumer = AIOKafkaConsumer(nation.topics.access, bootstrap_servers=nation.kafka,
-                                auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
-    await consumer.start()
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                batches = await consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    for r in records:
-                        event = decode(AccessEvent, r.value, r.headers)
-                        if event.meta.event_id == event_id:
-                            return event
-    finally:
-        await consumer.stop()
 
 
 async def _sse(lines: AsyncIterator[str], wanted: str) -> dict[str, Any]:
