@@ -235,8 +235,8 @@ async def _scenario(http: httpx.AsyncClient, stack: Stack, private: bytes) -> No
     assert read.status_code == 200, read.text
     assert read.json()["records"]
     other = await http.post(f"{stack.query}/v1/overview", json={"patientId": stranger},
-                            headers=_clinician(private))  # nothing indexed: no consent needed
-    assert other.status_code == 200, other.text
+                            headers=_clinician(private))  # no relation: refused, audited too
+    assert other.status_code == 403, other.text
     async with asyncio.timeout(30):
         while len(await _audited(http, stack, private, patient, stranger)) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.2)

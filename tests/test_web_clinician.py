@@ -208,12 +208,12 @@ def test_the_overview_streams_in_as_consent_allows_and_tells_that_blocked_inform
     assert not in_force(browser, "consent")
     assert "need a patient relation" in visible_text(browser, tid("live-state"))
 
-    show_overview(browser)  # without relation or consent: other care givers are withheld
-    withheld = [text for status, text in statuses(browser) if status == "WithheldByDecision"]
-    assert withheld, statuses(browser)
-    assert any(o.logical_address in text and "no_relation" in text
-               for o in others for text in withheld)
-    screenshot("withheld-without-relation")
+    show_overview(browser)  # without a relation nothing, the own care giver's neither
+    notice = wait(browser, lambda d: css(d, tid("no-relation-notice")),
+                  "the refusal did not say what to do")
+    assert "register a patient relation" in notice[0].text
+    assert statuses(browser) == []  # not even which producers hold something
+    screenshot("refused-without-relation")
 
     register_relation_and_consent(browser)
     overview_until(browser, lambda d: any(s == "DataFromSource" for s, _ in statuses(d)),
@@ -239,7 +239,10 @@ def test_the_overview_streams_in_as_consent_allows_and_tells_that_blocked_inform
     page = visible_text(browser, tid("overview"))
     assert blocked.logical_address not in page
     assert blocked.care_giver not in page
-    assert any("Not shown (blocked)" in text for _, text in statuses(browser))
+    units = {r.care_unit for r in nation.producers_of(nation.patient)[blocked]}
+    assert not any(unit in page for unit in units)
+    [row] = [text for _, text in statuses(browser) if "Not shown (blocked)" in text]
+    assert row.startswith("Not shown Not shown (blocked)")  # no category, no producer
     screenshot("blocked-information-exists")
     assert_console_clean(browser)
 

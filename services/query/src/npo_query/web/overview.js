@@ -1,7 +1,8 @@
 // The overview: choose categories, then POST /v1/overview/stream. Each producer's answer is
 // shown as it arrives (status and cause per producer, records grouped by category, newest
 // first), then the summary. Withheld producers are listed, never hidden; a block shows only
-// *that* blocked information exists.
+// *that* blocked information exists (one row with no producer nor category). Refused for want
+// of a patient relation, the page says what to do.
 import { api, el, problemNode, stream } from "./assets/npo.js";
 import { recordsView } from "./records.js";
 
@@ -24,10 +25,11 @@ function categories() {
 
 function producerRow(p, names) {
   const where = p.logicalAddress ?? "Not shown (blocked)";
+  const category = p.category ? (names[p.category] ?? p.category) : "Not shown";
   const cause = p.cause ? `${CAUSE_TEXT[p.cause] ?? p.cause} (${p.cause})` : "";
   const http = p.httpStatus ? ` HTTP ${p.httpStatus}` : "";
   return el("tr", { "data-testid": "producer-row", "data-status": p.status },
-    el("td", {}, names[p.category] ?? p.category),
+    el("td", {}, category),
     el("td", {}, where, p.dataController ? el("div", { class: "muted" }, p.dataController) : ""),
     el("td", {}, el("span", { class: `status ${STATUS_CLASS[p.status] ?? ""}` }, p.status)),
     el("td", {}, cause + http),
@@ -137,6 +139,7 @@ export function createOverview() {
           progress.textContent = `${answered} of ${called} producer answer(s) received…`;
         } else if (event === "summary") {
           settle(data.producers, table);
+          if (data.blockedInformationExists) blockedNotice();
           records.order(data.order);
           summary.replaceChildren(summaryNode(data, records.count()));
           progress.textContent = `Done: ${answered} of ${called} producer(s) answered.`;
@@ -155,11 +158,20 @@ export function createOverview() {
     progress.textContent = "The overview was refused.";
     notices.replaceChildren(problemNode(error));
     const body = error.body ?? {};
+    if (body.reasonCode === "no_relation") notices.append(noRelationNotice());
     if (body.blockedInformationExists) blockedNotice();
     if (Array.isArray(body.producers)) settle(body.producers, table);
   }
 
   return { node, open, run };
+}
+
+function noRelationNotice() {
+  return el("p", { class: "notice", role: "note", "data-testid": "no-relation-notice" },
+    "You have no patient relation with this patient, so nothing is shown, not even your own " +
+    "care giver's information (inner secrecy). If you take part in the patient's care, register " +
+    "a patient relation for your unit under \u201cYour standing with the patient\u201d and show " +
+    "the overview again. In an emergency, register emergency access with its reason instead.");
 }
 
 function summaryNode(data, count) {
