@@ -304,10 +304,9 @@ async def test_protected_fields_are_absent_from_every_record_of_a_protected_pati
                               if nation.source.person(p).protected_identity  # type: ignore[union-attr]
                               and any(x.announced and not x.social_services for x in r))
     reader = clinician(nation.source.nation.by_name("Region Stockholm"), "SE0000000000-VE1")
-    admin = nation.people[Role.ADMIN]
     async with httpx.AsyncClient(timeout=30) as http:
         await relate(http, nation, reader, patient, consent=True)
-        await command(http, nation, admin, "protected-identities",
+        await command(http, nation, reader, "protected-identities",
                       {"patient_id": patient, "reason": "skyddad folkbokföring"})
         body = await overview(http, nation, reader, patient)  # no decision of before is cached
         text, events = await streamed(http, nation, reader, patient)
