@@ -10,9 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from npo_query.clients import Unavailable
-from npo_query.decision import Decision, EngagementVerdict
-from npo_query.domain import IndexEntry, Target
-from npo_query.record_law import RecordPolicy
+from npo_query.domain import Decision, EngagementVerdict, IndexEntry, RecordPolicy, Target
 
 
 @dataclass

@@ -14,9 +14,8 @@ from fastapi import FastAPI, Request
 from query_fixtures import serve
 
 from npo_query.clients import HttpConsentClient, HttpIndexClient, Unavailable, pooled_session
-from npo_query.domain import Status, Target
+from npo_query.domain import RecordPolicy, Status, Target
 from npo_query.producers import HttpProducerClient
-from npo_query.record_law import RecordPolicy
 
 PATIENT = "191212121212"
 DESCRIPTION = "riv:clinicalprocess:healthcond:description"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from npo_platform.categories import by_key
-from npo_query.decision import Decision, DecisionCache
+from npo_query.cache import DecisionCache
 from npo_query.domain import (
+    Decision,
     IndexEntry,
     Outcome,
     Record,

@@ -13,16 +13,16 @@ from query_fixtures import VERIFIER, clinician, token
 from npo_platform.identity import ClinicianClaims, Role
 from npo_platform.service import create_service_app
 from npo_query import lean_route
-from npo_query.config import QuerySettings
-from npo_query.domain import Record, Status, Target, TargetResult
-from npo_query.lean_route import LeanClinicianRoute
-from npo_query.schemas import (
+from npo_query.api import (
     OverviewRequest,
     ProducerOut,
     RecordOut,
     producer_json,
     record_json,
 )
+from npo_query.config import QuerySettings
+from npo_query.domain import Record, Status, Target, TargetResult
+from npo_query.lean_route import LeanClinicianRoute
 
 PATIENT = "191212121212"
 

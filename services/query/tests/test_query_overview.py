@@ -34,7 +34,7 @@ from npo_platform.contracts.events_pb2 import (
     PARTIAL,
     WITHHELD_BY_DECISION,
 )
-from npo_query.schemas import OverviewOut
+from npo_query.api import OverviewOut
 from npo_simulator.organisations import nation
 
 pytestmark = pytest.mark.integration

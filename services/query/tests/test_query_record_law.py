@@ -1,13 +1,23 @@
-"""The access law per record (record_law): the decision's record policy applied to producers'
+"""The access law per record (domain): the decision's record policy applied to producers'
 records, protected fields removed, and what the reader is told of blocked targets; no I/O."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from npo_query.domain import Record, Status, Target, TargetResult, Withheld
-from npo_query.record_law import CLOSED, RecordPolicy, apply_law, hidden_by_block, withheld_reason
-from npo_query.schemas import BLOCKED_ENTRY, producers_json
+from npo_query.api import BLOCKED_ENTRY, producers_json
+from npo_query.domain import (
+    CLOSED,
+    Record,
+    RecordPolicy,
+    Status,
+    Target,
+    TargetResult,
+    Withheld,
+    apply_law,
+    hidden_by_block,
+    withheld_reason,
+)
 
 OWN, OTHER, BLOCKED_GIVER = "SE2321000016-G1", "SE2321000032-G2", "SE2321000048-G3"
 A1, A2, B1 = "SE2321000016-U1", "SE2321000016-U2", "SE2321000032-U1"

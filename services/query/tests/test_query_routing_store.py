@@ -14,7 +14,9 @@ from query_fixtures import VERIFIER, token
 from npo_platform.db import apply_migrations, create_pool
 from npo_platform.identity import Role
 from npo_query.routing import Authorisation, Route
-from npo_query.store import InMemoryRoutingStore, PostgresRoutingStore, RoutingStore
+from npo_query.store import RoutingStore
+from npo_query.store_memory import InMemoryRoutingStore
+from npo_query.store_pg import PostgresRoutingStore
 
 SCHEMA_PREFIX = "npo_query_contract_"
 

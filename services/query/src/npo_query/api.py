@@ -1,47 +1,164 @@
-"""HTTP: the overview as JSON and as server-sent events. Every route audits before it answers.
+"""HTTP in JSON and server-sent events: parse, call a use case (service.py, push.py), render.
 
-JSON: plan → call producers → write the access event (acks=all) → answer. Streamed: plan →
-write the access event of the attempt (what is withheld, what will be read from where) →
-only then open the stream. Either way a 503 with no data when the event cannot be written.
+The overview as JSON, the same streamed, push subscriptions and the category list. Refusals come
+back as ``service.Refused`` and leave as problem details (RFC 9457) with the same stable code.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 from pydantic_core import to_json
 
+from npo_platform.categories import CATEGORIES, by_key, by_number
 from npo_platform.identifiers import PatientId
 from npo_platform.identity import ClinicianClaims
 from npo_platform.problems import Problem
 from npo_platform.telemetry import current_trace_id
 
-from .aggregator import DECISION_UNAVAILABLE, Aggregator, Plan, Reading, results_in_order
-from .audit import Attempt, Auditor, AuditUnavailable
-from .clients import Unavailable
-from .decision import Decision, unavailable
-from .domain import Outcome, Status, TargetResult, merge, outcome_of
+from .domain import BLOCKED, Record, Status, TargetResult, Told, hidden_by_block, told_of
 from .lean_route import LeanClinicianRoute
-from .record_law import BLOCK_REASONS, BLOCKED, SOCIAL_SERVICES, record_reasons, withheld_by_block
-from .schemas import OverviewOut, OverviewRequest, producer_json, producers_json, record_json
+from .push import Notice, PushService, Subscription
+from .service import (
+    AccessDenied,
+    Denied,
+    OverviewService,
+    OverviewStream,
+    Reading,
+    Refused,
+)
 
 router = APIRouter(prefix="/v1", tags=["overview"])
+push_router = APIRouter(prefix="/v1", tags=["push"])
 SSE = "text/event-stream"
-NO_RELATION = "no_relation"
+KEEP_ALIVE_S = 15.0  # a comment line at least this often keeps proxies from closing a stream
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class OverviewRequest(_Camel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    patient_id: str = Field(min_length=1, max_length=20, repr=False)
+    # Category keys ("notes") or numbers ("8"); empty or absent: all 17.
+    categories: list[str] = Field(default_factory=list, max_length=17, validate_default=True)
+
+    @field_validator("categories")
+    @classmethod
+    def _known(cls, values: list[str]) -> list[str]:
+        keys = [_key(v) for v in values] or [c.key for c in CATEGORIES]
+        return sorted(set(keys), key=lambda k: by_key(k).number)
+
+
+def _key(value: str) -> str:
+    try:
+        return by_number(int(value)).key if value.isdigit() else by_key(value).key
+    except LookupError:
+        raise ValueError("unknown information category") from None
+
+
+class SubscribeRequest(OverviewRequest):
+    pass
+
+
+class ProducerOut(_Camel):
+    """One target's status. Where a block withholds it, nothing of it is told: one entry with
+    no address, care giver or category stands for every blocked target, after the others."""
+
+    logical_address: str | None
+    data_controller: str | None
+    category: str | None
+    status: Status
+    cause: str | None
+    http_status: int | None = None
+    record_count: int = 0
+    duration_ms: float = 0.0
+
+
+class RecordOut(_Camel):
+    category: str
+    logical_address: str
+    document_id: str
+    source_system: str
+    time: str
+    document: dict[str, Any]
+
+
+class OverviewOut(_Camel):
+    outcome: str
+    basis: str
+    reason_code: str | None
+    blocked_information_exists: bool
+    protected_identity: bool
+    protected_fields: list[str]
+    categories: list[str]
+    producers_called: int
+    producers: list[ProducerOut]
+    records: list[RecordOut]
+    trace_id: str
+    access_event_id: str
+
+
+class CategoryOut(_Camel):
+    number: int
+    key: str
+    name_en: str
+    name_sv: str
+    available: bool  # categories 12-17 are "coming" in the seed (treated like the rest)
+
+
+# What the reader is told of every target a block withholds (or all of whose records it does):
+# only that blocked information exists, never where nor of which kind (design.md §5.5).
+BLOCKED_ENTRY: dict[str, Any] = {
+    "logicalAddress": None, "dataController": None, "category": None,
+    "status": Status.WITHHELD_BY_DECISION.value, "cause": BLOCKED, "httpStatus": None,
+    "recordCount": 0, "durationMs": 0.0}
+
+
+def producer_json(result: TargetResult) -> dict[str, Any]:
+    """``ProducerOut`` as JSON (by alias), built directly: the answer is serialised once,
+    without building and validating a model per producer first."""
+    if hidden_by_block(result):
+        return BLOCKED_ENTRY
+    target = result.target
+    return {"logicalAddress": target.logical_address, "dataController": target.data_controller,
+            "category": target.category, "status": result.status.value, "cause": result.cause,
+            "httpStatus": result.http_status, "recordCount": len(result.records),
+            "durationMs": float(result.duration_ms)}
+
+
+def told_json(told: Told) -> list[dict[str, Any]]:
+    """The reader's list of targets: each one told, and the blocked ones as one entry, last."""
+    listed = [producer_json(r) for r in told.results]
+    return [*listed, BLOCKED_ENTRY] if told.blocked else listed
+
+
+def producers_json(results: Iterable[TargetResult]) -> list[dict[str, Any]]:
+    return told_json(told_of(results))
+
+
+def record_json(record: Record) -> dict[str, Any]:
+    """``RecordOut`` as JSON (by alias); the document as the producer sent it."""
+    return {"category": record.category, "logicalAddress": record.logical_address,
+            "documentId": record.document_id, "sourceSystem": record.source_system,
+            "time": record.author_time, "document": record.document}
 
 
 @dataclass
 class QueryContext:
-    """What the routes need, built once by main.create_app's lifespan."""
+    """The use cases the routes call, built once by main.create_app's lifespan."""
 
-    aggregator: Aggregator
-    auditor: Auditor
-    consumer_system: str
+    overviews: OverviewService
+    push: PushService
 
 
 def context(request: Request) -> QueryContext:
@@ -60,27 +177,35 @@ def reading_of(body: OverviewRequest, request: Request, claims: Any) -> Reading:
     return Reading(claims, bearer, patient.value, body.categories)
 
 
+def problem(refused: Refused) -> Problem:
+    """The refusal as problem details: 403 when denied, else 503."""
+    if isinstance(refused, AccessDenied):
+        return Problem(403, refused.code, refused.detail, extensions={
+            "reasonCode": refused.reason_code,
+            "blockedInformationExists": refused.blocked_information_exists,
+            "producers": told_json(refused.producers)})
+    return Problem(403 if isinstance(refused, Denied) else 503, refused.code, refused.detail)
+
+
 async def overview(body: OverviewRequest, request: Request, claims: ClinicianClaims) -> Response:
     """The patient's overview for the asked categories, after the access event is written.
 
-    The answer is built as JSON-ready values and serialised here, once (building the models
-    and FastAPI's validating them again cost ~0.1 ms per query).
+    The answer is built as JSON-ready values and serialised here, once, rather than building
+    the models and having FastAPI validate them again.
     """
-    ctx = context(request)
-    plan = await plan_or_refuse(ctx, reading_of(body, request, claims))
-    ordered = results_in_order(plan, await ctx.aggregator.collect(plan))
-    outcome, reason = outcome_of_read(ordered), reason_of(plan, ordered)
-    event_id = await record(ctx, plan.reading, plan.decision, outcome, reason, ordered, plan=plan)
-    decision = plan.decision
+    try:
+        found = await context(request).overviews.overview(reading_of(body, request, claims))
+    except Refused as refused:
+        raise problem(refused) from None
     answer = {  # OverviewOut by alias (test_the_answer_matches_its_schema)
-        "outcome": outcome.value, "basis": decision.basis, "reasonCode": reason,
-        "blockedInformationExists": blocked_information_exists(plan, ordered),
-        "protectedIdentity": decision.protected_identity,
-        "protectedFields": list(decision.protected_fields),
-        "categories": plan.reading.categories, "producersCalled": len(plan.calls),
-        "producers": producers_json(ordered),
-        "records": [record_json(r) for r in merge(ordered)],
-        "traceId": current_trace_id(), "accessEventId": event_id,
+        "outcome": found.outcome.value, "basis": found.basis, "reasonCode": found.reason_code,
+        "blockedInformationExists": found.blocked_information_exists,
+        "protectedIdentity": found.protected_identity,
+        "protectedFields": list(found.protected_fields),
+        "categories": found.reading.categories, "producersCalled": found.producers_called,
+        "producers": told_json(found.producers),
+        "records": [record_json(r) for r in found.records],
+        "traceId": current_trace_id(), "accessEventId": found.access_event_id,
     }
     return Response(to_json(answer), media_type="application/json")
 
@@ -94,35 +219,31 @@ router.add_api_route("/overview", overview, methods=["POST"], response_model=Ove
 async def overview_stream(body: OverviewRequest, request: Request,
                           claims: ClinicianClaims) -> StreamingResponse:
     """Server-sent events: ``accepted``, one ``producer`` per answer as it comes, ``summary``."""
-    ctx = context(request)
-    plan = await plan_or_refuse(ctx, reading_of(body, request, claims))
-    outcome = Outcome.PARTIAL if plan.settled else Outcome.ALLOWED
-    event_id = await record(ctx, plan.reading, plan.decision, outcome,
-                            reason_of(plan, plan.settled), plan.settled, requested=True, plan=plan)
-    return StreamingResponse(_events(ctx, plan, event_id), media_type=SSE,
+    try:
+        stream = await context(request).overviews.overview_stream(
+            reading_of(body, request, claims))
+    except Refused as refused:
+        raise problem(refused) from None
+    return StreamingResponse(_events(stream), media_type=SSE,
                              headers={"Cache-Control": "no-store"})
 
 
-async def _events(ctx: QueryContext, plan: Plan, event_id: str) -> AsyncIterator[str]:
-    decision = plan.decision
-    yield sse("accepted", {"accessEventId": event_id, "producersCalled": len(plan.calls),
-                           "blockedInformationExists": decision.blocked_information_exists,
-                           "protectedIdentity": decision.protected_identity,
-                           "producers": producers_json(plan.settled)})
-    seen: set[tuple[str, str]] = set()
-    called: list[TargetResult] = []
-    async for result in ctx.aggregator.stream(plan):
-        called.append(result)
-        fresh = [r for r in result.records if r.identity not in seen]
-        seen.update(r.identity for r in fresh)
-        yield sse("producer", {"producer": producer_json(result),
-                               "records": [record_json(r) for r in fresh]})
-    ordered = results_in_order(plan, called)
+async def _events(stream: OverviewStream) -> AsyncIterator[str]:
+    yield sse("accepted", {"accessEventId": stream.access_event_id,
+                           "producersCalled": stream.producers_called,
+                           "blockedInformationExists": stream.blocked_information_exists,
+                           "protectedIdentity": stream.protected_identity,
+                           "producers": told_json(stream.producers)})
+    async for answer in stream.answers():
+        told = BLOCKED_ENTRY if answer.result is None else producer_json(answer.result)
+        yield sse("producer", {"producer": told,
+                               "records": [record_json(r) for r in answer.records]})
+    summary = stream.summary()
     yield sse("summary", {
-        "outcome": outcome_of_read(ordered).value, "reasonCode": reason_of(plan, ordered),
-        "blockedInformationExists": blocked_information_exists(plan, ordered),
-        "producers": producers_json(ordered),
-        "order": [[r.document_id, r.source_system] for r in merge(ordered)],
+        "outcome": summary.outcome.value, "reasonCode": summary.reason_code,
+        "blockedInformationExists": summary.blocked_information_exists,
+        "producers": told_json(summary.producers),
+        "order": [list(identity) for identity in summary.order],
     })
 
 
@@ -130,68 +251,41 @@ def sse(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def plan_or_refuse(ctx: QueryContext, reading: Reading) -> Plan:
-    """The plan, or (after auditing the refused attempt) a problem: 503 or 403."""
+@push_router.post("/subscriptions", responses={200: {"content": {SSE: {}}}})
+async def subscribe(body: SubscribeRequest, request: Request,
+                    claims: ClinicianClaims) -> StreamingResponse:
+    """Server-sent ``change`` events about new information for the patient, for this reader."""
+    push = context(request).push
     try:
-        plan = await ctx.aggregator.plan(reading)
-    except Unavailable as error:
-        await record(ctx, reading, unavailable(error.code), Outcome.DENIED, error.code, [])
-        raise Problem(503, error.code, "The engagement index could not be asked.") from None
-    decision = plan.decision
-    if not decision.denied:
-        return plan
-    reason = decision.reason_code or "denied"
-    await record(ctx, reading, decision, Outcome.DENIED, reason, plan.settled, plan=plan)
-    if reason == DECISION_UNAVAILABLE:
-        raise Problem(503, "decision.unavailable", "No access decision could be had.")
-    # Without a relation (inner secrecy) the reader learns nothing of where the patient's
-    # information is, not even which producers were withheld.
-    told = [] if reason == NO_RELATION else producers_json(plan.settled)
-    raise Problem(403, "access.denied", "Access to this patient's information is denied.",
-                  extensions={"reasonCode": reason,
-                              "blockedInformationExists": decision.blocked_information_exists,
-                              "producers": told})
+        subscription = await push.subscribe(reading_of(body, request, claims), float(claims.exp))
+    except Refused as refused:
+        raise problem(refused) from None
+    return StreamingResponse(_notices(push, subscription), media_type=SSE,
+                             headers={"Cache-Control": "no-store"})
 
 
-def outcome_of_read(results: Sequence[TargetResult]) -> Outcome:
-    """Partial also when the law withheld some records (social-services ones aside: the reader
-    is never told of those)."""
-    outcome = outcome_of(False, results)
-    if outcome is Outcome.ALLOWED and record_reasons(results) - {SOCIAL_SERVICES}:
-        return Outcome.PARTIAL
-    return outcome
-
-
-def blocked_information_exists(plan: Plan, results: Sequence[TargetResult]) -> bool:
-    return plan.decision.blocked_information_exists or any(withheld_by_block(r) for r in results)
-
-
-def reason_of(plan: Plan, results: Sequence[TargetResult]) -> str | None:
-    """The most telling reason why not everything was returned, or None."""
-    statuses = {r.status for r in results}
-    if Status.WITHHELD_BY_DECISION in statuses:
-        return plan.decision.reason_code or next(
-            r.cause for r in results if r.status is Status.WITHHELD_BY_DECISION
-        )
-    by_law = record_reasons(results) - {SOCIAL_SERVICES}
-    if by_law:
-        return BLOCKED if by_law & BLOCK_REASONS else min(by_law)
-    if Status.NOT_AUTHORISED_BY_ROUTING in statuses:
-        return "not_in_routing"
-    return "producer_failed" if Status.NO_DATA_SYNCH_FAILED in statuses else None
-
-
-async def record(ctx: QueryContext, reading: Reading, decision: Decision, outcome: Outcome,
-                 reason: str | None, results: Sequence[TargetResult], *,
-                 requested: bool = False, plan: Plan | None = None) -> str:
-    """Write the attempt's access event (with the plan's social-services targets, which the
-    reader is never told of), or answer 503 with no data."""
-    hidden = plan.hidden if plan else []
-    attempt = Attempt(reading.claims, ctx.consumer_system, reading.patient_id,
-                      reading.categories, decision, outcome, reason, [*results, *hidden],
-                      plan.called if requested and plan else ())
+async def _notices(push: PushService, subscription: Subscription) -> AsyncIterator[str]:
     try:
-        return await ctx.auditor.record(attempt)
-    except AuditUnavailable:
-        raise Problem(503, "audit.unavailable",
-                      "The access could not be logged, so no information is returned.") from None
+        yield sse("subscribed", {"categories": subscription.categories})
+        async for notice in push.notices(subscription, KEEP_ALIVE_S):
+            yield ": keep-alive\n\n" if notice is None else sse("change", _notice_json(notice))
+        yield sse("expired", {})
+    finally:
+        push.close(subscription)
+
+
+def _notice_json(notice: Notice) -> dict[str, Any]:
+    return {"change": notice.change, "category": notice.category,
+            "logicalAddress": notice.logical_address, "dataController": notice.data_controller,
+            "mostRecentContent": notice.most_recent_content, "eventId": notice.event_id}
+
+
+_CATEGORIES = [CategoryOut(number=c.number, key=c.key, name_en=c.name_en, name_sv=c.name_sv,
+                           available=c.available) for c in CATEGORIES]
+
+
+@router.get("/categories", response_model_by_alias=True)
+async def categories(claims: ClinicianClaims) -> list[CategoryOut]:
+    """Every information category, in number order (the clinician's page builds its choice
+    from this list, so the page never repeats the table)."""
+    return _CATEGORIES

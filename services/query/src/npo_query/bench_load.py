@@ -41,10 +41,8 @@ from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import TokenVerifier
 
 from .config import QuerySettings
-from .decision import Decision, EngagementVerdict
-from .domain import IndexEntry, Target
-from .record_law import RecordPolicy
-from .store import InMemoryRoutingStore
+from .domain import Decision, EngagementVerdict, IndexEntry, RecordPolicy, Target
+from .store_memory import InMemoryRoutingStore
 
 CONSUMER = "SE5565594230-NPOBENCH"
 ENV = "NPO_QUERY_BENCH"

@@ -24,9 +24,7 @@ from opentelemetry.context import Context
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from .decision import Decision, EngagementVerdict
-from .domain import IndexEntry, Target
-from .record_law import RecordPolicy
+from .domain import Decision, EngagementVerdict, IndexEntry, RecordPolicy, Target
 
 TokenSource = Callable[[], str]
 _Answer = TypeVar("_Answer", bound=BaseModel)

@@ -26,10 +26,9 @@ from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.web import mount_web
 
-from . import admin, api, catalogue, push
-from .admin import RoutingView
-from .aggregator import Aggregator, Timeouts
-from .audit import Auditor
+from . import api, api_routing
+from .access_events import Auditor
+from .cache import DecisionCache
 from .clients import (
     ConsentClient,
     HttpConsentClient,
@@ -39,9 +38,12 @@ from .clients import (
     pooled_session,
 )
 from .config import QuerySettings
-from .decision import DecisionCache
+from .events import invalidating, pushing
 from .producers import HttpProducerClient, ProducerClient
-from .store import PostgresRoutingStore, RoutingStore
+from .push import Hub, PushService
+from .service import OverviewService, RoutingService, Timeouts
+from .store import RoutingStore
+from .store_pg import PostgresRoutingStore
 from .tokens import token_source
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
@@ -67,7 +69,7 @@ def create_app(settings: QuerySettings | None = None, *, parts: Parts | None = N
     app = create_service_app(config, title="NPO patient overview query", distribution="npo-query",
                              lifespan=_lifespan(config, parts or Parts()),
                              token_verifier=token_verifier)
-    for router in (api.router, push.router, admin.router, catalogue.router):
+    for router in (api.router, api.push_router, api_routing.router):
         app.include_router(router)
     browser_links = {"consent": config.consent_public_url or config.consent_url}
     mount_web(app, WEB_PAGES, service="query", links=browser_links)
@@ -93,7 +95,7 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
         await ensure_event_topics(settings.kafka_bootstrap_servers, topics)
     publisher = parts.publisher or await _publisher(settings, stack)
     store = parts.routing_store or await _store(settings, stack)
-    routing = RoutingView(store)
+    routing = RoutingService(store)
     if settings.routing_file is not None:
         await routing.load_file(settings.routing_file)
     cache = DecisionCache(settings.decision_cache_ttl_s, settings.decision_cache_size)
@@ -106,13 +108,12 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
         connect_timeout_s=settings.producer_connect_timeout_s,
         page_size=settings.producer_page_size, max_pages=settings.max_pages_per_producer)
     timeouts = Timeouts(settings.producer_timeout_s, settings.overall_deadline_s)
-    aggregator = Aggregator(index, consent, producers, routing.table, cache,
-                            settings.consumer_system, timeouts)
     auditor = Auditor(publisher, settings.access, settings.service_name, settings.audit_timeout_s)
-    hub = push.Hub()
-    app.state.query = api.QueryContext(aggregator, auditor, settings.consumer_system)
-    app.state.routing, app.state.consent, app.state.hub = routing, consent, hub
-    app.state.decision_cache = cache
+    overviews = OverviewService(index, consent, producers, routing.table, cache, auditor,
+                                settings.consumer_system, timeouts)
+    hub = Hub()
+    app.state.query = api.QueryContext(overviews, PushService(consent, hub, settings.push_max_s))
+    app.state.routing, app.state.decision_cache = routing, cache
     if settings.run_consumers:
         await _consume(settings, parts, publisher, cache, hub, stack)
 
@@ -145,17 +146,17 @@ async def _store(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> R
 
 
 async def _consume(settings: QuerySettings, parts: Parts, publisher: EventPublisher,
-                   cache: DecisionCache, hub: push.Hub, stack: contextlib.AsyncExitStack) -> None:
+                   cache: DecisionCache, hub: Hub, stack: contextlib.AsyncExitStack) -> None:
     # One group per replica: every replica must see every consent event and index change.
     replica = uuid.uuid4().hex[:12]
     consumers: list[EventConsumer[Any]] = [
         EventConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
                       group_id=f"npo-query-decisions-{replica}", topic=settings.consent,
-                      message_type=ConsentEvent, handler=push.invalidating(cache),
+                      message_type=ConsentEvent, handler=invalidating(cache),
                       publisher=publisher, auto_offset_reset=parts.offset_reset),
         EventConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
                       group_id=f"npo-query-push-{replica}", topic=settings.changes,
-                      message_type=IndexChanges, handler=hub.handle, publisher=publisher,
+                      message_type=IndexChanges, handler=pushing(hub), publisher=publisher,
                       auto_offset_reset=parts.offset_reset),
     ]
     stop = asyncio.Event()

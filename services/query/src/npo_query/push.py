@@ -1,9 +1,10 @@
-"""Push: a reader with an active relation subscribes to a patient and hears of new information.
+"""The push use case: a reader with a current relation subscribes to a patient and hears of new
+information, knowing no protocol (api.py streams it as server-sent events).
 
-Index changes arrive on INDEX_CHANGES (a per-replica consumer group, so every replica sees all
-of them) and are handed to the subscriptions of that patient. Each subscription asks for the
-access decision on the changed engagement with its reader's own token before telling anything:
-a blocked care giver's new information is not announced. A notification says *that* and
+Index changes reach ``Hub.offer`` (events.py; a per-replica consumer group, so every replica
+sees all of them) and are handed to the subscriptions of that patient. Each subscription asks
+for the access decision on the changed engagement with its reader's own token before telling
+anything: a blocked care giver's new information is not announced. A notice says *that* and
 *where* there is new information, never its content (reading it goes through the audited
 overview).
 """
@@ -13,26 +14,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
-
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from npo_platform.categories import find_by_code
-from npo_platform.contracts import IndexChange, IndexChanges
-from npo_platform.identity import ClinicianClaims
-from npo_platform.kafka import Received
-from npo_platform.problems import Problem
+from npo_platform.contracts import IndexChange
 
-from .api import SSE, reading_of, sse
 from .clients import ConsentClient, Unavailable
-from .decision import DecisionCache
 from .domain import Target
-from .schemas import SubscribeRequest
+from .service import NO_DECISION, Denied, Reading, ServiceUnavailable
 
-router = APIRouter(prefix="/v1", tags=["push"])
-PROBE_CONTROLLER = "SE0000000000-NPORELATIONPROBE"  # a care giver no reader belongs to
 _CHANGE = {IndexChange.CREATED: "created", IndexChange.CONTENT_UPDATED: "content_updated",
            IndexChange.DELETED: "deleted"}
 
@@ -72,20 +63,33 @@ class Hub:
                 queue.get_nowait()  # a slow reader loses the oldest notice, not the newest
             queue.put_nowait(change)
 
-    async def handle(self, batch: Sequence[Received[IndexChanges]]) -> None:
-        for received in batch:
-            for change in received.event.changes:
-                self.offer(change)
+
+@dataclass(frozen=True)
+class Notice:
+    """New information at a producer the reader may read from (what changed, where)."""
+
+    change: str  # created | content_updated | deleted
+    category: str
+    logical_address: str
+    data_controller: str
+    most_recent_content: str
+    event_id: str
 
 
-def invalidating(cache: DecisionCache) -> Any:
-    """A consent-event batch handler dropping cached decisions of the events' patients."""
+@dataclass
+class Subscription:
+    """One reader's subscription to one patient, until ``until`` (epoch seconds)."""
 
-    async def handle(batch: Sequence[Received[Any]]) -> None:
-        for received in batch:
-            cache.invalidate(received.event.patient_id)
+    reading: Reading
+    until: float
+    queue: asyncio.Queue[IndexChange]
 
-    return handle
+    @property
+    def categories(self) -> list[str]:
+        return sorted(set(self.reading.categories))
+
+
+PROBE_CONTROLLER = "SE0000000000-NPORELATIONPROBE"  # a care giver no reader belongs to
 
 
 async def has_relation(consent: ConsentClient, bearer: str, patient_id: str) -> bool:
@@ -97,61 +101,58 @@ async def has_relation(consent: ConsentClient, bearer: str, patient_id: str) -> 
     return verdict.allowed or verdict.reason_code == "no_consent"
 
 
-@router.post("/subscriptions", responses={200: {"content": {SSE: {}}}})
-async def subscribe(body: SubscribeRequest, request: Request,
-                    claims: ClinicianClaims) -> StreamingResponse:
-    """Server-sent ``change`` events about new information for the patient, for this reader."""
-    reading = reading_of(body, request, claims)
-    state = request.app.state
-    try:
-        related = await has_relation(state.consent, reading.bearer, reading.patient_id)
-    except Unavailable:
-        raise Problem(503, "decision.unavailable", "No access decision could be had.") from None
-    if not related:
-        raise Problem(403, "relation.missing", "Subscribing needs a current patient relation.")
-    until = min(float(claims.exp), time.time() + state.settings.push_max_s)
-    queue = state.hub.subscribe(reading.patient_id)
-    return StreamingResponse(
-        _notices(state.hub, state.consent, queue, reading.bearer, reading.patient_id,
-                 set(reading.categories), until),
-        media_type=SSE, headers={"Cache-Control": "no-store"},
-    )
+class PushService:
+    """Subscriptions and the notices each reader may be given."""
 
+    def __init__(self, consent: ConsentClient, hub: Hub, max_s: float) -> None:
+        self._consent, self._hub, self._max_s = consent, hub, max_s
 
-async def _notices(hub: Hub, consent: ConsentClient, queue: asyncio.Queue[IndexChange],
-                   bearer: str, patient_id: str, categories: set[str],
-                   until: float) -> AsyncIterator[str]:
-    try:
-        yield sse("subscribed", {"categories": sorted(categories)})
-        while (left := until - time.time()) > 0:
+    async def subscribe(self, reading: Reading, expires: float) -> Subscription:
+        """A subscription ending at ``expires`` (the reader's token) or after ``max_s``; refused
+        (Denied ``relation.missing``) without a current relation between the reader's unit and
+        the patient, as the consent service's standing says."""
+        try:
+            related = await has_relation(self._consent, reading.bearer, reading.patient_id)
+        except Unavailable:
+            raise ServiceUnavailable("decision.unavailable", NO_DECISION) from None
+        if not related:
+            raise Denied("relation.missing", "Subscribing needs a current patient relation.")
+        until = min(expires, time.time() + self._max_s)
+        return Subscription(reading, until, self._hub.subscribe(reading.patient_id))
+
+    async def notices(self, subscription: Subscription,
+                      quiet_s: float) -> AsyncIterator[Notice | None]:
+        """The subscription's notices until it ends, and None after each ``quiet_s`` without
+        one (for a keep-alive)."""
+        while (left := subscription.until - time.time()) > 0:
             try:
-                async with asyncio.timeout(min(left, 15.0)):
-                    change = await queue.get()
+                async with asyncio.timeout(min(left, quiet_s)):
+                    change = await subscription.queue.get()
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                yield None
                 continue
-            notice = await _notice(consent, bearer, patient_id, categories, change)
+            notice = await self._notice(subscription.reading, change)
             if notice is not None:
-                yield sse("change", notice)
-        yield sse("expired", {})
-    finally:
-        hub.unsubscribe(patient_id, queue)
+                yield notice
 
+    def close(self, subscription: Subscription) -> None:
+        """The subscription's end (its caller's, in a ``finally``): no more changes for it."""
+        self._hub.unsubscribe(subscription.reading.patient_id, subscription.queue)
 
-async def _notice(consent: ConsentClient, bearer: str, patient_id: str, categories: set[str],
-                  change: IndexChange) -> dict[str, Any] | None:
-    engagement = change.engagement
-    category = find_by_code(engagement.service_domain, engagement.categorization)
-    if category is None or category.key not in categories:
-        return None
-    target = Target(engagement.logical_address, category.key, engagement.data_controller,
-                    engagement.source_system)
-    try:
-        decision = await consent.decide(bearer, patient_id, [category.key], [target])
-    except Unavailable:
-        return None  # fail closed: nothing is announced without a decision
-    if not decision.allows(target).allowed:
-        return None
-    return {"change": _CHANGE.get(change.change, "changed"), "category": category.key,
-            "logicalAddress": target.logical_address, "dataController": target.data_controller,
-            "mostRecentContent": engagement.most_recent_content, "eventId": change.meta.event_id}
+    async def _notice(self, reading: Reading, change: IndexChange) -> Notice | None:
+        engagement = change.engagement
+        category = find_by_code(engagement.service_domain, engagement.categorization)
+        if category is None or category.key not in reading.categories:
+            return None
+        target = Target(engagement.logical_address, category.key, engagement.data_controller,
+                        engagement.source_system)
+        try:
+            decision = await self._consent.decide(reading.bearer, reading.patient_id,
+                                                  [category.key], [target])
+        except Unavailable:
+            return None  # fail closed: nothing is announced without a decision
+        if not decision.allows(target).allowed:
+            return None
+        return Notice(_CHANGE.get(change.change, "changed"), category.key, target.logical_address,
+                      target.data_controller, engagement.most_recent_content,
+                      change.meta.event_id)

@@ -1,4 +1,4 @@
-"""The consent service's access decision as this service sees it, and its short-lived cache.
+"""Access decisions kept for a few seconds, dropped at once on any consent event of the patient.
 
 No stale allow after a revocation: every consent event invalidates the patient's entries, and
 a decision fetched while an event for its patient arrived is not cached (a per-patient
@@ -10,44 +10,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from .domain import Target
-from .record_law import CLOSED, RecordPolicy
-
-
-@dataclass(frozen=True, slots=True)
-class EngagementVerdict:
-    allowed: bool
-    basis: str
-    reason_code: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    outcome: str  # allowed | partial | denied
-    basis: str
-    reason_code: str | None
-    blocked_information_exists: bool = False
-    protected_identity: bool = False
-    protected_fields: tuple[str, ...] = ()
-    verdicts: dict[str, EngagementVerdict] = field(default_factory=dict)
-    emergency_reason: str = ""  # the registered reason, when an emergency access opens anything
-    policy: RecordPolicy = CLOSED  # what is open record by record; by default nothing
-
-    @property
-    def denied(self) -> bool:
-        return self.outcome == "denied"
-
-    def allows(self, target: Target) -> EngagementVerdict:
-        """Fail closed: a target the decision does not mention is withheld."""
-        return self.verdicts.get(target.id, EngagementVerdict(False, "none", "not_decided"))
-
-
-def unavailable(reason: str) -> Decision:
-    """What the query acts on when no decision can be had: deny everything (fail closed)."""
-    return Decision("denied", "none", reason)
-
+from .domain import Decision, Target
 
 CacheKey = tuple[str, ...]
 

@@ -1,6 +1,6 @@
-"""Audit before answer: the AccessEvent of every attempt, written with acks=all before any data.
+"""The access log: the AccessEvent of every attempt, written with acks=all before any data.
 
-If the broker does not acknowledge within the configured bound, the caller answers 503 and
+If the broker does not acknowledge within the configured bound, the overview is refused and
 returns nothing (``AuditUnavailable``). The event may still be delivered later (the Kafka
 client keeps it buffered and retries), so a correction follows it: an event with outcome
 NOT_DELIVERED whose correlation id names it, and the log says the reader got no data.
@@ -44,9 +44,7 @@ from npo_platform.kafka import messaging_attributes
 from npo_platform.telemetry import current_trace_id
 from npo_platform.topics import Topic
 
-from .decision import Decision
-from .domain import Outcome, Status, Target, TargetResult
-from .record_law import SOCIAL_SERVICES
+from .domain import SOCIAL_SERVICES, Decision, Outcome, Status, Target, TargetResult
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

@@ -1,14 +1,10 @@
-"""Managing the routing table over HTTP (admin role), and the snapshot queries read from.
-
-Queries never wait on the database: they read a snapshot refreshed every ``refresh_s`` and at
-once after a change made through this replica's admin API.
+"""HTTP: the routing table's administration (admin role): parse, call the routing use case
+(service.RoutingService), render. Invalid entries are 422 problems with the routing code.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Request
@@ -19,46 +15,11 @@ from npo_platform.identity import AdminClaims
 from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 
-from .routing import (
-    ALL_CATEGORIES,
-    Authorisation,
-    InvalidRouting,
-    Route,
-    RoutingTable,
-    check_authorisation,
-    check_route,
-    parse_file,
-)
-from .store import RoutingStore
+from .routing import ALL_CATEGORIES, Authorisation, InvalidRouting, Route
+from .service import RoutingService
 
 router = APIRouter(prefix="/v1/routing", tags=["routing"])
 T = TypeVar("T")
-
-
-class RoutingView:
-    """The routing snapshot, reloaded from the store when older than ``refresh_s``."""
-
-    def __init__(self, store: RoutingStore, refresh_s: float = 5.0) -> None:
-        self.store = store
-        self._refresh = refresh_s
-        self._table: RoutingTable | None = None
-        self._loaded = 0.0
-
-    async def table(self) -> RoutingTable:
-        if self._table is None or time.monotonic() - self._loaded > self._refresh:
-            self._table = await self.store.table()
-            self._loaded = time.monotonic()
-        return self._table
-
-    def changed(self) -> None:
-        self._table = None
-
-    async def load_file(self, path: Path) -> tuple[int, int]:
-        routes, authorisations = parse_file(path)
-        await self.store.put_routes(routes)
-        await self.store.put_authorisations(authorisations)
-        self.changed()
-        return len(routes), len(authorisations)
 
 
 class _Body(RequestModel):
@@ -83,21 +44,21 @@ class RoutingOut(BaseModel):
     authorisations: list[AuthorisationIn]
 
 
-def _view(request: Request) -> RoutingView:
-    view: RoutingView = request.app.state.routing
-    return view
+def _routing(request: Request) -> RoutingService:
+    routing: RoutingService = request.app.state.routing
+    return routing
 
 
-def _checked(check: Callable[[T], T], value: T) -> T:
+async def _checked(change: Awaitable[T]) -> T:
     try:
-        return check(value)
+        return await change
     except InvalidRouting as error:
         raise Problem(422, error.code, error.detail) from None
 
 
 @router.get("")
 async def read_table(request: Request, _: AdminClaims) -> RoutingOut:
-    table = await _view(request).store.table()
+    table = await _routing(request).current()
     return RoutingOut(
         routes=[RouteIn(logical_address=a, endpoint=e, social_services=a in table.social_services)
                 for a, e in sorted(table.routes.items())],
@@ -108,36 +69,26 @@ async def read_table(request: Request, _: AdminClaims) -> RoutingOut:
 
 @router.put("/routes", status_code=204)
 async def put_routes(body: list[RouteIn], request: Request, _: AdminClaims) -> None:
-    routes = [_checked(check_route, Route(r.logical_address, r.endpoint, r.social_services))
-              for r in body]
-    view = _view(request)
-    await view.store.put_routes(routes)
-    view.changed()
+    routes = [Route(r.logical_address, r.endpoint, r.social_services) for r in body]
+    await _checked(_routing(request).put_routes(routes))
 
 
 @router.delete("/routes/{logical_address}", status_code=204)
 async def delete_route(logical_address: Annotated[str, PathParam(max_length=64, pattern=r"^[^\x00]+$")],
                        request: Request, _: AdminClaims) -> None:
-    view = _view(request)
-    if not await view.store.delete_route(logical_address):
+    if not await _routing(request).delete_route(logical_address):
         raise Problem(404, "routing.not_found", "No route for that logical address.")
-    view.changed()
 
 
 @router.put("/authorisations", status_code=204)
 async def put_authorisations(body: list[AuthorisationIn], request: Request,
                              _: AdminClaims) -> None:
-    found = [_checked(check_authorisation, Authorisation(a.consumer_system, a.logical_address,
-                                                         a.category)) for a in body]
-    view = _view(request)
-    await view.store.put_authorisations(found)
-    view.changed()
+    found = [Authorisation(a.consumer_system, a.logical_address, a.category) for a in body]
+    await _checked(_routing(request).put_authorisations(found))
 
 
 @router.post("/authorisations/delete", status_code=204)
 async def delete_authorisation(body: AuthorisationIn, request: Request, _: AdminClaims) -> None:
-    view = _view(request)
     wanted = Authorisation(body.consumer_system, body.logical_address, body.category)
-    if not await view.store.delete_authorisation(wanted):
+    if not await _routing(request).delete_authorisation(wanted):
         raise Problem(404, "routing.not_found", "No such authorisation.")
-    view.changed()
