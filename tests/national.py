@@ -39,6 +39,7 @@ from npo_platform.contracts import AccessEvent
 from npo_platform.events import decode
 from npo_platform.identity import PUBLIC_KEY_FILE, Principal, Role, ensure_local_keypair, issue_token
 from npo_platform.kafka_admin import ensure_topics
+from npo_platform.settings import kafka_client_options
 from npo_platform.telemetry import configure_tracing
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, ENGAGEMENT_UPDATES
 from npo_query.config import QuerySettings
@@ -304,7 +305,7 @@ def with_event(event_id: str) -> Callable[[list[Any]], bool]:
 
 async def access_event(nation: Nation, event_id: str) -> AccessEvent:
     """The access event with ``event_id``, read from the nation's access topic."""
-    consumer = AIOKafkaConsumer(nation.topics.access, bootstrap_servers=nation.kafka,
+    consumer = AIOKafkaConsumer(nation.topics.access, **kafka_client_options(nation.kafka),
                                 auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4().hex}")
     await consumer.start()
     try:

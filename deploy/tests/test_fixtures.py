@@ -7,6 +7,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from npo_deploy.testing import TopicFactory
+from npo_platform.settings import kafka_client_options
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ async def test_topic_factory_creates_unique_topics(
 ) -> None:
     first, second = kafka_topic_factory(partitions=2), kafka_topic_factory()
     assert first != second
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_options(kafka_bootstrap_servers))
     await admin.start()
     try:
         topics = {t["topic"]: t for t in await admin.describe_topics([first, second])}

@@ -14,6 +14,7 @@ from npo_deploy.kafka import LocalKafka
 from npo_deploy.processes import LOOPBACK, LaunchError
 from npo_deploy.testing import isolated_kafka
 from npo_platform.kafka_admin import ensure_topics
+from npo_platform.settings import kafka_client_options
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def _cluster_id(broker: LocalKafka) -> str:
 
 
 async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**kafka_client_options(bootstrap))
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=b"k")
@@ -34,7 +35,7 @@ async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
 
 async def _consume_all(bootstrap: str, topic: str, group: str) -> list[bytes]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest"
+        topic, **kafka_client_options(bootstrap), group_id=group, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:

@@ -16,7 +16,7 @@ from npo_deploy import kafka
 from npo_deploy.kafka import LocalCluster
 from npo_deploy.processes import LOOPBACK
 from npo_platform.kafka_admin import ensure_platform_topics
-from npo_platform.settings import PlatformSettings, local_kafka_bootstrap
+from npo_platform.settings import PlatformSettings, kafka_client_options, local_kafka_bootstrap
 from npo_platform.topics import ACCESS_EVENTS, replication_for
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def _meta(node: kafka.LocalKafka) -> dict[str, str]:
 
 
 async def _describe(bootstrap: str, topics: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(bootstrap))
     await admin.start()
     try:
         described = {t["topic"]: t for t in await admin.describe_topics(topics)}
@@ -78,7 +78,7 @@ async def _describe(bootstrap: str, topics: list[str]) -> tuple[dict[str, Any], 
 
 async def _commit_once(bootstrap: str, topic: str) -> None:
     """Use a consumer group, so the broker creates its internal offsets topic."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="cluster-test",
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), group_id="cluster-test",
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     try:
@@ -104,7 +104,7 @@ async def test_every_topic_has_three_replicas_two_in_sync_required(kafka_cluster
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_client_options(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await asyncio.gather(*[await producer.send(topic, v, key=b"one-patient") for v in values])
@@ -113,7 +113,7 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 async def _read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     found: list[bytes] = []
     try:

@@ -14,7 +14,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from npo_deploy import infra, k8s, stack
+from npo_deploy import credentials, infra, k8s, stack
 from npo_deploy.processes import LaunchError
 from npo_deploy.tokens import demo_people, token_app
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
@@ -44,6 +44,17 @@ def _register_service_commands() -> None:
 
 
 _register_service_commands()
+
+
+@app.callback()
+def _local_credentials() -> None:
+    """The CLI's own Kafka and database clients act as the local stack's administrator and
+    database owner (unless the environment names other servers, with their credentials)."""
+    settings = PlatformSettings()
+    if infra.local_kafka(settings) is not None:
+        credentials.use_admin(infra.secrets_dir(settings))
+    if (database := infra.local_postgres(settings)) is not None:
+        os.environ["DATABASE_URL"] = database.url
 
 
 # `--kafka-nodes 3`: a replicated three-node cluster; default KAFKA_NODES, else one node.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -40,14 +41,19 @@ def local_kafka(settings: PlatformSettings) -> LocalCluster | None:
     if settings.kafka_bootstrap_servers != local_kafka_bootstrap(nodes):
         return None
     home = settings.state_dir / ("kafka" if nodes == 1 else f"kafka-{nodes}")
-    return kafka.cluster(home, local_kafka_ports(nodes), settings.state_dir / "kafka" / "libs")
+    return kafka.cluster(home, local_kafka_ports(nodes), settings.state_dir / "kafka" / "libs",
+                         secrets_dir(settings))
 
 
 def local_postgres(settings: PlatformSettings) -> LocalPostgres | None:
     """The database server to launch, or None when DATABASE_URL names another one."""
-    if settings.database_url != LOCAL_DATABASE_URL:
-        return None
-    return LocalPostgres(home=settings.state_dir / "postgres")
+    server = LocalPostgres(home=settings.state_dir / "postgres", secrets=secrets_dir(settings))
+    return server if settings.database_url in (LOCAL_DATABASE_URL, server.url) else None
+
+
+def secrets_dir(settings: PlatformSettings) -> Path:
+    """Where the local stack keeps its generated passwords (``credentials``)."""
+    return settings.state_dir.resolve() / "secrets"
 
 
 def up(settings: PlatformSettings, console: Console) -> dict[str, bool]:

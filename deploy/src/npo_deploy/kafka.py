@@ -16,12 +16,15 @@ from pathlib import Path
 
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import CreateAclsRequest
 from rich.console import Console
 
-from npo_deploy import maven, processes
+from npo_deploy import credentials, maven, processes
 from npo_deploy.processes import LOOPBACK, LaunchError
-from npo_platform.settings import LOCAL_KAFKA_CONTROLLER_PORT, LOCAL_KAFKA_PORT
+from npo_platform import acl
+from npo_platform.settings import LOCAL_KAFKA_CONTROLLER_PORT, LOCAL_KAFKA_PORT, KafkaSecurity
 from npo_platform.topics import replication_for
 
 KAFKA_VERSION = "4.1.1"
@@ -45,6 +48,9 @@ class LocalKafka:
     heap_max: str = "512m"
     node_id: int = 1
     quorum: tuple[int, ...] = ()
+    # Where the users' passwords are (credentials): SASL/SCRAM and ACLs. None only for a
+    # throwaway broker that must speak PLAINTEXT (never the default of a launcher).
+    secrets: Path | None = None
 
     @property
     def cluster_size(self) -> int:
@@ -109,7 +115,8 @@ def server_properties(broker: LocalKafka) -> str:
     """
     controller = f"{LOOPBACK}:{broker.controller_port}"
     replicas, min_isr = (str(n) for n in replication_for(broker.cluster_size))
-    advertised = f"PLAINTEXT://{broker.bootstrap}"
+    client = "SASL_PLAINTEXT" if broker.secrets else "PLAINTEXT"
+    advertised = f"{client}://{broker.bootstrap}"
     if broker.quorum:
         quorum = {"controller.quorum.bootstrap.servers": _controllers(broker.quorum)}
         advertised += f",CONTROLLER://{controller}"
@@ -120,10 +127,11 @@ def server_properties(broker: LocalKafka) -> str:
         "node.id": str(broker.node_id),
         **quorum,
         "controller.listener.names": "CONTROLLER",
-        "listeners": f"PLAINTEXT://{broker.bootstrap},CONTROLLER://{controller}",
+        "listeners": f"{client}://{broker.bootstrap},CONTROLLER://{controller}",
         "advertised.listeners": advertised,
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": f"{client}:{client},CONTROLLER:{client}",
+        "inter.broker.listener.name": client,
+        **(_sasl(broker.secrets) if broker.secrets else {}),
         "log.dirs": str(broker.data_dir.resolve()),
         "num.partitions": str(broker.partitions),
         "auto.create.topics.enable": "false",  # topics come from ensure_topics, names checked
@@ -142,12 +150,45 @@ def server_properties(broker: LocalKafka) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
+def _sasl(secrets: Path) -> dict[str, str]:
+    """Clients and brokers authenticate with SCRAM-SHA-512 (users stored in the cluster's
+    metadata, made when it is formatted), the controllers with PLAIN (they run before that
+    metadata is readable); every request is authorised by ACL, the administrator excepted."""
+    admin, password = credentials.KAFKA_ADMIN, credentials.kafka_password(secrets, credentials.KAFKA_ADMIN)
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    return {
+        "sasl.enabled.mechanisms": credentials.SCRAM,
+        "sasl.mechanism.inter.broker.protocol": credentials.SCRAM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+            f'{scram} required username="{admin}" password="{password}";',
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config":
+            f'{plain} required username="{admin}" password="{password}" user_{admin}="{password}";',
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{admin}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def admin_security(broker: LocalKafka) -> KafkaSecurity:
+    """The administrator's client settings for ``broker`` (PLAINTEXT when it is unsecured)."""
+    if broker.secrets is None:
+        return KafkaSecurity(security_protocol="PLAINTEXT")
+    env = credentials.kafka_env(broker.secrets, credentials.KAFKA_ADMIN)
+    return KafkaSecurity(security_protocol="SASL_PLAINTEXT", sasl_username=env["KAFKA_SASL_USERNAME"],
+                         sasl_password=env["KAFKA_SASL_PASSWORD"])
+
+
 def _controllers(ports: tuple[int, ...]) -> str:
     return ",".join(f"{LOOPBACK}:{port}" for port in ports)
 
 
 def _write_config(broker: LocalKafka) -> None:
     broker.home.mkdir(parents=True, exist_ok=True)
+    broker.properties_file.touch(mode=0o600)
+    broker.properties_file.chmod(0o600)  # it holds the administrator's password
     broker.properties_file.write_text(server_properties(broker))
     broker.log4j_file.write_text((files("npo_deploy") / "kafka-log4j2.xml").read_text())
 
@@ -174,6 +215,15 @@ def _formatted(broker: LocalKafka) -> bool:
     return (broker.data_dir / "meta.properties").exists()
 
 
+def _scram_users(secrets: Path | None) -> list[str]:
+    """``--add-scram`` options: the administrator and every principal of ``acl``."""
+    if secrets is None:
+        return []
+    names = [credentials.KAFKA_ADMIN, *(p.name for p in acl.PRINCIPALS)]
+    return [f"--add-scram={credentials.SCRAM}=[name={name},password="
+            f"{credentials.kafka_password(secrets, name)}]" for name in names]
+
+
 def _format_storage(nodes: tuple[LocalKafka, ...]) -> None:
     """Format the nodes' data dirs, all with one cluster id; a formatted dir is reused as is.
 
@@ -187,7 +237,7 @@ def _format_storage(nodes: tuple[LocalKafka, ...]) -> None:
         raise LaunchError(f"only some nodes of the cluster in {nodes[0].home.parent} are formatted")
     # "--cluster-id=" with the value attached: a base64url id may start with "-", which the
     # tool's argument parser would otherwise read as an option (1 start in 64 failed so).
-    options = [f"--cluster-id={new_cluster_id()}"]
+    options = [f"--cluster-id={new_cluster_id()}", *_scram_users(nodes[0].secrets)]
     if nodes[0].quorum:
         options.append("--initial-controllers=" + ",".join(
             f"{node.node_id}@{LOOPBACK}:{node.controller_port}:{_new_directory_id()}" for node in nodes))
@@ -216,6 +266,7 @@ def start(broker: LocalKafka, timeout: float = 90.0, console: Console | None = N
     _prepare(broker, console)
     _format_storage((broker,))
     _spawn_and_wait(broker, timeout)
+    grant(broker)
     return True
 
 
@@ -255,15 +306,18 @@ class LocalCluster:
         return next(node for node in self.nodes if node.node_id == node_id)
 
 
-def cluster(home: Path, ports: list[tuple[int, int]], libs_dir: Path | None = None) -> LocalCluster:
+def cluster(home: Path, ports: list[tuple[int, int]], libs_dir: Path | None = None,
+            secrets: Path | None = None) -> LocalCluster:
     """The nodes of a cluster in ``home`` on the (client, controller) ``ports``; a single pair
-    makes one node in ``home`` itself, more make ``home/node-1``, ``home/node-2`` …"""
+    makes one node in ``home`` itself, more make ``home/node-1``, ``home/node-2`` …; locked
+    with the users of ``secrets`` (see ``LocalKafka.secrets``)."""
     if len(ports) == 1:
         [(port, controller)] = ports
-        return LocalCluster((LocalKafka(home, port, controller, libs_dir),))
+        return LocalCluster((LocalKafka(home, port, controller, libs_dir, secrets=secrets),))
     quorum = tuple(controller for _, controller in ports)
     return LocalCluster(tuple(
-        LocalKafka(home / f"node-{n}", port, controller, libs_dir, node_id=n, quorum=quorum)
+        LocalKafka(home / f"node-{n}", port, controller, libs_dir, node_id=n, quorum=quorum,
+                   secrets=secrets)
         for n, (port, controller) in enumerate(ports, start=1)))
 
 
@@ -280,6 +334,7 @@ def start_cluster(nodes: LocalCluster, timeout: float = 120.0, console: Console 
     _format_storage(nodes.nodes)
     spawned = {node: _spawn(node) for node in down}
     _all(lambda node: _spawn_and_wait(node, timeout, spawned[node]), down)
+    grant(down[0])
     return True
 
 
@@ -315,7 +370,7 @@ def _wait_ready(broker: LocalKafka, process: psutil.Process, timeout: float) -> 
 
 def serves(broker: LocalKafka) -> bool:
     """Whether the node answers a metadata request naming itself among the live brokers."""
-    return broker.node_id in _live_brokers(broker.bootstrap)
+    return broker.node_id in _live_brokers(broker.bootstrap, admin_security(broker))
 
 
 def stop(broker: LocalKafka, timeout: float = 30.0) -> bool:
@@ -340,15 +395,16 @@ def kill(broker: LocalKafka) -> None:
 
 
 def is_reachable(bootstrap: str, timeout_ms: int = 3000) -> bool:
-    """Whether a broker at ``bootstrap`` answers a metadata request naming a live broker."""
-    return bool(_live_brokers(bootstrap, timeout_ms))
+    """Whether a broker at ``bootstrap`` answers this process's clients (``KafkaSecurity``) a
+    metadata request naming a live broker."""
+    return bool(_live_brokers(bootstrap, KafkaSecurity(), timeout_ms))
 
 
-def _live_brokers(bootstrap: str, timeout_ms: int = 3000) -> set[int]:
+def _live_brokers(bootstrap: str, security: KafkaSecurity, timeout_ms: int = 3000) -> set[int]:
     if not _accepts_tcp(bootstrap):
         return set()  # spares aiokafka's connection-error log lines when nothing listens
     try:
-        return processes.run_async(_broker_ids(bootstrap, timeout_ms))
+        return processes.run_async(_broker_ids(bootstrap, security, timeout_ms))
     except (KafkaError, OSError):
         return set()
 
@@ -361,11 +417,53 @@ def _accepts_tcp(bootstrap: str) -> bool:
     return False
 
 
-async def _broker_ids(bootstrap: str, timeout_ms: int) -> set[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+async def _broker_ids(bootstrap: str, security: KafkaSecurity, timeout_ms: int) -> set[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
+                                **security.client_options())
     await admin.start()
     try:
         described = await admin.describe_cluster()
         return {int(broker["node_id"]) for broker in described["brokers"]}
     finally:
         await admin.close()
+
+
+# Kafka protocol codes of CreateAcls: resource types, pattern types, operations, permission.
+_TOPIC, _GROUP = 2, 3
+_LITERAL, _PREFIXED = 3, 4
+_READ, _WRITE, _DESCRIBE = 3, 4, 8
+_ALLOW = 3
+
+
+def acl_bindings(principal: acl.Principal) -> list[tuple[int, str, int, int]]:
+    """(resource type, name, pattern type, operation) of every ACL ``principal`` is granted:
+    write its own topics and the dead letters of those it reads, read those it consumes (both
+    with describe, for metadata), read its consumer group(s); nothing else."""
+    bindings = [(_TOPIC, name, _LITERAL, op) for name in principal.written for op in (_WRITE, _DESCRIBE)]
+    bindings += [(_TOPIC, name, _LITERAL, op) for name in principal.read for op in (_READ, _DESCRIBE)]
+    if principal.group:
+        bindings.append((_GROUP, principal.group, _PREFIXED if principal.group_prefix else _LITERAL, _READ))
+    return bindings
+
+
+def grant(broker: LocalKafka) -> None:
+    """Create every principal's ACLs (as the administrator; adding one that exists changes
+    nothing). A broker without secrets has no authoriser: nothing to grant."""
+    if broker.secrets is not None:
+        processes.run_async(_create_acls(broker.bootstrap, admin_security(broker)))
+
+
+async def _create_acls(bootstrap: str, security: KafkaSecurity) -> None:
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, **security.client_options())
+    await client.bootstrap()
+    try:
+        for principal in acl.PRINCIPALS:
+            for kind, name, pattern, operation in acl_bindings(principal):
+                request = CreateAclsRequest(kind, name, pattern, f"User:{principal.name}", "*",
+                                            operation, _ALLOW)
+                response = await client.send(client.get_random_node(), request)
+                errors = [r for r in response.creation_responses if r[0] != 0]
+                if errors:
+                    raise LaunchError(f"granting {principal.name} on {name} failed: {errors}")
+    finally:
+        await client.close()

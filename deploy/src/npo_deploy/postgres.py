@@ -12,8 +12,9 @@ from pathlib import Path
 
 import asyncpg
 
-from npo_deploy import processes
+from npo_deploy import credentials, processes
 from npo_deploy.processes import LOOPBACK, LaunchError
+from npo_platform import acl
 from npo_platform.settings import (
     LOCAL_POSTGRES_DATABASE,
     LOCAL_POSTGRES_PORT,
@@ -51,6 +52,9 @@ class LocalPostgres:
     port: int = LOCAL_POSTGRES_PORT
     user: str = LOCAL_POSTGRES_USER
     database: str = LOCAL_POSTGRES_DATABASE
+    # Where the roles' passwords are (credentials): every connection authenticates with SCRAM.
+    # None only for a throwaway server that trusts loopback (never the default of a launcher).
+    secrets: Path | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -62,10 +66,13 @@ class LocalPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}@{LOOPBACK}:{self.port}/{self.database}"
+        """The database owner's URL (tools and tests connect as it)."""
+        return self.url_for(self.user, self.database)
 
     def url_for(self, user: str, database: str) -> str:
-        return f"postgresql://{user}@{LOOPBACK}:{self.port}/{database}"
+        if self.secrets is None:
+            return f"postgresql://{user}@{LOOPBACK}:{self.port}/{database}"
+        return credentials.database_url(self.secrets, user, self.port, database)
 
 
 def _system_user() -> str | None:
@@ -98,12 +105,24 @@ def _prepare_home(server: LocalPostgres) -> None:
 def _initdb(server: LocalPostgres) -> None:
     """Create the cluster once (PG_VERSION marks it); later starts reuse its data.
 
-    Trust authentication on loopback: this is a single-developer embedded server bound to
-    127.0.0.1 only, holding synthetic data. Deployed databases come via DATABASE_URL.
+    Every connection authenticates with a SCRAM password, the superuser's too (``--pwfile``,
+    removed afterwards): anyone on the host could otherwise read every access record.
     """
     if (server.data_dir / "PG_VERSION").exists():
         return
-    result = _run(server, "initdb", "--auth=trust", "--encoding=UTF8", "-U", _SUPERUSER)
+    auth = ["--auth=trust"]
+    if server.secrets is not None:
+        password_file = server.home / ".superuser-password"
+        password_file.write_text(credentials.database_password(server.secrets, _SUPERUSER) + "\n")
+        password_file.chmod(0o600)
+        if (user := _system_user()) is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(password_file, entry.pw_uid, entry.pw_gid)
+        auth = ["--auth=scram-sha-256", f"--pwfile={password_file.resolve()}"]
+    try:
+        result = _run(server, "initdb", *auth, "--encoding=UTF8", "-U", _SUPERUSER)
+    finally:
+        (server.home / ".superuser-password").unlink(missing_ok=True)
     if result.returncode != 0:
         raise LaunchError(f"initdb failed:\n{result.stdout}{result.stderr}")
 
@@ -145,13 +164,65 @@ def _wait_ready(server: LocalPostgres, timeout: float) -> None:
 async def _ensure_role_and_database(server: LocalPostgres) -> None:
     connection = await asyncpg.connect(server.url_for(_SUPERUSER, "postgres"))
     try:
-        if not await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", server.user):
-            await connection.execute(f'CREATE ROLE "{server.user}" LOGIN CREATEDB')
+        await _ensure_role(connection, server, server.user, "LOGIN CREATEDB")
         if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", server.database):
             await connection.execute(f'CREATE DATABASE "{server.database}" OWNER "{server.user}"')
         # The benchmarks start from a checkpoint, so that one owed to earlier writes does not
         # fall in what they measure (npo bench ingest).
         await connection.execute(f'GRANT pg_checkpoint TO "{server.user}"')
+        if server.secrets is not None:
+            await _ensure_role(connection, server, _SUPERUSER, "SUPERUSER")  # an old trust dir's too
+            for principal in acl.SERVICES:
+                await _ensure_role(connection, server, credentials.service_role(principal), "LOGIN")
+    finally:
+        await connection.close()
+    if server.secrets is not None:
+        await _ensure_service_schemas(server)
+        _require_passwords(server)
+        await _reload(server)
+
+
+async def _ensure_role(connection: asyncpg.Connection[asyncpg.Record], server: LocalPostgres,
+                       role: str, options: str) -> None:
+    """The role, with its password from the secrets when the server has them."""
+    verb = "ALTER" if await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", role) else "CREATE"
+    password = ""
+    if server.secrets is not None:  # a literal: DDL takes no parameters; the value is urlsafe
+        password = f" PASSWORD '{credentials.database_password(server.secrets, role)}'"
+    await connection.execute(f'{verb} ROLE "{role}" {options}{password}')
+
+
+async def _ensure_service_schemas(server: LocalPostgres) -> None:
+    """Each service's role owns its schema and may create nothing else; the owner of the
+    database (tools, tests, migrations run by hand) may act as every service role."""
+    connection = await asyncpg.connect(server.url_for(_SUPERUSER, server.database))
+    try:
+        await connection.execute(f'REVOKE CREATE, TEMPORARY ON DATABASE "{server.database}" FROM PUBLIC;'
+                                 "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        for principal in acl.SERVICES:
+            role = credentials.service_role(principal)
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{role}" AUTHORIZATION "{role}";'
+                                     f'GRANT "{role}" TO "{server.user}"')
+    finally:
+        await connection.close()
+
+
+# Every connection, local or over TCP, with a SCRAM password: no trust, no peer.
+_HBA = ("local all all scram-sha-256\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+        "host all all ::1/128 scram-sha-256\n")
+
+
+def _require_passwords(server: LocalPostgres) -> None:
+    hba = server.data_dir / "pg_hba.conf"
+    if hba.read_text() != _HBA:
+        hba.write_text(_HBA)
+
+
+async def _reload(server: LocalPostgres) -> None:
+    connection = await asyncpg.connect(server.url_for(_SUPERUSER, "postgres"))
+    try:
+        await connection.execute("SELECT pg_reload_conf()")
     finally:
         await connection.close()
 

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,8 +38,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def spawn_detached(command: Sequence[str], log_file: Path, pid_file: Path) -> int:
-    """Start ``command`` in its own session (it outlives this process); record its pid."""
+def spawn_detached(command: Sequence[str], log_file: Path, pid_file: Path,
+                   env: Mapping[str, str] | None = None) -> int:
+    """Start ``command`` in its own session (it outlives this process); record its pid.
+    ``env``: its environment, when not this process's."""
     with log_file.open("ab") as log:
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} start ====\n".encode())
         log.flush()
@@ -49,6 +51,7 @@ def spawn_detached(command: Sequence[str], log_file: Path, pid_file: Path) -> in
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     _children[process.pid] = process
     pid_file.write_text(f"{process.pid}\n")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from npo_deploy import processes
+from npo_deploy import credentials, infra, processes
 from npo_deploy.processes import LaunchError
+from npo_platform import acl
 from npo_platform.settings import PlatformSettings
 
 # Start order: the query service and the simulator call the others.
@@ -81,7 +82,7 @@ def start(settings: PlatformSettings, service: Service, timeout: float = 60.0) -
     for variable, path in LOCAL_FILES.items():
         if path.exists():
             os.environ.setdefault(variable, str(path.resolve()))
-    started = processes.spawn_detached(service.command, log, pid)
+    started = processes.spawn_detached(service.command, log, pid, environment(settings, service))
 
     def alive() -> bool:
         return processes.find_process(pid, service.command[0]) is not None
@@ -90,6 +91,20 @@ def start(settings: PlatformSettings, service: Service, timeout: float = 60.0) -
         raise LaunchError(f"{service.name} (pid {started}) did not become healthy:\n"
                           f"{processes.log_tail(log)}")
     return True
+
+
+def environment(settings: PlatformSettings, service: Service) -> dict[str, str]:
+    """This process's environment with the service's own credentials for the local stack's
+    broker and database: its Kafka principal and its database role (the simulated producers
+    publish as the producers' principal). Servers named by the environment bring their own."""
+    env = dict(os.environ)
+    secrets = infra.secrets_dir(settings)
+    principal = next((p for p in acl.SERVICES if p.name == f"npo-{service.name}"), None)
+    if infra.local_kafka(settings) is not None:
+        env.update(credentials.kafka_env(secrets, (principal or acl.PRODUCER).name))
+    if (database := infra.local_postgres(settings)) is not None and principal is not None:
+        env["DATABASE_URL"] = database.url_for(credentials.service_role(principal), database.database)
+    return env
 
 
 def stop(settings: PlatformSettings, service: Service) -> bool:

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 import pytest
 import uvicorn
 
-from npo_deploy import kafka, postgres, processes
+from npo_deploy import credentials, kafka, postgres, processes
 from npo_deploy.fhir_validator import FhirValidator, running_validator
+from npo_deploy.infra import secrets_dir
 from npo_deploy.kafka import LocalCluster, LocalKafka
 from npo_deploy.postgres import LocalPostgres
 from npo_platform.kafka_admin import ensure_topics
@@ -70,6 +71,14 @@ def _docker_ping() -> bool:
             gc.collect()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests' Kafka clients authenticate as the administrator of the brokers this checkout
+    launches (locked like the local stack's), unless the environment names a broker (and its
+    credentials) of its own or a Docker engine runs the broker."""
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and not docker_available():
+        credentials.use_admin(secrets_dir(PlatformSettings()))
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap_servers() -> Iterator[str]:
     """A broker for the session: KAFKA_BOOTSTRAP_SERVERS, a container or a local broker."""
@@ -109,14 +118,15 @@ def isolated_kafka(home: Path) -> LocalKafka:
 def isolated_kafka_cluster(home: Path, nodes: int = 3) -> LocalCluster:
     """``nodes`` Kafka nodes making one cluster in ``home``, on free ports, sharing the
     project's jar cache."""
-    libs = PlatformSettings().state_dir.resolve() / "kafka" / "libs"
+    settings = PlatformSettings()
+    libs = settings.state_dir.resolve() / "kafka" / "libs"
     ports = [(processes.free_port(), processes.free_port()) for _ in range(nodes)]
-    return kafka.cluster(home, ports, libs)
+    return kafka.cluster(home, ports, libs, secrets_dir(settings))
 
 
 def isolated_postgres(home: Path) -> LocalPostgres:
     """A PostgreSQL server in ``home`` on a free port."""
-    return LocalPostgres(home=home, port=processes.free_port())
+    return LocalPostgres(home=home, port=processes.free_port(), secrets=secrets_dir(PlatformSettings()))
 
 
 @contextmanager

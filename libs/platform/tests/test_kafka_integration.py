@@ -34,6 +34,7 @@ from npo_platform.kafka_admin import (
     topic_configs,
     with_dead_letters,
 )
+from npo_platform.settings import kafka_client_options
 from npo_platform.telemetry import configure_tracing, current_trace_id
 from npo_platform.topics import LOG_APPEND_TIME, Topic
 
@@ -127,7 +128,7 @@ async def test_bad_records_are_dead_lettered_and_the_consumer_carries_on(
     kafka_bootstrap_servers: str, topic: Topic, publisher: EventPublisher
 ) -> None:
     good_before, rejected, flaky, good_after = (access_event(n) for n in range(4))
-    raw = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
+    raw = AIOKafkaProducer(**kafka_client_options(kafka_bootstrap_servers), acks="all")
     await raw.start()
     try:
         await publisher.publish(topic, "p1", good_before)
@@ -249,7 +250,7 @@ async def test_trace_context_travels_in_headers(
 
 async def read_all(bootstrap: str, topic: str, *, expected: int) -> list[object]:
     """Read ``expected`` records from the start of ``topic`` (fails on timeout)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), auto_offset_reset="earliest",
                                 group_id=None, enable_auto_commit=False)
     await consumer.start()
     records: list[object] = []
@@ -268,7 +269,7 @@ async def test_delete_topics_removes_only_those_that_exist(kafka_bootstrap_serve
     kept = f"test.delete.{uuid.uuid4().hex[:8]}.kept"
     await ensure_topics(kafka_bootstrap_servers, [*names, kept])
     await delete_topics(kafka_bootstrap_servers, [*names, "test.delete.never-created"])
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_options(kafka_bootstrap_servers))
     await admin.start()
     try:
         async with asyncio.timeout(30):  # deletion completes in the background
@@ -288,7 +289,7 @@ async def test_a_topic_is_created_with_its_settings(kafka_bootstrap_servers: str
     assert topic_configs([topic, plain]) == {topic.name: {"message.timestamp.type": "LogAppendTime"}}
     names = [topic.name, plain.name]
     await ensure_event_topics(kafka_bootstrap_servers, [topic, plain])
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**kafka_client_options(kafka_bootstrap_servers))
     await producer.start()
     try:
         for name in names:
@@ -297,7 +298,7 @@ async def test_a_topic_is_created_with_its_settings(kafka_bootstrap_servers: str
         await producer.stop()
     stamped = {}
     for name in names:
-        consumer = AIOKafkaConsumer(name, bootstrap_servers=kafka_bootstrap_servers,
+        consumer = AIOKafkaConsumer(name, **kafka_client_options(kafka_bootstrap_servers),
                                     auto_offset_reset="earliest")
         await consumer.start()
         try:

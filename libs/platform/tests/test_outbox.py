@@ -17,6 +17,7 @@ from npo_platform.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER
 from npo_platform.kafka import DLQ_REASON, BatchPublisher, RetryPolicy, SerializedEvent
 from npo_platform.kafka_admin import ensure_topics, with_dead_letters
 from npo_platform.outbox import OutboxRelay, Publish
+from npo_platform.settings import kafka_client_options
 from npo_platform.topics import Topic
 
 TOPIC = Topic("test.outbox.v1", "patient id", "npo.events.v1.ConsentEvent")
@@ -138,7 +139,7 @@ async def batch_publisher(kafka_bootstrap_servers: str) -> AsyncIterator[BatchPu
 
 
 async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     found: list[tuple[int, bytes, dict[str, bytes]]] = []
     try:

@@ -33,6 +33,7 @@ from npo_platform.events import new_meta
 from npo_platform.identity import Role, ensure_local_keypair
 from npo_platform.kafka import DLQ_REASON, EventPublisher
 from npo_platform.kafka_admin import ensure_topics, with_dead_letters
+from npo_platform.settings import kafka_client_options
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def consent_events(
     kafka_bootstrap_servers: str, topics: ConsentTopics
 ) -> AsyncIterator[AIOKafkaConsumer]:
-    consumer = AIOKafkaConsumer(topics.consent_events.name, bootstrap_servers=kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(topics.consent_events.name, **kafka_client_options(kafka_bootstrap_servers),
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     yield consumer
@@ -224,7 +225,7 @@ async def test_access_events_produce_follow_up_tasks_and_violation_flags(
 
 
 async def dead_letter_reason(bootstrap: str, topics: ConsentTopics) -> str:
-    consumer = AIOKafkaConsumer(topics.access_events.dead_letter, bootstrap_servers=bootstrap,
+    consumer = AIOKafkaConsumer(topics.access_events.dead_letter, **kafka_client_options(bootstrap),
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     try:

@@ -20,6 +20,7 @@ from npo_index.main import create_app
 from npo_platform.contracts import IndexChange
 from npo_platform.contracts.events_pb2 import EngagementTransaction
 from npo_platform.identity import Role
+from npo_platform.settings import kafka_client_options
 from npo_rivta import engagementindex as ei
 from npo_rivta.contracts import Interaction
 from npo_rivta.headers import logical_address_header
@@ -96,7 +97,7 @@ async def riv_index(database_url: str, bootstrap: str, tokens: Tokens,
 
 async def topic_size(bootstrap: str, topic: str) -> int:
     """How many records ``topic`` holds (its partitions' end offsets)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap)  # subscribed: its metadata
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap))  # subscribed: its metadata
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -110,7 +111,7 @@ async def topic_size(bootstrap: str, topic: str) -> int:
 async def read_changes(bootstrap: str, topic: str, expected: int,
                        seconds: float = 30) -> list[IndexChange]:
     """The changes on ``topic`` until ``expected`` were read, and any surplus within 0.5 s."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     found: list[IndexChange] = []
     try:

@@ -33,6 +33,7 @@ from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.identity import Role
 from npo_platform.kafka import EventPublisher
+from npo_platform.settings import kafka_client_options
 
 pytestmark = pytest.mark.integration
 DOMAIN = "riv:clinicalprocess:healthcond:description"
@@ -207,7 +208,8 @@ async def test_producer_ingest_splits_per_patient_and_writes_the_topic(setup: Se
     response = await client.post("/engagement-updates", json=body, headers=headers)
     assert response.status_code == 202
     assert len(response.json()["eventIds"]) == 2
-    consumer = AIOKafkaConsumer(settings.updates_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.updates_topic,
+                                **kafka_client_options(settings.kafka_bootstrap_servers),
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:

@@ -33,6 +33,7 @@ from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventPublisher
 from npo_platform.kafka_admin import GroupProgress
+from npo_platform.settings import kafka_client_options
 
 pytestmark = pytest.mark.integration
 UPDATES = int(os.environ.get("INDEX_FAULT_TEST_UPDATES", "200000"))
@@ -81,7 +82,7 @@ async def _count(conn: asyncpg.Connection, schema: str, table: str) -> int:
 
 
 async def _published_ids(bootstrap: str, topic: str, expected: set[str]) -> tuple[set[str], int]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     seen: set[str] = set()
     total = 0

@@ -20,6 +20,7 @@ from npo_index.store import FindQuery
 from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
 from npo_platform.events import event_headers, header
 from npo_platform.kafka import DLQ_REASON, EventPublisher
+from npo_platform.settings import kafka_client_options
 
 pytestmark = pytest.mark.integration
 DOMAIN = "riv:clinicalprocess:healthcond:description"
@@ -80,7 +81,7 @@ async def _read(bootstrap: str, topic: str, expected: int, seconds: float = 10,
                 count: Callable[[bytes], int] = lambda value: 1) -> list[tuple[object, ...]]:
     """The records of ``topic`` until ``expected`` things were read (``count`` of a value: how
     many things it holds), then any surplus that arrives within half a second."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     found: list[tuple[object, ...]] = []
     total = 0
@@ -212,7 +213,7 @@ async def test_a_producer_whose_clock_runs_ahead_cannot_pass_the_future_check(in
     p = patient(52)
     bad = update(tx(engagement(p, content="20260101120000")), at=ahead)
     good = update(tx(engagement(p, content="20260102120000")), at=datetime.now(UTC))
-    producer = AIOKafkaProducer(bootstrap_servers=index.settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(index.settings.kafka_bootstrap_servers), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -21,6 +21,7 @@ from npo_deploy.processes import free_port
 from npo_index.notify import Subscriber
 from npo_platform.contracts.events_pb2 import EngagementTransaction
 from npo_platform.kafka import DLQ_GROUP, DLQ_REASON
+from npo_platform.settings import kafka_client_options
 from npo_platform.topics import dead_letter_topic
 from npo_rivta import engagementindex as ei
 from npo_rivta.contracts import PROCESS_NOTIFICATION, UPDATE
@@ -119,7 +120,7 @@ async def _make_changes(index: RivIndex) -> list[tuple[str, str, str, bool]]:
 
 
 async def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, bytes]]:
-    consumer = AIOKafkaConsumer(dead_letter_topic(topic), bootstrap_servers=bootstrap,
+    consumer = AIOKafkaConsumer(dead_letter_topic(topic), **kafka_client_options(bootstrap),
                                 auto_offset_reset="earliest")
     await consumer.start()
     found: list[dict[str, bytes]] = []

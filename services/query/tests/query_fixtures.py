@@ -28,6 +28,7 @@ from npo_platform.categories import by_number
 from npo_platform.contracts import AccessEvent
 from npo_platform.events import decode
 from npo_platform.identity import Principal, Role, TokenVerifier, generate_keypair, issue_token
+from npo_platform.settings import kafka_client_options
 from npo_query.config import QuerySettings
 from npo_query.domain import IndexEntry, Target
 from npo_query.main import Parts, create_app
@@ -208,7 +209,7 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 async def access_events(kafka: str, topic: str, count: int, timeout_s: float = 20) -> list[AccessEvent]:
     """The first ``count`` access events on ``topic``."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(kafka), auto_offset_reset="earliest",
                                 group_id=f"test-{uuid.uuid4().hex}")
     await consumer.start()
     found: list[AccessEvent] = []

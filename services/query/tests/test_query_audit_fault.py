@@ -30,6 +30,7 @@ from npo_deploy.testing import isolated_kafka
 from npo_platform.contracts import AccessEvent
 from npo_platform.contracts.events_pb2 import NOT_DELIVERED
 from npo_platform.kafka import EventPublisher
+from npo_platform.settings import kafka_client_options
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ async def test_with_the_broker_stopped_the_overview_is_503_with_no_data(
 
 
 async def _access_events(bootstrap: str, topic: str) -> list[AccessEvent]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(bootstrap), auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     try:

@@ -35,6 +35,7 @@ from npo_platform.events import (
     event_headers,
     header,
 )
+from npo_platform.settings import kafka_client_options
 from npo_platform.telemetry import extract_context, inject_headers, redact
 from npo_platform.topics import Topic, dead_letter_topic
 
@@ -76,7 +77,7 @@ def create_producer(
 ) -> AIOKafkaProducer:
     """An aiokafka producer with the platform's delivery settings; every publisher is made here."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, client_id=client_id, linger_ms=linger_ms,
+        **kafka_client_options(bootstrap_servers), client_id=client_id, linger_ms=linger_ms,
         max_batch_size=max_batch_size, **PRODUCER_DELIVERY,
     )
 
@@ -311,7 +312,7 @@ class EventConsumer(Generic[M]):
         self._retry = retry or RetryPolicy()
         self._max_batch = max_batch
         self._connect: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers, "group_id": group_id,
+            **kafka_client_options(bootstrap_servers), "group_id": group_id,
             "enable_auto_commit": False, "auto_offset_reset": auto_offset_reset,
             "max_poll_records": max_batch,
         }

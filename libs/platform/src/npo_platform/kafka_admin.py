@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
 
+from npo_platform.settings import kafka_client_options
 from npo_platform.topics import ALL_TOPICS, Topic, dead_letter_topic
 
 _TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code: a racing creator got there first
@@ -78,7 +79,7 @@ async def delete_topics(bootstrap_servers: str, names: Iterable[str]) -> None:
 
 @asynccontextmanager
 async def _admin(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_options(bootstrap_servers))
     await admin.start()
     try:
         yield admin
@@ -121,7 +122,7 @@ class GroupProgress:
     """
 
     def __init__(self, bootstrap_servers: str, group_id: str, topic: str) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        self._admin = AIOKafkaAdminClient(**kafka_client_options(bootstrap_servers))
         self._group, self._topic = group_id, topic
         self._coordinator: int | None = None
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
-from typing import Self
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The local stack's fixed loopback addresses, defined here once. The launcher binds them;
@@ -39,6 +40,43 @@ def _shared(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
+class KafkaSecurity(BaseSettings):
+    """How this process's Kafka clients authenticate (``KAFKA_SECURITY_PROTOCOL``,
+    ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``, ``KAFKA_SASL_MECHANISM``,
+    ``KAFKA_SSL_CAFILE``). Every platform client (publishers, consumers, admin) takes its
+    options from here; the launcher, ``npo up`` and the test plugin set them for each process
+    (a service's own principal, or the administrator for tools and tests), Kubernetes from the
+    service's Secrets. Without them a client speaks PLAINTEXT, which a locked broker refuses.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka's keyword arguments for this identity."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {
+            "security_protocol": self.security_protocol, "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+        }
+        if self.security_protocol == "SASL_SSL":
+            options["ssl_context"] = ssl.create_default_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        return options
+
+
+def kafka_client_options(bootstrap_servers: str) -> dict[str, Any]:
+    """Everything an aiokafka client of this process needs to connect to ``bootstrap_servers``."""
+    return {"bootstrap_servers": bootstrap_servers, **KafkaSecurity().client_options()}
+
+
 class PlatformSettings(BaseSettings):
     """Infrastructure settings shared by all services.
 
@@ -55,6 +93,7 @@ class PlatformSettings(BaseSettings):
     # How many Kafka nodes the local stack runs (KAFKA_NODES=3 for a replicated cluster); the
     # default bootstrap then names all of them.
     kafka_nodes: int = Field(1, ge=1, validation_alias=_shared("KAFKA_NODES"))
+    kafka_security: KafkaSecurity = Field(default_factory=KafkaSecurity)
     database_url: str = Field(LOCAL_DATABASE_URL, validation_alias=_shared("DATABASE_URL"))
     state_dir: Path = Field(Path(".npo"), validation_alias=_shared("NPO_STATE_DIR"))
     otel_exporter_otlp_endpoint: str | None = Field(

@@ -41,6 +41,7 @@ from npo_platform.kafka_admin import (
     with_dead_letters,
 )
 from npo_platform.service import tune_collector
+from npo_platform.settings import kafka_client_options
 from npo_platform.topics import ENGAGEMENT_UPDATES
 
 from .config import IndexSettings
@@ -239,7 +240,8 @@ def _key(u: EngagementUpdate) -> str:
 
 async def _raw_consume(settings: IndexSettings, updates: int) -> float:
     """The broker's rate for this topic: fetch and decode every record, no database."""
-    consumer = AIOKafkaConsumer(settings.updates_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.updates_topic,
+                                **kafka_client_options(settings.kafka_bootstrap_servers),
                                 auto_offset_reset="earliest", max_poll_records=5000)
     await consumer.start()
     counted, began = 0, 0.0
