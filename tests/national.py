@@ -169,7 +169,7 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
             SimulatorSettings(**common, population=population, seed=seed), source))))
         audit_url = await exits.enter_async_context(serve(audit_app(AuditSettings(
             **common, db_schema=f"audit_{run}", consumer_group=f"audit-{run}",
-            access_topic_name=topics.access, consent_topic_name=topics.consent))))
+            access_topic=topics.access, consent_topic=topics.consent))))
         directory = state / f"directory-{run}.json"  # the operator view's reference data
         directory.write_text(directory_json(source.nation), encoding="utf-8")
         index_url = await exits.enter_async_context(serve(index_app(IndexSettings(

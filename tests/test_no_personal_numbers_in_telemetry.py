@@ -170,7 +170,7 @@ async def stack(telemetry: Telemetry, tmp_path: Path, kafka_bootstrap_servers: s
         consent = ConsentSettings(**common, db_schema=f"tl_consent_{run}", consumer_group=f"tl-c-{run}")
         consent_url = await exits.enter_async_context(serve(consent_app(consent, topics=topics), **quiet))
         audit = AuditSettings(**common, db_schema=f"tl_audit_{run}", consumer_group=f"tl-a-{run}",
-                              access_topic_name=access, consent_topic_name=consent_events)
+                              access_topic=access, consent_topic=consent_events)
         audit_url = await exits.enter_async_context(serve(audit_app(audit, token_verifier=verifier),
                                                           **quiet))
         routing = tmp_path / "routing.json"

@@ -151,7 +151,7 @@ def _audit(common: dict[str, Any], verifier: TokenVerifier, topics: TopicFactory
     settings = AuditSettings(
         DATABASE_URL=common["database_url"], KAFKA_BOOTSTRAP_SERVERS=common["kafka_bootstrap_servers"],
         NPO_STATE_DIR=common["state_dir"], db_schema=f"fz_audit_{run}", consumer_group=f"fz-{run}",
-        access_topic_name=topics(3), consent_topic_name=topics(3),
+        access_topic=topics(3), consent_topic=topics(3),
     )
     return audit_app(settings, token_verifier=verifier)
 

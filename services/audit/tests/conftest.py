@@ -33,7 +33,7 @@ def audit_settings(tmp_path: Path, database_url: str, kafka_bootstrap_servers: s
 def topic_settings(audit_settings: AuditSettings, kafka_topic_factory: TopicFactory) -> AuditSettings:
     """The same, reading this test's own access and consent topics."""
     return audit_settings.model_copy(update={
-        "access_topic_name": kafka_topic_factory(3), "consent_topic_name": kafka_topic_factory(3),
+        "access_topic": kafka_topic_factory(3), "consent_topic": kafka_topic_factory(3),
     })
 
 

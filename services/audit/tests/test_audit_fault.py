@@ -16,7 +16,7 @@ import pytest
 from audit_fixtures import access_event, patient
 
 from npo_audit.config import AuditSettings
-from npo_audit.consumer import access_topic, open_store
+from npo_audit.consumer import open_store
 from npo_audit.domain import Kind
 from npo_audit.signing import load_verifier
 from npo_audit.verify import verify_log
@@ -35,8 +35,8 @@ def _start_worker(settings: AuditSettings, log: Path) -> subprocess.Popen[bytes]
         "DATABASE_URL": settings.database_url, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "NPO_STATE_DIR": str(settings.state_dir), "AUDIT_DB_SCHEMA": settings.db_schema,
         "AUDIT_CONSUMER_GROUP": settings.consumer_group,
-        "AUDIT_ACCESS_TOPIC_NAME": settings.access_topic_name,
-        "AUDIT_CONSENT_TOPIC_NAME": settings.consent_topic_name, "NPO_LOG_LEVEL": "WARNING",
+        "AUDIT_ACCESS_TOPIC": settings.access_topic,
+        "AUDIT_CONSENT_TOPIC": settings.consent_topic, "NPO_LOG_LEVEL": "WARNING",
     }
     with log.open("ab") as out:
         return subprocess.Popen(WORKER, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -66,7 +66,7 @@ async def _produce(settings: AuditSettings) -> None:
     publisher = EventPublisher(settings.kafka_bootstrap_servers, linger_ms=20)
     await publisher.start()
     try:
-        topic, pending = access_topic(settings), []
+        topic, pending = settings.access, []
         for i in range(EVENTS):
             event = access_event(patient(i % 5000))
             pending.append(await publisher.send(topic, event.patient_id, event))

@@ -10,7 +10,7 @@ import pytest
 from audit_fixtures import access_event, patient, relation_event
 
 from npo_audit.config import AuditSettings
-from npo_audit.consumer import Worker, access_topic, build_worker, consent_topic, open_store
+from npo_audit.consumer import Worker, build_worker, open_store
 from npo_audit.domain import Kind
 from npo_audit.signing import load_verifier
 from npo_audit.store import PostgresAuditStore
@@ -50,7 +50,7 @@ async def _consume_until(worker: Worker, handled: int) -> None:
 
 
 async def _publish(publisher: EventPublisher, settings: AuditSettings, events: list[AccessEvent]) -> None:
-    topic = access_topic(settings)
+    topic = settings.access
     await asyncio.gather(*[await publisher.send(topic, e.patient_id, e) for e in events])
 
 
@@ -66,7 +66,7 @@ async def test_every_access_event_becomes_exactly_one_record_also_after_redelive
 ) -> None:
     events = [access_event(patient(i % 50)) for i in range(300)]
     bad = access_event("not-a-patient-id")
-    await publisher.publish(consent_topic(topic_settings), patient(1), relation_event(patient(1)))
+    await publisher.publish(topic_settings.consent, patient(1), relation_event(patient(1)))
     await _publish(publisher, topic_settings, events)
     await _publish(publisher, topic_settings, [*events[::2], bad])  # redelivered by a producer retry
 

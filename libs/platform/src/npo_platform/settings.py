@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, ENGAGEMENT_UPDATES, INDEX_CHANGES, Topic
 
 # The local stack's fixed loopback addresses, defined here once. The launcher binds them;
 # every service and tool defaults to them, and any environment variable overrides them.
@@ -120,3 +124,45 @@ class PlatformSettings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
+
+
+def _default_http_host() -> str:
+    """``NPO_HTTP_HOST`` for every service (the container image sets 0.0.0.0), else loopback."""
+    return os.environ.get("NPO_HTTP_HOST", "127.0.0.1")
+
+
+class ServiceSettings(PlatformSettings):
+    """What every service reads besides the infrastructure, under its own prefix.
+
+    A service subclasses this with its ``env_prefix`` (``INDEX_`` …), its port and its own
+    defaults and fields; ``<PREFIX>HTTP_PORT`` and the rest then work the same in every
+    service. The topics default to the platform's names (topics.py); tests and benchmarks
+    point them elsewhere.
+    """
+
+    http_host: str = Field(default_factory=_default_http_host)
+    http_port: int
+    db_schema: str
+    db_pool_size: int = 10
+    consumer_group: str = "npo"
+    workers: int = Field(1, ge=1)  # server processes sharing the port (uvicorn workers)
+    updates_topic: str = ENGAGEMENT_UPDATES.name
+    changes_topic: str = INDEX_CHANGES.name
+    access_topic: str = ACCESS_EVENTS.name
+    consent_topic: str = CONSENT_EVENTS.name
+
+    @property
+    def updates(self) -> Topic:
+        return replace(ENGAGEMENT_UPDATES, name=self.updates_topic)
+
+    @property
+    def changes(self) -> Topic:
+        return replace(INDEX_CHANGES, name=self.changes_topic)
+
+    @property
+    def access(self) -> Topic:
+        return replace(ACCESS_EVENTS, name=self.access_topic)
+
+    @property
+    def consent(self) -> Topic:
+        return replace(CONSENT_EVENTS, name=self.consent_topic)

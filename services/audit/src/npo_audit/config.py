@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from npo_platform.settings import PlatformSettings
-from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS
+from npo_platform.settings import ServiceSettings
 
 
-class AuditSettings(PlatformSettings):
+class AuditSettings(ServiceSettings):
     """What npo-audit reads from its environment; its HTTP port is defined here only."""
 
     model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore", populate_by_name=True)
 
     service_name: str = "npo-audit"
-    http_host: str = "127.0.0.1"
     http_port: int = 8104
     db_schema: str = "audit"
     consumer_group: str = "npo-audit"
@@ -27,6 +25,3 @@ class AuditSettings(PlatformSettings):
     office_start_hour: int = 7
     office_end_hour: int = 18
     max_export: int = 100_000
-    # Overridable for isolated tests; production uses the platform's topics.
-    access_topic_name: str = ACCESS_EVENTS.name
-    consent_topic_name: str = CONSENT_EVENTS.name

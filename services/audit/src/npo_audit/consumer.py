@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import time
 from typing import TypeVar
 
@@ -18,7 +18,7 @@ from npo_platform.contracts import AccessEvent, ConsentEvent
 from npo_platform.db import apply_migrations, create_pool
 from npo_platform.kafka import BatchHandler, EventConsumer, EventPublisher, Received
 from npo_platform.kafka_admin import ensure_event_topics
-from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
+from npo_platform.topics import Topic
 
 from .config import AuditSettings
 from .handlers import ingest_access, ingest_consent
@@ -88,7 +88,7 @@ class Worker:
 
 async def build_worker(settings: AuditSettings, store: PostgresAuditStore) -> Worker:
     await ensure_event_topics(
-        settings.kafka_bootstrap_servers, [access_topic(settings), consent_topic(settings)],
+        settings.kafka_bootstrap_servers, [settings.access, settings.consent],
         partitions=settings.topic_partitions,
     )
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)
@@ -100,18 +100,10 @@ async def build_worker(settings: AuditSettings, store: PostgresAuditStore) -> Wo
         await ingest_consent(store, batch)
 
     return Worker(
-        _consumer(settings, publisher, access_topic(settings), AccessEvent, on_access),
-        _consumer(settings, publisher, consent_topic(settings), ConsentEvent, on_consent),
+        _consumer(settings, publisher, settings.access, AccessEvent, on_access),
+        _consumer(settings, publisher, settings.consent, ConsentEvent, on_consent),
         publisher, store, settings,
     )
-
-
-def access_topic(settings: AuditSettings) -> Topic:
-    return replace(ACCESS_EVENTS, name=settings.access_topic_name)
-
-
-def consent_topic(settings: AuditSettings) -> Topic:
-    return replace(CONSENT_EVENTS, name=settings.consent_topic_name)
 
 
 def _consumer(

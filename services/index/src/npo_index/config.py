@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
-from npo_platform.settings import PlatformSettings
-from npo_platform.topics import ENGAGEMENT_UPDATES, INDEX_CHANGES, Topic
+from npo_platform.settings import ServiceSettings
 
 from .notify import Subscriber
 
 
-class IndexSettings(PlatformSettings):
+class IndexSettings(ServiceSettings):
     """What npo-index reads from its environment; its HTTP port is defined here only."""
 
     model_config = SettingsConfigDict(env_prefix="INDEX_", extra="ignore", populate_by_name=True)
 
     service_name: str = "npo-index"
-    http_host: str = "127.0.0.1"
     http_port: int = 8101
     db_schema: str = "npo_index"
-    db_pool_size: int = 10
     consumer_group: str = "npo-index"
-    # Topic names default to the platform constants; tests and benchmarks point them elsewhere.
-    updates_topic: str = ENGAGEMENT_UPDATES.name
-    changes_topic: str = INDEX_CHANGES.name
     max_batch: int = 2000
     consumers: int = 3  # group members per process (at most one per partition does work)
     run_consumer: bool = True  # the HTTP process also ingests; off for API-only replicas
@@ -49,11 +42,3 @@ class IndexSettings(PlatformSettings):
     audit_url: str = "http://127.0.0.1:8104"  # the operator page's search statistics
     # The operator page's organisation directory (JSON; `npo directory --out …`); None: no directory.
     directory_file: Path | None = None
-
-    @property
-    def updates(self) -> Topic:
-        return replace(ENGAGEMENT_UPDATES, name=self.updates_topic)
-
-    @property
-    def changes(self) -> Topic:
-        return replace(INDEX_CHANGES, name=self.changes_topic)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from npo_platform.settings import PlatformSettings
-from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, INDEX_CHANGES, Topic
+from npo_platform.settings import ServiceSettings
 
 
-class QuerySettings(PlatformSettings):
+class QuerySettings(ServiceSettings):
     """What npo-query reads from its environment; its HTTP port is defined here only.
 
     Timeouts are seconds. AGP's defaults (2 s connect, 27 s read, 28 s overall) are far too
@@ -22,7 +19,6 @@ class QuerySettings(PlatformSettings):
     model_config = SettingsConfigDict(env_prefix="QUERY_", extra="ignore", populate_by_name=True)
 
     service_name: str = "npo-query"
-    http_host: str = "127.0.0.1"
     http_port: int = 8102
     db_schema: str = "npo_query"
     db_pool_size: int = 5
@@ -51,21 +47,5 @@ class QuerySettings(PlatformSettings):
     decision_cache_size: int = 10_000
     audit_timeout_s: float = 5.0  # bound on the broker's acks=all acknowledgement
     push_max_s: float = 3600.0  # a subscription never outlives this (or the reader's token)
-    workers: int = Field(1, ge=1)  # server processes of npo-query (see main.run)
     run_consumers: bool = True
     ensure_topics: bool = True
-    access_topic: str = ACCESS_EVENTS.name
-    consent_topic: str = CONSENT_EVENTS.name
-    changes_topic: str = INDEX_CHANGES.name
-
-    @property
-    def access(self) -> Topic:
-        return replace(ACCESS_EVENTS, name=self.access_topic)
-
-    @property
-    def consent(self) -> Topic:
-        return replace(CONSENT_EVENTS, name=self.consent_topic)
-
-    @property
-    def changes(self) -> Topic:
-        return replace(INDEX_CHANGES, name=self.changes_topic)
