@@ -1,9 +1,10 @@
 """docker-compose.yml and the service images agree with the code, checked without a Docker engine.
 
 The file is validated against the compose-spec JSON schema (shipped in the check-jsonschema
-wheel), then the project's own facts are checked: a compose service and a Dockerfile per service
-package, the infrastructure each one needs, one port per service defined in its settings, a
-single-node KRaft broker, and a collector configuration whose pipelines are wired.
+wheel), then the project's own facts are checked: a compose service per service package, each
+built from the one Dockerfile with its name as build argument, the infrastructure each one
+needs, one port per service defined in its settings, a single-node KRaft broker, and a collector
+configuration whose pipelines are wired.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from npo_platform.identity import PUBLIC_KEY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
 COLLECTOR_FILE = ROOT / "deploy" / "otel-collector.yaml"
 SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
 SHARED_ENVIRONMENT = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -74,8 +76,8 @@ def _settings_port(name: str) -> int:
     return port
 
 
-def _dockerfile_instructions(name: str) -> dict[str, list[str]]:
-    text = (ROOT / "services" / name / "Dockerfile").read_text(encoding="utf-8")
+def _dockerfile_instructions() -> dict[str, list[str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8")
     logical_lines = re.sub(r"\\\n", " ", text).splitlines()
     instructions: dict[str, list[str]] = {}
     for line in logical_lines:
@@ -122,12 +124,18 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
         assert tag not in {"", "latest"}, f"{name}: image {image} is not pinned"
 
 
+def test_one_dockerfile_serves_every_service() -> None:
+    assert DOCKERFILE.is_file()
+    assert not list((ROOT / "services").glob("*/Dockerfile"))
+
+
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_is_built_from_its_dockerfile(compose: dict[str, Any], name: str) -> None:
+def test_service_is_built_from_the_dockerfile_with_its_name(compose: dict[str, Any], name: str) -> None:
     build = compose["services"][name]["build"]
     assert build["context"] == "."
-    assert build["dockerfile"] == f"services/{name}/Dockerfile"
-    assert (ROOT / build["dockerfile"]).is_file()
+    assert build.get("dockerfile", "Dockerfile") == "Dockerfile"
+    assert build["args"]["SERVICE"] == name
+    assert (ROOT / "services" / name / "pyproject.toml").is_file()
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -150,7 +158,8 @@ def test_service_gets_the_shared_infrastructure(compose: dict[str, Any], name: s
 def test_port_comes_from_settings_and_agrees_everywhere(compose: dict[str, Any], name: str) -> None:
     port = _settings_port(name)
     assert _container_ports(compose["services"][name]) == {port}
-    assert _dockerfile_instructions(name)["EXPOSE"] == [str(port)]
+    assert str(compose["services"][name]["build"]["args"]["PORT"]) == str(port)
+    assert _dockerfile_instructions()["EXPOSE"] == ["${PORT}"]
 
 
 def test_service_ports_are_distinct() -> None:
@@ -160,16 +169,37 @@ def test_service_ports_are_distinct() -> None:
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_dockerfile_runs_the_entry_point_as_a_non_root_user(name: str) -> None:
-    instructions = _dockerfile_instructions(name)
+    instructions = _dockerfile_instructions()
     project = tomllib.loads((ROOT / "services" / name / "pyproject.toml").read_text("utf-8"))
-    entry_point = f"npo-{name}"
 
-    assert entry_point in project["project"]["scripts"]
+    # The image runs npo-<SERVICE>, installed from the package npo-<SERVICE>, whose settings
+    # class the health check finds by the service's name.
+    assert f"npo-{name}" in project["project"]["scripts"]
+    assert project["project"]["name"] == f"npo-{name}"
+    assert name in project["project"]["entry-points"]["npo.services"]
+    assert any("NPO_SERVICE=${SERVICE}" in env for env in instructions["ENV"])
+    assert any("NPO_HTTP_HOST=0.0.0.0" in env for env in instructions["ENV"])
+    assert any('pip install --no-index --find-links=/wheels "npo-${SERVICE}"' in run
+               for run in instructions["RUN"])
+    assert instructions["CMD"] == ['["sh", "-c", "exec \\"npo-${NPO_SERVICE}\\""]']
     assert instructions["FROM"][-1] == "python:3.11-slim"
     assert instructions["USER"][-1] not in {"root", "0"}
-    assert instructions["CMD"] == [f'["{entry_point}"]']
+    assert "npo.services" in instructions["HEALTHCHECK"][-1]
     assert "/health" in instructions["HEALTHCHECK"][-1]
     assert any("constraints.txt" in run for run in instructions["RUN"])
+
+
+def test_the_image_builds_every_library_a_service_depends_on() -> None:
+    """pip resolves npo-* names from the wheels built here only: each must be among them."""
+    (wheel_run,) = [run for run in _dockerfile_instructions()["RUN"] if "pip wheel" in run]
+    assert "./libs/*/" in wheel_run  # every library under libs/, as the copy brings them all
+    libraries = sorted(p.parent for p in (ROOT / "libs").glob("*/pyproject.toml"))
+    built = {f"npo-{name}" for name in SERVICES}
+    built |= {tomllib.loads((p / "pyproject.toml").read_text("utf-8"))["project"]["name"] for p in libraries}
+    for package in [ROOT / "services" / name for name in SERVICES] + libraries:
+        project = tomllib.loads((package / "pyproject.toml").read_text("utf-8"))
+        ours = {d for d in project["project"]["dependencies"] if d.startswith("npo-")}
+        assert ours <= built, f"{package.name} needs {ours - built}, which the image does not build"
 
 
 def test_kafka_runs_single_node_kraft(compose: dict[str, Any]) -> None:
