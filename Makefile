@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := libs/platform libs/engagement libs/rivta libs/producer-sdk deploy services/index services/query services/consent services/audit simulator
+PACKAGES := libs/platform libs/engagement libs/rivta libs/producer-sdk deploy bench services/index services/query services/consent services/audit simulator
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
@@ -56,7 +56,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
 types: $(STAMP) ## mypy --strict over every package
-	$(BIN)/mypy libs/platform/src libs/engagement/src libs/rivta/src libs/producer-sdk/src deploy/src services/*/src simulator/src
+	$(BIN)/mypy libs/platform/src libs/engagement/src libs/rivta/src libs/producer-sdk/src deploy/src bench/src services/*/src simulator/src
 
 proto: $(STAMP) ## regenerate the Python event contracts from proto/
 	$(BIN)/python proto/generate.py

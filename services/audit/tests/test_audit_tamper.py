@@ -58,7 +58,7 @@ def test_npo_cli_mounts_the_audit_commands() -> None:
     benches = {entry.name: entry.value for entry in entry_points(group="npo.bench")}
 
     assert mounted["audit"] == "npo_audit.cli:audit_app"
-    assert benches["audit"] == "npo_audit.bench:bench_audit"
+    assert benches["audit"] == "npo_bench.audit:bench_audit"
     assert {c.callback.__name__ for c in audit_app.registered_commands if c.callback} == {"verify", "worker"}
 
 

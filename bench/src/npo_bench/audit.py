@@ -24,17 +24,16 @@ from typing import Annotated, Any
 import asyncpg
 import typer
 
+from npo_audit.config import AuditSettings
+from npo_audit.consumer import open_store
+from npo_audit.domain import access_entry
+from npo_audit.queries import AuditQueries, SearchFilter
+from npo_audit.statistics import count_searches, month_range
+from npo_audit.views import record_view
 from npo_deploy import benchmarks
 from npo_platform.contracts import AccessEvent
 from npo_platform.contracts.events_pb2 import ALLOWED, CONSENT, READ
 from npo_platform.events import new_meta
-
-from .config import AuditSettings
-from .consumer import open_store
-from .domain import access_entry
-from .queries import AuditQueries, SearchFilter
-from .statistics import count_searches, month_range
-from .views import record_view
 
 SCHEMA = "audit_bench"
 BULK_CHUNK = 1_000_000

@@ -28,6 +28,11 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from npo_deploy import cpu
+from npo_index.config import IndexSettings
+from npo_index.consumer import Worker, ensure_index_topics, open_worker
+from npo_index.domain import Identity
+from npo_index.main import create_app
+from npo_index.store import FindQuery
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
@@ -43,12 +48,6 @@ from npo_platform.kafka_admin import (
 from npo_platform.service import tune_collector
 from npo_platform.settings import kafka_client_options
 from npo_platform.topics import ENGAGEMENT_UPDATES
-
-from .config import IndexSettings
-from .consumer import Worker, ensure_index_topics, open_worker
-from .domain import Identity
-from .main import create_app
-from .store import FindQuery
 
 console = Console(stderr=True)
 PRODUCER = "SE2321000016-B001"

@@ -38,13 +38,12 @@ from typing import Any
 import psutil
 import typer
 
+from npo_bench import query_load as load
 from npo_deploy import benchmarks, cpu
 from npo_platform.categories import AVAILABLE_CATEGORIES
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
 from npo_platform.kafka_admin import ensure_event_topics
-
-from . import bench_load as load
-from .config import QuerySettings
+from npo_query.config import QuerySettings
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,7 @@ def _measure(plan: Plan, bootstrap: str, url: str, pids: dict[str, int],
 def _query_server(plan: load.ServerPlan, port: int, workers: int) -> Iterator[psutil.Popen]:
     env = load.server_env(plan) | {"NPO_LOG_LEVEL": "WARNING"}
     # As main.run serves it (factory, workers, uvloop and httptools), without the access log.
-    command = [sys.executable, "-m", "uvicorn", "--factory", "npo_query.bench_load:bench_app",
+    command = [sys.executable, "-m", "uvicorn", "--factory", "npo_bench.query_load:bench_app",
                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                "--no-access-log", "--log-level", "warning", "--backlog", "4096"]
     server = psutil.Popen(command, env=env, stderr=subprocess.DEVNULL)

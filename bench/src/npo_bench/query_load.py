@@ -39,10 +39,9 @@ from fastapi import FastAPI
 from npo_platform.categories import AVAILABLE_CATEGORIES
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import TokenVerifier
-
-from .config import QuerySettings
-from .domain import Decision, EngagementVerdict, IndexEntry, RecordPolicy, Target
-from .store_memory import InMemoryRoutingStore
+from npo_query.config import QuerySettings
+from npo_query.domain import Decision, EngagementVerdict, IndexEntry, RecordPolicy, Target
+from npo_query.store_memory import InMemoryRoutingStore
 
 CONSUMER = "SE5565594230-NPOBENCH"
 ENV = "NPO_QUERY_BENCH"
@@ -90,8 +89,7 @@ def server_env(plan: ServerPlan) -> dict[str, str]:
 def bench_app() -> FastAPI:
     """The uvicorn factory of one query server process of the benchmark (as ``served_app``)."""
     from npo_platform.service import configure_process, freeze_startup_objects
-
-    from .main import Parts, create_app  # not in the other processes
+    from npo_query.main import Parts, create_app  # not in the other processes
 
     plan = ServerPlan(**json.loads(os.environ[ENV]))
     over_http = {name: url for name, url in (("index_url", plan.index_url),

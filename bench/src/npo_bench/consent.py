@@ -30,15 +30,14 @@ import aiohttp
 import typer
 import uvloop
 
+from npo_consent import commands as c
+from npo_consent.config import ConsentSettings
+from npo_consent.domain import EngagementRef, Reader, decide
+from npo_consent.handlers import KNOWN_CATEGORIES, ConsentService
+from npo_consent.postgres import open_store
 from npo_deploy import benchmarks
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
-
-from . import commands as c
-from .config import ConsentSettings
-from .domain import EngagementRef, Reader, decide
-from .handlers import KNOWN_CATEGORIES, ConsentService
-from .postgres import open_store
 
 SCHEMA = "consent_bench"
 CG_A, UA1 = "SE2321000016-BNCA", "SE2321000016-BNU1"
