@@ -44,6 +44,7 @@ CG_A, UA1 = "SE2321000016-BNCA", "SE2321000016-BNU1"
 CG_B, UB1, UB2 = "SE2321000032-BNCB", "SE2321000032-BNU1", "SE2321000032-BNU2"
 READER = Reader("SE2321000016-BNRD", UA1, CG_A, "care")
 STAFF = c.Staff("SE2321000016-BNAD", "Bench registrar", UA1, CG_A)
+HOLDER = c.Staff("SE2321000032-BNAD", "Bench registrar at B", UB2, CG_B)  # blocks its own records
 CATEGORIES = ["diagnoses", "medications", "notes"]
 ENGAGEMENTS = [
     EngagementRef(f"e{i}", (CG_A, CG_B, CG_B)[i % 3], (UA1, UB1, UB2)[i % 3], social_services=i == 9)
@@ -106,10 +107,10 @@ async def _seed(service: ConsentService, count: int) -> list[str]:
     for i, patient in enumerate(patients):
         await service.register(c.RegisterRelation(patient, UA1), STAFF)
         await service.register(c.RegisterConsent(patient, until, care_unit=UA1), STAFF)
-        block = await service.register(c.RegisterBlock(patient, CG_B, UB2), STAFF)
+        block = await service.register(c.RegisterBlock(patient, CG_B, UB2), HOLDER)
         if i % 2:
             lift = c.RegisterLift(patient, block.id, "care", until, True, user=READER.user)
-            await service.register(lift, STAFF)
+            await service.register(lift, HOLDER)
         if i % 10 == 0:
             await service.register(c.MarkProtectedIdentity(patient), STAFF)
     return patients
