@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
 from typing import Literal
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
@@ -83,6 +86,20 @@ def serve(app: FastAPI | str, host: str, port: int, workers: int = 1) -> None:
     """
     uvicorn.run(app, factory=isinstance(app, str), host=host, port=port, workers=workers,
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+
+
+def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``work(stop)`` in this process until SIGTERM or SIGINT sets ``stop`` (a worker
+    without HTTP), on uvloop, the loop uvicorn serves the services on."""
+
+    async def until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await work(stop)
+
+    uvloop.run(until_signalled())
 
 
 def freeze_startup_objects(app: FastAPI) -> FastAPI:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
+from functools import partial
 
 import typer
-import uvloop
 from rich.console import Console
 
-from npo_platform.service import configure_process
+from npo_platform.service import configure_process, run_until_signalled
 
 from .config import AuditSettings
 from .consumer import open_store, run_worker
@@ -46,12 +45,4 @@ def worker() -> None:
     """Consume access and consent events into the log until SIGTERM/SIGINT."""
     settings = AuditSettings()
     configure_process(settings)
-    uvloop.run(_worker(settings))  # the loop uvicorn serves npo-audit on, as npo-index-worker
-
-
-async def _worker(settings: AuditSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await run_worker(settings, stop)
+    run_until_signalled(partial(run_worker, settings))

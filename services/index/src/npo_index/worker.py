@@ -8,25 +8,24 @@ partition count of the updates topic (3 by default), e.g. ``INDEX_CONSUMERS=1 --
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import multiprocessing
 import signal
-from collections.abc import Sequence
+from functools import partial
+from typing import Annotated
 
-import uvloop
+import typer
 
-from npo_platform.service import configure_process
+from npo_platform.service import configure_process, run_until_signalled
 
 from .config import IndexSettings
 from .consumer import run_worker
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="npo-index-worker", description="npo-index ingest worker")
-    parser.add_argument("--workers", type=int, default=1, help="ingest processes (one consumer group)")
-    workers = parser.parse_args(argv).workers
-    if workers <= 1:
+def ingest(
+    workers: Annotated[int, typer.Option(min=1, help="ingest processes (one consumer group)")] = 1,
+) -> None:
+    """npo-index ingest worker: consume engagement updates until SIGTERM/SIGINT."""
+    if workers == 1:
         run_one()
         return
     context = multiprocessing.get_context("spawn")
@@ -49,15 +48,12 @@ def run_one() -> None:
     """One ingest process until SIGTERM/SIGINT (then it leaves the consumer group)."""
     settings = IndexSettings()
     configure_process(settings)
-    uvloop.run(_until_signalled(settings))  # the loop uvicorn serves npo-index on
+    run_until_signalled(partial(run_worker, settings))
 
 
-async def _until_signalled(settings: IndexSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await run_worker(settings, stop)
+def main() -> None:
+    """Console entry point ``npo-index-worker``."""
+    typer.run(ingest)
 
 
 if __name__ == "__main__":
