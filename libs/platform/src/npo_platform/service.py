@@ -114,14 +114,13 @@ YOUNG_THRESHOLD = 50_000
 def tune_collector(young_threshold: int = YOUNG_THRESHOLD) -> None:
     """Garbage collection for a long-running service process, once start-up is done.
 
-    1. Freeze what start-up built (modules, routes, schemas: ~90,000 objects): a full collection
-       over them took 60-90 ms, a pause every request in flight waited for.
+    1. Freeze what start-up built (modules, routes, schemas): a full collection over all of it
+       is a pause every request in flight waits for.
     2. Collect the young generation every ``young_threshold`` allocations instead of every 700.
        With the default, the objects of work in flight (a consumer's batch of thousands of
        events, 200 concurrent overviews) live through many young collections, are promoted,
-       and trigger full collections over everything alive. Measured: the index's ingest
-       45-50 → ~36 µs of Python CPU per update, the query service ~2.5 → ~2.1 ms per overview
-       (``npo bench ingest|query``); consent's HTTP latency unchanged within noise.
+       and trigger full collections over everything alive. Less CPU per update and per
+       overview in ``npo bench ingest|query`` (docs/performance/code-notes.md).
 
     Cyclic garbage is still collected, a little later; the memory held meanwhile is a young
     generation of at most ``young_threshold`` container objects.

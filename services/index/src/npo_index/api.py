@@ -125,8 +125,8 @@ async def find_content(body: FindContentRequest, request: Request, _: ReaderClai
 
     ``serviceDomains`` instead of ``serviceDomain`` answers for several domains at once (the
     query service's overview of all categories: one call instead of eight). The answer is
-    built as JSON-ready values and serialised once (FindContentResponse documents it; a model
-    per engagement and FastAPI's check of them cost ~15 % of the index's CPU per call)."""
+    built as JSON-ready values and serialised once (FindContentResponse documents it): a model
+    per engagement and FastAPI's check of them were a large share of the index's CPU per call."""
     limit = min(body.page_size, request.app.state.settings.find_content_max_page)
     domains = body.domains()
     filters = body.model_dump(exclude={"page_size", "page_token", "most_recent_content",

@@ -60,9 +60,9 @@ def encode_change(applied: Applied) -> tuple[str, bytes]:
 
     Encoded by hand in protobuf's wire format (fields in number order, empty ones left out,
     as protobuf itself writes them): building and serialising an IndexChange message was the
-    change stream's largest cost (6.6 of its ~12-15 µs per update). Strings that repeat across a batch
-    (addresses, domains, codes, the patient, the times) are encoded once and cached. A test
-    checks the bytes equal protobuf's own serialisation over varied records.
+    change stream's largest cost. Strings that repeat across a batch (addresses, domains, codes,
+    the patient, the times) are encoded once and cached. A test checks the bytes equal
+    protobuf's own serialisation over varied records.
     """
     record, version = applied.record, applied.cause.version
     assert record is not None
@@ -205,8 +205,8 @@ def outbox_messages(changes: Sequence[Applied]) -> list[SerializedEvent]:
 
 
 # A record stays well below the broker's default max.message.bytes and aiokafka's default
-# max_request_size (1 MiB each; a larger record would be refused, and the relay would retry it
-# for ever): a patient with thousands of changes in one batch gets several records, in order
+# max_request_size (1 MiB each; the broker would refuse a larger record, and the relay would
+# dead-letter it): a patient with thousands of changes in one batch gets several records, in order
 # (same key, same partition).
 MAX_RECORD_BYTES = 256 * 1024
 _META_BYTES = 128  # a record's meta with its tag and length (id, time, source: ~65 bytes)

@@ -6,10 +6,10 @@ pool (another session of the same kind), so that slow producers cannot take the 
 an index lookup needs. Timeouts are given per call. Trace context travels in W3C headers.
 Patient ids go in bodies only.
 
-aiohttp, as for the producers, not httpx: an index lookup cost 1.2-2.9 ms of CPU with httpx's
-pool at 8-400 concurrent calls, 0.12-0.17 ms with aiohttp, measured against a lean stand-in
-index (README). One lookup per overview: FindContent's ``serviceDomains`` names all the service
-domains asked (eight for all 17 categories) in one call.
+aiohttp, as for the producers, not httpx: an index lookup cost many times the CPU with
+httpx's pool under concurrent calls (docs/performance/code-notes.md). One lookup per overview:
+FindContent's ``serviceDomains`` names all the service domains asked (eight for all 17
+categories) in one call.
 """
 
 from __future__ import annotations

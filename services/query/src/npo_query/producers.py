@@ -76,7 +76,8 @@ class HttpProducerClient:
     """RIVTA-style category queries over a pooled client, continuation followed to the end.
 
     aiohttp rather than httpx here: the fan-out to many producers at once is the hot path, and
-    httpx's pool measured ~20x slower than aiohttp's at 50-200 concurrent calls (README).
+    httpx's pool was many times slower than aiohttp's under concurrent calls
+    (docs/performance/code-notes.md).
     Per call only what must be: the budget is one ``asyncio.timeout`` (aiohttp's own timeout
     carries only the connect bound, so no second timer per request), URLs are parsed once
     per endpoint and category, and the span is not made current (nothing runs inside it but
