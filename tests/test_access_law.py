@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from national import (
+
+from npo_bench.nation import (
     Nation,
     ProducerCalls,
     access_event,
@@ -25,7 +26,6 @@ from national import (
     eventually,
     running_nation,
 )
-
 from npo_platform.categories import by_number
 from npo_platform.contracts.events_pb2 import WITHHELD_BY_DECISION
 from npo_platform.identity import Principal, Role

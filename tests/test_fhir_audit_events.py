@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from national import Nation, running_nation
 
+from npo_bench.nation import Nation, running_nation
 from npo_deploy.fhir_checks import balp_problems, bundle_problems, purpose_codes
 from npo_deploy.fhir_validator import FhirValidator
 from npo_platform.fhir import HSA_ID_SYSTEM

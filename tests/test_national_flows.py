@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from google.protobuf.json_format import MessageToDict
-from national import (
+
+from npo_bench.nation import (
     Nation,
     ProducerCalls,
     audit_records,
@@ -28,7 +29,6 @@ from national import (
     running_nation,
     with_event,
 )
-
 from npo_deploy.tokens import DEMO_GIVER, DEMO_UNIT
 from npo_platform.categories import by_number
 from npo_platform.identity import Principal, Role

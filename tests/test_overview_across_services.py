@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from google.protobuf.json_format import MessageToDict
-from national import Nation, ProducerCalls, access_event, running_nation
 
+from npo_bench.nation import Nation, ProducerCalls, access_event, running_nation
 from npo_platform.contracts.events_pb2 import DATA_FROM_SOURCE, WITHHELD_BY_DECISION
 from npo_platform.identity import Principal, Role
 from npo_simulator.notifications import engagement

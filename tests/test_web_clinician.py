@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from national import Nation, running_nation
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from npo_bench.nation import Nation, running_nation
 from npo_deploy.tokens import DEMO_GIVER
 from npo_platform.categories import by_number
 from npo_platform.identity import Role

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from national import Nation, running_nation
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
@@ -25,6 +24,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from npo_bench.nation import Nation, running_nation
 from npo_platform.identity import Principal, Role
 
 pytestmark = pytest.mark.integration

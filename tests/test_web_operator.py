@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from national import Nation, running_nation
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from npo_bench.nation import Nation, running_nation
 from npo_platform.identity import Principal, Role
 from npo_simulator.directory import modelled_inhabitants
 from npo_simulator.organisations import Kind, Organisation

@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from national import Nation, running_nation
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from npo_bench.nation import Nation, running_nation
 from npo_deploy.fhir_validator import FhirValidator
 from npo_platform.identity import Principal, Role
 

@@ -1,6 +1,7 @@
 """The benchmarks behind ``npo bench``: each drives a service from outside and prints figures.
 
 ``ingest`` (the index), ``query`` with its load generator ``query_load`` (producers, stand-ins,
-readers), ``consent`` and ``audit``. They are registered through the ``npo.bench`` entry points,
-so the services carry no benchmark code and do not depend on ``npo_deploy``.
+readers), ``consent``, ``audit``, and ``failover`` (Kafka nodes killed under load, on the whole
+nation of ``nation``, which the cross-service tests run too). They are registered through the
+``npo.bench`` entry points, so the services carry no benchmark code and do not depend on ``npo_deploy``.
 """

@@ -1,5 +1,6 @@
-"""The whole national overview for cross-service and browser tests: every service and the
-simulated producers under real uvicorn servers, on the session's real broker and database.
+"""The whole national overview for cross-service and browser tests and the failover benchmark:
+every service and the simulated producers under real uvicorn servers, on a real broker and
+database.
 
 The servers run in a thread of their own with its own event loop, so a test may block (a
 browser driver does) while the services keep answering. Each nation has fresh topics, schemas
@@ -121,7 +122,7 @@ def running_nation(kafka: str, database_url: str, state_dir: Path, *, population
     ``wrap_producers`` wraps the simulated producers' ASGI app (e.g. ``ProducerCalls``)."""
     ready: dict[str, Any] = {}
     started = threading.Event()
-    stopping: list[Callable[[], None]] = []
+    stopping: list[Callable[[], object]] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
