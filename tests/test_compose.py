@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from npo_deploy import compose as npo_compose
 from npo_platform.identity import PUBLIC_KEY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +34,13 @@ SHARED_ENVIRONMENT = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OTEL_EXPORTER_
 INFRASTRUCTURE = ("kafka", "postgres")
 
 _DEFAULTED_VARIABLE = re.compile(r"\$\{[A-Z0-9_]+:-([^}]*)\}")
+_REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]*\}")
 
 
 def _with_defaults(value: object) -> str:
-    """A compose value as it reads when no variable is set (``${NAME:-default}`` → default)."""
-    return _DEFAULTED_VARIABLE.sub(r"\1", str(value))
+    """A compose value as it reads when no variable is set (``${NAME:-default}`` → default) and
+    a required one (``${NAME:?message}``, the generated passwords of .env) is set to a secret."""
+    return _REQUIRED_VARIABLE.sub("secret", _DEFAULTED_VARIABLE.sub(r"\1", str(value)))
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -202,26 +205,61 @@ def test_the_image_builds_every_library_a_service_depends_on() -> None:
         assert ours <= built, f"{package.name} needs {ours - built}, which the image does not build"
 
 
-def test_kafka_runs_single_node_kraft(compose: dict[str, Any]) -> None:
+def _broker_properties() -> dict[str, str]:
+    """The server.properties the compose file's broker writes for itself (kafka-start.sh)."""
+    script = (ROOT / "deploy" / "compose" / "kafka-start.sh").read_text("utf-8")
+    body = script.split('cat > "$config" <<PROPERTIES\n', 1)[1].split("\nPROPERTIES\n", 1)[0]
+    return dict(line.split("=", 1) for line in body.splitlines())
+
+
+def test_kafka_runs_single_node_kraft_locked(compose: dict[str, Any]) -> None:
     kafka = compose["services"]["kafka"]
     environment = _environment(kafka)
+    props = _broker_properties()
 
     assert kafka["image"] == "apache/kafka:4.1.1"
-    assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    voters = environment["KAFKA_CONTROLLER_QUORUM_VOTERS"]
-    assert voters == f"{environment['KAFKA_NODE_ID']}@kafka:9093"
-    assert not any("ZOOKEEPER" in key for key in environment)
-    assert environment["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
-    for key in (
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
-    ):
-        assert environment[key] == "1", key
+    assert kafka["command"] == ["bash", "/npo/kafka-start.sh"]
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == f"{props['node.id']}@kafka:9093"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
+                "transaction.state.log.min.isr"):
+        assert props[key] == "1", key
+    # Every listener authenticates; every request is authorised; no one without an ACL.
+    protocols = props["listener.security.protocol.map"].replace(",", ":").split(":")[1::2]
+    assert set(protocols) == {"SASL_PLAINTEXT"}
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
     # A cluster id is a UUID in unpadded base64url: 16 bytes.
     assert len(base64.urlsafe_b64decode(environment["CLUSTER_ID"] + "==")) == 16
     # The services' bootstrap address is one of the broker's advertised listeners.
-    assert "//kafka:9092" in environment["KAFKA_ADVERTISED_LISTENERS"]
+    assert "//kafka:9092" in props["advertised.listeners"]
+
+
+def test_no_container_has_a_default_password(compose: dict[str, Any], tmp_path: Path) -> None:
+    text = COMPOSE_FILE.read_text("utf-8")
+    defaulted = re.findall(r"\$\{([A-Z0-9_]+):-", text)
+    assert not [name for name in defaulted if "PASSWORD" in name]
+    required = set(_REQUIRED_VARIABLE.findall(text))
+    assert required >= {"POSTGRES_PASSWORD", "NPO_KAFKA_ADMIN_PASSWORD"}
+    written = dict(line.split("=", 1) for line in npo_compose.env(tmp_path).splitlines())
+    assert set(written) == required, "npo compose-env writes every password the file needs"
+    assert len(set(written.values())) == len(written), "a password of its own each"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_connects_as_itself(compose: dict[str, Any], name: str) -> None:
+    environment = _environment(compose["services"][name])
+    assert environment["KAFKA_SASL_USERNAME"] == f"npo-{name}"
+    assert environment["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert urlsplit(environment["DATABASE_URL"]).username == f"npo_{name}"
+    roles = (ROOT / "deploy" / "compose" / "postgres-roles.sh").read_text("utf-8")
+    assert f"CREATE SCHEMA npo_{name} AUTHORIZATION npo_{name};" in roles
+
+
+def test_the_brokers_topics_and_acls_are_what_the_code_generates() -> None:
+    for name, text in npo_compose.files().items():
+        assert (npo_compose.HERE / name).read_text("utf-8") == text, f"run `npo k8s generate` ({name})"
 
 
 def test_postgres_is_version_18_with_a_persistent_volume(compose: dict[str, Any]) -> None:

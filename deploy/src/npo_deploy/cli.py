@@ -14,7 +14,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from npo_deploy import credentials, infra, k8s, stack
+from npo_deploy import compose, credentials, infra, k8s, stack
 from npo_deploy.processes import LaunchError
 from npo_deploy.tokens import demo_people, token_app
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
@@ -202,9 +202,21 @@ def _yes_no(flag: bool) -> str:
 
 @k8s_app.command("generate")
 def k8s_generate() -> None:
-    """Write deploy/k8s's generated files from the code (topics, ACLs, services)."""
-    for path in k8s.generate():
+    """Write the generated deployment files from the code (topics, ACLs, services): deploy/k8s
+    and the compose file's deploy/compose."""
+    for path in [*k8s.generate(), *compose.generate()]:
         console.print(f"wrote {path}")
+
+
+@app.command("compose-env")
+def compose_env() -> None:
+    """Write .env for docker-compose.yml: the local stack's generated passwords (made when
+    missing), which the compose file requires (it has no default password)."""
+    target = Path(".env")
+    target.touch(mode=0o600)
+    target.chmod(0o600)
+    target.write_text(compose.env(infra.secrets_dir(PlatformSettings())))
+    console.print(f"wrote {target.resolve()}")
 
 
 @k8s_app.command("secrets")
