@@ -315,6 +315,19 @@ def _refused_stretches(reads: list[Read], since: float, until: float) -> list[fl
     return stretches
 
 
+def _windows(faults: list[Fault], plan: Plan) -> dict[int, tuple[float, float]]:
+    """Per fault (by id), when the reads it may have refused began: from its kill until the
+    load after its restart ends, or until shortly before the next fault's kill (a read begun
+    then waits for its access event past that kill: the next fault's to count)."""
+    windows = {}
+    for fault, after in zip(faults, [*faults[1:], None], strict=True):
+        until = fault.restarted_at + plan.steady_s
+        if after is not None:
+            until = min(until, after.killed_at - QUERY_OPTIONS["audit_timeout_s"] - 1.0)
+        windows[id(fault)] = (fault.killed_at, until)
+    return windows
+
+
 def _first_answer(reads: list[Read], since: float) -> float | None:
     """Seconds from ``since`` to the end of the first read answered after it."""
     answered = [r.ended for r in reads if r.status == 200 and r.ended > since]
@@ -339,13 +352,13 @@ async def figures(nodes: LocalCluster, nation: Nation, plan: Plan, load: Load) -
     }
     repeated = {"updates_on_topic": _repeated(on_updates), "access_events_on_topic": _repeated(on_access),
                 "engagements_indexed": _repeated(in_index), "access_events_logged": _repeated(logged)}
+    windows = _windows(load.faults, plan)
     one_down = [s for f in load.faults if len(f.nodes) == 1
-                for s in _refused_stretches(load.reads, f.killed_at, f.restarted_at + plan.steady_s)]
+                for s in _refused_stretches(load.reads, *windows[id(f)])]
     one_down_reads = [r for f in load.faults if len(f.nodes) == 1 for r in load.reads
-                      if f.killed_at <= r.began < f.restarted_at + plan.steady_s]
+                      if windows[id(f)][0] <= r.began < windows[id(f)][1]]
     two = [f for f in load.faults if len(f.nodes) == 2]
-    two_down = [s for f in two
-                for s in _refused_stretches(load.reads, f.killed_at, f.restarted_at + plan.steady_s)]
+    two_down = [s for f in two for s in _refused_stretches(load.reads, *windows[id(f)])]
     within_two = [r for f in two for r in load.reads
                   if r.began >= f.killed_at and r.ended <= f.restarting_at]
     return {
