@@ -1,4 +1,15 @@
-"""PostgreSQL plumbing: connection pools pinned to a service's schema, and versioned SQL migrations."""
+"""PostgreSQL plumbing: connection pools pinned to a service's schema, and versioned SQL migrations.
+
+The migration runner is the project's own, on purpose. yoyo-migrations, the smallest library
+that would replace it, keeps the per-service schema (its PostgreSQL backend takes ``schema=``)
+but would lose two things this runner guarantees: its lock is a row in a lock table, which a
+replica killed mid-migration leaves behind, so every later start waits and then fails until
+someone runs ``yoyo break-lock`` (an advisory lock ends with its session); and it knows an applied
+migration by its id only, so an applied file edited afterwards goes unnoticed (this runner
+refuses to start). It would also bring a synchronous driver (psycopg) into asyncio services.
+Alembic needs SQLAlchemy and leaves the advisory lock and the per-schema ledger to hand-written
+``env.py`` code all the same.
+"""
 
 from __future__ import annotations
 
