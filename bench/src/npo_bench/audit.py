@@ -30,7 +30,7 @@ from npo_audit.domain import access_entry
 from npo_audit.queries import AuditQueries, SearchFilter
 from npo_audit.statistics import count_searches, month_range
 from npo_audit.views import record_view
-from npo_deploy import benchmarks
+from npo_bench import harness
 from npo_platform.contracts import AccessEvent
 from npo_platform.contracts.events_pb2 import ALLOWED, CONSENT, READ
 from npo_platform.events import new_meta
@@ -58,11 +58,11 @@ def bench_audit(
 ) -> None:
     """Ingest rate with hash chaining; compliance-search and patient-extract latency p50/p99."""
     plan = QUICK if quick else FULL
-    database = benchmarks.database(AuditSettings().database_url, "audit")
+    database = harness.database(AuditSettings().database_url, "audit")
     with database as url, tempfile.TemporaryDirectory(prefix="npo-audit-bench-") as home:
         settings = AuditSettings(DATABASE_URL=url, NPO_STATE_DIR=Path(home), db_schema=SCHEMA)
         figures = asyncio.run(_run(settings, plan, keep, writers))
-    benchmarks.report(figures, json_output)
+    harness.report(figures, json_output)
 
 
 async def _run(settings: AuditSettings, plan: Plan, keep: bool, writers: int) -> dict[str, Any]:

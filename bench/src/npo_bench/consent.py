@@ -30,12 +30,12 @@ import aiohttp
 import typer
 import uvloop
 
+from npo_bench import harness
 from npo_consent import commands as c
 from npo_consent.config import ConsentSettings
 from npo_consent.domain import EngagementRef, Reader, decide
 from npo_consent.handlers import KNOWN_CATEGORIES, ConsentService
 from npo_consent.postgres import open_store
-from npo_deploy import benchmarks
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
 
@@ -75,11 +75,11 @@ def bench(
 ) -> None:
     """Decision latency p50/p99 in-process and over HTTP at 500 decisions/s, and decisions/s."""
     plan = replace(QUICK if quick else FULL, http_rate=rate, server_workers=workers)
-    database = benchmarks.database(ConsentSettings().database_url, "consent")
+    database = harness.database(ConsentSettings().database_url, "consent")
     with (database as url, tempfile.TemporaryDirectory(prefix="npo-consent-bench-") as home,
           asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner):  # uvloop, as uvicorn
         figures = runner.run(_run(url, Path(home), plan))
-    benchmarks.report(figures, json_output)
+    harness.report(figures, json_output)
 
 
 async def _run(url: str, home: Path, plan: Plan) -> dict[str, Any]:
@@ -154,7 +154,7 @@ async def _over_http(url: str, home: Path, patients: list[str], plan: Plan) -> d
 
 def _cpu_seconds(pid: int) -> float:
     """CPU time of the server process and its workers."""
-    import psutil  # from npo_deploy, like the scratch database
+    import psutil
 
     server = psutil.Process(pid)
     processes = [server, *server.children(recursive=True)]

@@ -33,8 +33,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
+from npo_bench import harness
 from npo_bench.nation import Nation, running_nation
-from npo_deploy import benchmarks, kafka
+from npo_deploy import kafka
 from npo_deploy.kafka import LocalCluster
 from npo_deploy.testing import scratch_dir, scratch_kafka_cluster
 from npo_platform.categories import by_number
@@ -396,10 +397,10 @@ def bench_failover(
     plan = QUICK if quick else Plan()
     settings = PlatformSettings()
     with (scratch_kafka_cluster("npo-bench-failover-") as nodes,
-          benchmarks.database(settings.database_url, "failover") as url,
+          harness.database(settings.database_url, "failover") as url,
           scratch_dir("npo-bench-failover-state-") as state,
           running_nation(nodes.bootstrap, url, state, population=population,
                          query_options=QUERY_OPTIONS) as nation):
         load = asyncio.run(run_load(nodes, nation, plan))
         results = asyncio.run(figures(nodes, nation, plan, load))
-    benchmarks.report(results, as_json)
+    harness.report(results, as_json)

@@ -27,7 +27,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
-from npo_deploy import cpu
+from npo_bench import cpu
 from npo_index.config import IndexSettings
 from npo_index.consumer import Worker, ensure_index_topics, open_worker
 from npo_index.domain import Identity

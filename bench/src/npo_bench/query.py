@@ -38,8 +38,8 @@ from typing import Any
 import psutil
 import typer
 
+from npo_bench import cpu, harness
 from npo_bench import query_load as load
-from npo_deploy import benchmarks, cpu
 from npo_platform.categories import AVAILABLE_CATEGORIES
 from npo_platform.identity import Principal, Role, generate_keypair, issue_token
 from npo_platform.kafka_admin import ensure_event_topics
@@ -88,7 +88,7 @@ def bench_query(
     """300 producers with fixed latency, 200 concurrent readers: overhead and queries/s."""
     plan = Plan(producers, latency_ms, readers, seconds or (20.0 if quick else 60.0),
                 2_000 if quick else 10_000, workers, rate, index_over_http, consent_over_http)
-    broker = benchmarks.broker(QuerySettings().kafka_bootstrap_servers, "query")
+    broker = harness.broker(QuerySettings().kafka_bootstrap_servers, "query")
     with (broker as bootstrap,
           _serving(load.serve_producers, latency_ms) as (url, producers_pid),
           _serving_if(index_over_http, load.serve_index, plan.patients, producers)
@@ -96,7 +96,7 @@ def bench_query(
           _serving_if(consent_over_http, load.serve_consent) as (consent_url, consent_pid)):
         pids = {"producers": producers_pid, "index": index_pid, "consent": consent_pid}
         figures = _measure(plan, bootstrap, url, pids, index_url, consent_url)
-    benchmarks.report(figures, as_json)
+    harness.report(figures, as_json)
     if figures["failed_producer_calls"]:  # timeouts or refused connections: not the figures asked
         typer.echo(f"warning: {figures['failed_producer_calls']} producer calls failed; the "
                    "figures do not describe the aggregation of answered calls", err=True)

@@ -24,7 +24,7 @@ app = typer.Typer(help="National patient overview: developer tools.", no_args_is
 infra_app = typer.Typer(help="Local Kafka broker and PostgreSQL (state in NPO_STATE_DIR).")
 app.add_typer(infra_app, name="infra", no_args_is_help=True)
 app.add_typer(token_app, name="token", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print their figures (services add their own).")
+bench_app = typer.Typer(help="Benchmarks that print their figures (from the npo_bench package).")
 app.add_typer(bench_app, name="bench", no_args_is_help=True)
 k8s_app = typer.Typer(help="The Kubernetes deployment in deploy/k8s (Kustomize).")
 app.add_typer(k8s_app, name="k8s", no_args_is_help=True)

@@ -132,10 +132,8 @@ async def test_a_wake_publishes_at_once_without_waiting_for_the_interval() -> No
 
 @pytest.fixture
 async def batch_publisher(kafka_bootstrap_servers: str) -> AsyncIterator[BatchPublisher]:
-    publisher = BatchPublisher(kafka_bootstrap_servers, client_id="test-outbox")
-    await publisher.start()
-    yield publisher
-    await publisher.stop()
+    async with BatchPublisher(kafka_bootstrap_servers, client_id="test-outbox") as publisher:
+        yield publisher
 
 
 async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, dict[str, bytes]]]:

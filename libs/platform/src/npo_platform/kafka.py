@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -82,17 +82,30 @@ def create_producer(
     )
 
 
-class EventPublisher:
-    """Publishes protobuf events with acks=all and idempotence; returns once the broker has them."""
+class _Publisher:
+    """A publisher's life: ``start``/``stop``, or ``async with`` for both."""
 
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "npo", linger_ms: int = 5):
-        self._producer = create_producer(bootstrap_servers, client_id=client_id, linger_ms=linger_ms)
+    _producer: AIOKafkaProducer
 
     async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
         await self._producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+
+class EventPublisher(_Publisher):
+    """Publishes protobuf events with acks=all and idempotence; returns once the broker has them."""
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "npo", linger_ms: int = 5):
+        self._producer = create_producer(bootstrap_servers, client_id=client_id, linger_ms=linger_ms)
 
     async def publish(self, topic: Topic, key: str, event: Message) -> None:
         """Write one event and wait for the broker's acknowledgement (all in-sync replicas)."""
@@ -139,7 +152,7 @@ def serialized(event: Message, key: str) -> SerializedEvent:
     return SerializedEvent(getattr(event, "meta").event_id, key, event.SerializeToString())  # noqa: B009
 
 
-class BatchPublisher:
+class BatchPublisher(_Publisher):
     """Publishes serialised events in per-partition record batches (an outbox's work).
 
     EventPublisher sends one record at a time with a span each, which costs more than a whole
@@ -157,12 +170,6 @@ class BatchPublisher:
             max_batch_size=max_batch_size,
         )
         self._producer = self._make()
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
 
     async def publish(self, topic: Topic, events: Sequence[SerializedEvent]) -> None:
         """Send every event and wait until the broker acknowledged all of them.
