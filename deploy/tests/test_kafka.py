@@ -86,6 +86,7 @@ def test_a_dying_broker_reports_its_log(tmp_path: Path) -> None:
     (broker.data_dir / "meta.properties").write_text(
         "version=1\nnode.id=2\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n"
     )
+    (broker.home / "npo-scram-users").touch()  # formatted by the launcher, users and all
     with pytest.raises(LaunchError, match=r"(died|exited at once)") as failure:
         kafka.start(broker, timeout=60)
     assert "node.id" in str(failure.value) or "node id" in str(failure.value)
@@ -129,3 +130,15 @@ def test_a_cluster_id_starting_with_a_dash_is_formatted(
         assert kafka.is_reachable(broker.bootstrap)
     finally:
         kafka.stop(broker)
+
+
+def test_a_data_dir_formatted_without_users_is_refused_with_advice(tmp_path: Path) -> None:
+    """A state dir from before the lockdown: its broker would refuse every client."""
+    broker = isolated_kafka(tmp_path / "kafka")
+    broker.data_dir.mkdir(parents=True)
+    (broker.data_dir / "meta.properties").write_text(
+        "version=1\nnode.id=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n"
+    )
+    with pytest.raises(LaunchError, match="without the SCRAM users"):
+        kafka.start(broker, timeout=60)
+    assert kafka.find(broker) is None

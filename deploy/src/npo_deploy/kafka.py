@@ -232,6 +232,7 @@ def _format_storage(nodes: tuple[LocalKafka, ...]) -> None:
     """
     blank = [node for node in nodes if not _formatted(node)]
     if not blank:
+        _check_users(nodes)
         return
     if len(blank) != len(nodes):
         raise LaunchError(f"only some nodes of the cluster in {nodes[0].home.parent} are formatted")
@@ -247,6 +248,21 @@ def _format_storage(nodes: tuple[LocalKafka, ...]) -> None:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise LaunchError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
+        if node.secrets is not None:
+            (node.home / _USERS_MARKER).touch()
+
+
+# Marks a data dir formatted with the SCRAM users: the users live in the cluster's metadata and
+# only a format puts them there.
+_USERS_MARKER = "npo-scram-users"
+
+
+def _check_users(nodes: tuple[LocalKafka, ...]) -> None:
+    """A locked node's data dir must hold its users: one formatted before the lockdown cannot."""
+    for node in nodes:
+        if node.secrets is not None and not (node.home / _USERS_MARKER).exists():
+            raise LaunchError(f"{node.data_dir} was formatted without the SCRAM users the locked "
+                              f"broker needs; remove it (local data only) and start again")
 
 
 def find(broker: LocalKafka) -> psutil.Process | None:
