@@ -39,6 +39,7 @@ def test_nodes_killed_under_load_lose_duplicate_and_leave_unaudited_nothing(
     assert found["repeated"] == dict.fromkeys(found["repeated"], 0)
     assert found["duplicates"] == 0
     assert found["reads_unaudited"] == 0
+    assert found["consumer_lag"] == {"consent": 0, "audit": 0, "idx": 0}, "consumers resumed"
     assert found["reads_other"] == 0, "every read answered or refused, none timed out"
     assert found["reads_two_down"] > 0, "some reads fell wholly within the two-node outage"
     assert found["reads_refused_two_down"] == found["reads_two_down"]

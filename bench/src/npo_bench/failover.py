@@ -14,7 +14,9 @@ themselves, the index and the audit log:
 * ``reads_unaudited``: answered reads with no access event in the audit log: must be 0;
 * ``max_unavailable_s``: the longest stretch of refused reads while one node was down;
 * ``reads_refused_two_down``: of the reads within the two-node outage, how many were refused
-  with 503 and no data (all of them must be).
+  with 503 and no data (all of them must be);
+* ``consumer_lag``: what the consent, audit and index consumer groups had not committed in the
+  end: 0 when they resumed by themselves.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from npo_deploy.testing import scratch_dir, scratch_kafka_cluster
 from npo_platform.categories import by_number
 from npo_platform.events import EVENT_ID_HEADER, header
 from npo_platform.identity import Role
+from npo_platform.kafka_admin import GroupProgress
 from npo_platform.settings import PlatformSettings, kafka_client_options
 from npo_platform.topics import ENGAGEMENT_UPDATES
 from npo_producer import EngagementProducer
@@ -297,6 +300,35 @@ async def event_ids_on(bootstrap: str, topic: str) -> Counter[str]:
         await consumer.stop()
 
 
+async def _end_total(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(**kafka_client_options(bootstrap), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(3)]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
+async def consumer_lags(bootstrap: str, nation: Nation, within: float = 90.0) -> dict[str, int]:
+    """Records each service's consumer group has not committed on its topic, once it caught up
+    (or ``within`` s passed): the consent and audit consumers on the access events, the index's
+    on the updates resumed by themselves after the faults when every lag is 0."""
+    run = nation.topics.access.split(".")[2]  # test.nation.<run>.access (npo_bench.nation)
+    groups = {f"consent-{run}": nation.topics.access, f"audit-{run}": nation.topics.access,
+              f"idx-{run}": nation.topics.updates}
+    lags = {}
+    deadline = time.monotonic() + within
+    for group, topic in groups.items():
+        async with GroupProgress(bootstrap, group, topic) as progress:
+            while (lag := await _end_total(bootstrap, topic) - await progress.committed()) > 0:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        lags[group.rsplit("-", 1)[0]] = lag
+    return lags
+
+
 def _repeated(counts: Counter[str]) -> int:
     return sum(n - 1 for n in counts.values() if n > 1)
 
@@ -343,6 +375,7 @@ async def figures(nodes: LocalCluster, nation: Nation, plan: Plan, load: Load) -
     async with httpx.AsyncClient(timeout=30) as http:
         in_index = await settled(lambda: indexed(http, nation, org, patients), set(load.confirmed))
         logged = await settled(lambda: access_log(http, nation, nation.patient), answered)
+    lags = await consumer_lags(nodes.bootstrap, nation)
     on_updates = await event_ids_on(nodes.bootstrap, nation.topics.updates)
     on_access = await event_ids_on(nodes.bootstrap, nation.topics.access)
     lost = {
@@ -377,6 +410,7 @@ async def figures(nodes: LocalCluster, nation: Nation, plan: Plan, load: Load) -
         "reads_other": sum(r.status not in (200, 503) for r in load.reads),
         "updates_confirmed": len(load.confirmed),
         "update_attempts_failed": load.failures,
+        "consumer_lag": lags,
         "refusal_codes": dict(Counter(r.body.get("code", "?") for r in load.reads if r.status == 503)),
         "faults": [{"kind": f.kind, "nodes": f.nodes, "restart_s": round(f.restarted_at - f.restarting_at, 1),
                     "first_answer_after_kill_s": _first_answer(load.reads, f.killed_at),
