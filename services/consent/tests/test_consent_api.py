@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from consent_support import ANNA, BO, CG_B, ERIK, UA1, UB1, bearer, new_patient
+from consent_support import ANNA, BO, CG_A, CG_B, ERIK, UA1, UB1, bearer, new_patient
 from fastapi import FastAPI
 
 from npo_consent.config import ConsentSettings
@@ -144,14 +144,49 @@ async def test_blocked_information_is_flagged_without_saying_where(
     ids=["emergency-no-reason", "lift-no-consent", "lift-no-block", "consent-two-scopes",
          "relation-other-unit", "consent-no-end"],
 )
-async def test_refused_commands_answer_a_stable_code(
-    client: httpx.AsyncClient, anna: dict[str, str], path: str, body: dict[str, object], status: int,
-    code: str,
+async def test_refused_commands_answer_a_stable_code_and_are_events(
+    app: FastAPI, client: httpx.AsyncClient, anna: dict[str, str], path: str,
+    body: dict[str, object], status: int, code: str,
 ) -> None:
-    response = await client.post(path, json={"patient_id": new_patient(), **body}, headers=anna)
+    patient = new_patient()
+    response = await client.post(path, json={"patient_id": patient, **body}, headers=anna)
     assert response.status_code == status
     assert response.json()["code"] == code
     assert response.headers["content-type"].startswith("application/problem+json")
+    refused = [e for e in await pending_events(app) if e.patient_id == patient]
+    if code == "request.invalid":  # not a command: the body was not one
+        assert refused == []
+        return
+    [event] = refused  # in the outbox before the answer went out
+    assert (event.change, event.attempted, event.refusal_code) == (
+        ConsentEvent.REFUSED, ConsentEvent.REGISTERED, code)
+    assert (event.actor.user_hsa_id, event.actor.care_unit_hsa_id) == (ANNA.user, UA1)
+    assert event.record_id == ""  # nothing was registered
+
+
+async def test_a_refused_revocation_is_an_event_too(
+    app: FastAPI, client: httpx.AsyncClient, anna: dict[str, str], keys: tuple[bytes, Path]
+) -> None:
+    patient = new_patient()
+    block = await client.post("/v1/blocks", json={"patient_id": patient, "care_giver": CG_A},
+                              headers=anna)
+    block_id = block.json()["record_id"]
+    foreign = await client.post(f"/v1/blocks/{block_id}/revoke", headers=bearer(keys[0], ERIK))
+    first = await client.post(f"/v1/blocks/{block_id}/revoke", headers=anna)
+    again = await client.post(f"/v1/blocks/{block_id}/revoke", headers=anna)
+    unknown_id = str(uuid.uuid4())
+    unknown = await client.post(f"/v1/blocks/{unknown_id}/revoke", headers=anna)
+    assert [r.status_code for r in (foreign, first, again, unknown)] == [403, 200, 409, 404]
+    events = [e for e in await pending_events(app) if e.record_id in (block_id, unknown_id)]
+    assert [(e.change, e.attempted, e.refusal_code, e.patient_id, e.actor.user_hsa_id)
+            for e in events] == [
+        (ConsentEvent.REGISTERED, ConsentEvent.CHANGE_UNSPECIFIED, "", patient, ANNA.user),
+        (ConsentEvent.REFUSED, ConsentEvent.REVOKED, "record.out_of_scope", patient, ERIK.user),
+        (ConsentEvent.REVOKED, ConsentEvent.CHANGE_UNSPECIFIED, "", patient, ANNA.user),
+        (ConsentEvent.REFUSED, ConsentEvent.REVOKED, "record.already_revoked", patient, ANNA.user),
+        (ConsentEvent.REFUSED, ConsentEvent.REVOKED, "record.not_found", "", ANNA.user),
+    ]
+    assert {e.subject for e in events} == {ConsentEvent.BLOCK}
 
 
 async def test_a_bad_patient_id_is_not_echoed(client: httpx.AsyncClient, anna: dict[str, str]) -> None:

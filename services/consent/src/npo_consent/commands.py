@@ -183,3 +183,16 @@ def _emergency(command: RegisterEmergencyAccess, base: Record, by: Staff, now: d
 def _require(value: str, code: str, detail: str) -> None:
     if not value:
         raise CommandRejected(code, detail)
+
+
+
+_KINDS: dict[type, Kind] = {
+    RegisterRelation: Kind.RELATION, RegisterConsent: Kind.CONSENT, RegisterBlock: Kind.BLOCK,
+    RegisterLift: Kind.LIFT, RegisterEmergencyAccess: Kind.EMERGENCY,
+    MarkProtectedIdentity: Kind.PROTECTED_IDENTITY,
+}
+
+
+def kind_of(command: Command) -> Kind:
+    """The kind of record ``command`` would register."""
+    return _KINDS[type(command)]

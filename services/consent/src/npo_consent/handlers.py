@@ -1,4 +1,9 @@
-"""Use cases: commands → records + ConsentEvents, decisions, expiry and access checks over a store."""
+"""Use cases: commands → records + ConsentEvents, decisions, expiry and access checks over a store.
+
+A command the rules refuse is an event too: every ``CommandRejected`` raised while registering or
+revoking is written as a REFUSED ConsentEvent (who, which patient, what, why) to the outbox
+before the refusal goes back to the caller, so the audit log holds every attempt.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from npo_platform.contracts.events_pb2 import Actor
 from npo_platform.events import new_meta
 
 from .checks import LoggedAccess, check_access
-from .commands import Command, CommandRejected, Staff, new_record
+from .commands import Command, CommandRejected, Staff, kind_of, new_record
 from .domain import Decision, EngagementRef, Kind, Reader, Reason, Record, decide, deny_all
 from .scopes import check_register, check_revoke
 from .store import ConsentStore
@@ -51,10 +56,41 @@ def consent_event(
     if record.valid_to is not None:
         event.valid_to.FromDatetime(record.valid_to)
     if by is not None:
-        event.actor.CopyFrom(Actor(user_hsa_id=by.user, name=by.name, care_unit_hsa_id=by.care_unit or "",
-                                   care_giver_hsa_id=by.care_giver or "", roles=list(by.roles),
-                                   purpose=by.purpose))
+        event.actor.CopyFrom(_actor(by))
     return event
+
+
+def refused_event(attempted: Record, change: ConsentEvent.Change, rejected: CommandRejected,
+                  at: datetime, by: Staff) -> ConsentEvent:
+    """The REFUSED ConsentEvent of a command: ``attempted`` holds what was asked for (kind,
+    patient, scope, reason; its id names the record a revocation asked for), ``change`` the
+    change asked for."""
+    return ConsentEvent(
+        meta=new_meta(SOURCE, at=at), subject=_SUBJECTS[attempted.kind],
+        change=ConsentEvent.REFUSED, attempted=change, patient_id=attempted.patient_id,
+        record_id=attempted.id, care_giver_hsa_id=attempted.care_giver or "",
+        care_unit_hsa_id=attempted.care_unit or "", user_hsa_id=attempted.user or "",
+        reason=attempted.reason, actor=_actor(by), refusal_code=rejected.code,
+        refusal_detail=rejected.detail,
+    )
+
+
+def _actor(by: Staff) -> Actor:
+    return Actor(user_hsa_id=by.user, name=by.name, care_unit_hsa_id=by.care_unit or "",
+                 care_giver_hsa_id=by.care_giver or "", roles=list(by.roles), purpose=by.purpose)
+
+
+def _asked_for(command: Command, by: Staff, now: datetime) -> Record:
+    """What a refused registration asked for, as far as the command says it."""
+
+    def text(name: str) -> str | None:
+        value = getattr(command, name, None)
+        return value if isinstance(value, str) and value else None
+
+    return Record(id="", kind=kind_of(command), patient_id=command.patient_id, valid_from=now,
+                  registered_at=now, registered_by=by.user, care_giver=text("care_giver"),
+                  care_unit=text("care_unit"), user=text("user"), block_id=text("block_id"),
+                  reason=text("reason") or "")
 
 
 @dataclass
@@ -72,24 +108,43 @@ class ConsentService:
 
     async def register(self, command: Command, by: Staff) -> Record:
         now = self.clock()
-        state = await self.store.load_patient(command.patient_id)
-        record = new_record(command, by, now, state, self.emergency_window)
-        check_register(record, by)
+        try:
+            state = await self.store.load_patient(command.patient_id)
+            record = new_record(command, by, now, state, self.emergency_window)
+            check_register(record, by)
+        except CommandRejected as rejected:
+            await self._refused(_asked_for(command, by, now), ConsentEvent.REGISTERED, rejected, by)
+            raise
         await self.store.add(record, consent_event(record, ConsentEvent.REGISTERED, now, by))
         self._changed()
         return record
 
     async def revoke(self, kind: Kind, record_id: str, by: Staff) -> Record:
-        record = await self.store.get(record_id)
-        if record is None or record.kind is not kind:
-            raise CommandRejected("record.not_found", f"no {kind.value} with that id", 404)
-        check_revoke(record, by)
         now = self.clock()
-        event = consent_event(record, ConsentEvent.REVOKED, now, by)
-        if not await self.store.revoke(record_id, now, by.user, event):
-            raise CommandRejected("record.already_revoked", f"the {kind.value} was revoked before", 409)
+        record = await self.store.get(record_id)
+        # What was asked for: the record when found, else only its kind and id (no patient).
+        asked = record if record is not None and record.kind is kind else Record(
+            id=record_id, kind=kind, patient_id="", valid_from=now, registered_at=now,
+            registered_by=by.user)
+        try:
+            if record is None or record.kind is not kind:
+                raise CommandRejected("record.not_found", f"no {kind.value} with that id", 404)
+            check_revoke(record, by)
+            event = consent_event(record, ConsentEvent.REVOKED, now, by)
+            if not await self.store.revoke(record_id, now, by.user, event):
+                raise CommandRejected("record.already_revoked",
+                                      f"the {kind.value} was revoked before", 409)
+        except CommandRejected as rejected:
+            await self._refused(asked, ConsentEvent.REVOKED, rejected, by)
+            raise
         self._changed()
         return record
+
+    async def _refused(self, asked: Record, change: ConsentEvent.Change,
+                       rejected: CommandRejected, by: Staff) -> None:
+        """Write the refusal's event to the outbox (durably, before the caller is answered)."""
+        await self.store.add_event(refused_event(asked, change, rejected, self.clock(), by))
+        self._changed()
 
     async def decide(
         self,

@@ -86,6 +86,9 @@ class PostgresConsentStore:
             await _to_outbox(conn, event)
             return True
 
+    async def add_event(self, event: ConsentEvent) -> None:
+        await _to_outbox(self.pool, event)
+
     async def expire_due(self, now: datetime, event_for: EventFor, limit: int = 500) -> list[Record]:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(

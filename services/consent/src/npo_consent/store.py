@@ -36,6 +36,10 @@ class ConsentStore(Protocol):
         """Close a record's window at ``at`` with its event; False when already revoked."""
         ...
 
+    async def add_event(self, event: ConsentEvent) -> None:
+        """Store an event that changes no record (a refused command) in the outbox."""
+        ...
+
     async def expire_due(self, now: datetime, event_for: EventFor, limit: int = 500) -> list[Record]:
         """Mark records whose window ended by ``now`` as expired, with one event each."""
         ...
@@ -84,6 +88,9 @@ class InMemoryConsentStore:
         self._records[record_id] = replace(record, revoked_at=at)
         self._outbox.append(event)
         return True
+
+    async def add_event(self, event: ConsentEvent) -> None:
+        self._outbox.append(event)
 
     async def expire_due(self, now: datetime, event_for: EventFor, limit: int = 500) -> list[Record]:
         due = [
