@@ -40,6 +40,16 @@ def access_event(
     return event
 
 
+def refused_event(patient_id: str, *, at: datetime = OFFICE_TIME, user: str = READER,
+                  code: str = "emergency.reason_required") -> ConsentEvent:
+    """A command the consent service refused: an emergency access without a reason, say."""
+    event = ConsentEvent(meta=new_meta("npo-consent", at=at), subject=ConsentEvent.EMERGENCY_ACCESS,
+                         change=ConsentEvent.REFUSED, attempted=ConsentEvent.REGISTERED,
+                         patient_id=patient_id, refusal_code=code)
+    event.actor.user_hsa_id, event.actor.care_unit_hsa_id = user, UNIT
+    return event
+
+
 def relation_event(patient_id: str, *, unit: str = UNIT, record_id: str | None = None,
                    revoked: bool = False, at: datetime = OFFICE_TIME - timedelta(days=1)) -> ConsentEvent:
     change = ConsentEvent.REVOKED if revoked else ConsentEvent.REGISTERED

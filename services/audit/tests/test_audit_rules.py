@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from audit_fixtures import OFFICE_TIME, access_event, patient, relation_event
+from audit_fixtures import OFFICE_TIME, access_event, patient, refused_event, relation_event
 
 from npo_audit.domain import Entry, access_entry, consent_entry
 from npo_audit.register import RegisterKey
-from npo_audit.rules import Person
+from npo_audit.rules import Person, refusal_crossings
 from npo_audit.store import PostgresAuditStore
 from npo_platform.contracts import ConsentEvent
 from npo_platform.contracts.events_pb2 import AccessBasis
@@ -136,3 +136,35 @@ async def test_unusually_many_patients_per_reader_per_hour_is_flagged_once(
     later = [access_entry(access_event(patient(200), at=OFFICE_TIME + timedelta(minutes=50)))]
     await pg_store.append("access-p0", later)
     assert await pg_store.sweep(40) == []  # once per reader and hour
+
+
+async def test_a_user_repeating_refused_commands_is_flagged_once_per_hour(
+    pg_store: PostgresAuditStore,
+) -> None:
+    # Refused commands are consent records on the consent chains, one user's spread over two.
+    tries = [consent_entry(refused_event(patient(300 + i), at=OFFICE_TIME + timedelta(minutes=i)))
+             for i in range(4)]
+    await pg_store.append("consent-p0", tries[:2])
+    assert await pg_store.sweep(40, 3) == []  # two refusals: not yet repeated enough
+    other_user = [consent_entry(refused_event(patient(310 + i), user="SE2321000016-9004",
+                                              at=OFFICE_TIME + timedelta(minutes=i)))
+                  for i in range(2)]
+    await pg_store.append("consent-p1", [*tries[2:], *other_user])
+
+    flags = await pg_store.sweep(40, 3)
+
+    assert [(f.rule.value, f.event_id) for f in flags] == [("repeated_refused_attempts", tries[2].event_id)]
+    assert "refused attempts within the hour (limit 3)" in flags[0].detail
+    later = [consent_entry(refused_event(patient(320), at=OFFICE_TIME + timedelta(minutes=40)))]
+    await pg_store.append("consent-p0", later)
+    assert await pg_store.sweep(40, 3) == []  # once per user and hour
+    registered = [consent_entry(relation_event(patient(330 + i), at=OFFICE_TIME)) for i in range(3)]
+    await pg_store.append("consent-p2", registered)
+    assert await pg_store.sweep(40, 3) == []  # only refusals count
+
+
+def test_the_in_memory_sweep_flags_the_same_refusal() -> None:
+    tries = [consent_entry(refused_event(patient(400 + i), at=OFFICE_TIME + timedelta(minutes=i)))
+             for i in range(4)]
+    flags = refusal_crossings([*reversed(tries), consent_entry(relation_event(patient(401)))], 3)
+    assert [(f.rule.value, f.event_id) for f in flags] == [("repeated_refused_attempts", tries[2].event_id)]

@@ -21,6 +21,7 @@ class AuditSettings(ServiceSettings):
     max_batch: int = 1000
     topic_partitions: int = 3
     patients_per_hour: int = 40
+    refused_attempts_per_hour: int = 3  # the third refused command of a user in an hour: flagged
     sweep_interval_s: float = 10.0
     office_start_hour: int = 7
     office_end_hour: int = 18

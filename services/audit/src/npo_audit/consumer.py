@@ -35,6 +35,7 @@ def rulebook(settings: AuditSettings) -> RuleBook:
     return RuleBook(RuleSettings(
         office_start=time(settings.office_start_hour), office_end=time(settings.office_end_hour),
         patients_per_hour=settings.patients_per_hour,
+        refused_attempts_per_hour=settings.refused_attempts_per_hour,
     ))
 
 
@@ -76,12 +77,14 @@ class Worker:
             await self.publisher.stop()
 
     async def _sweep(self, stop: asyncio.Event) -> None:
-        """The many-patients-per-hour rule, over what every writer stored since the last sweep."""
+        """The windowed rules (many patients per hour, repeated refused attempts), over what
+        every writer stored since the last sweep."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.sweep_interval_s)
             try:
-                await self.store.sweep(self.settings.patients_per_hour)
+                await self.store.sweep(self.settings.patients_per_hour,
+                                       self.settings.refused_attempts_per_hour)
             except (asyncpg.PostgresError, OSError):
                 log.exception("sample-check sweep failed; retried at the next interval")
 

@@ -26,8 +26,15 @@ def chain_name(kind: Kind, partition: int) -> str:
 def _checked(event: AccessEvent | ConsentEvent) -> None:
     if not event.meta.HasField("event_time"):
         raise PermanentError("event.missing_time", f"event {event.meta.event_id} has no event time")
+    if _refused_without_patient(event):
+        return  # a refused revocation of a record that does not exist: no patient to name
     if not is_ei_patient_id(event.patient_id):
         raise PermanentError("event.bad_patient_id", f"event {event.meta.event_id}: patient id malformed")
+
+
+def _refused_without_patient(event: AccessEvent | ConsentEvent) -> bool:
+    return (isinstance(event, ConsentEvent) and event.change == ConsentEvent.REFUSED
+            and not event.patient_id)
 
 
 async def ingest_access(store: AuditStore, batch: Sequence[Received[AccessEvent]]) -> Appended:

@@ -8,6 +8,7 @@ from datetime import datetime, time
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from npo_platform.contracts import ConsentEvent
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome
 
 from .domain import Entry, Kind
@@ -25,6 +26,11 @@ class Rule(StrEnum):
     OUT_OF_HOURS = "out_of_hours"
     PROTECTED_IDENTITY = "protected_identity"
     MANY_PATIENTS = "many_patients_per_hour"
+    REPEATED_REFUSALS = "repeated_refused_attempts"
+
+
+REFUSED_ATTEMPTS_PER_HOUR = 3  # the third refused command of one user in a clock hour is flagged
+_REFUSED = int(ConsentEvent.REFUSED)  # a consent record's outcome column holds the change
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class RuleSettings:
     office_end: time = time(18, 0)
     timezone: str = "Europe/Stockholm"
     patients_per_hour: int = 40
+    refused_attempts_per_hour: int = REFUSED_ATTEMPTS_PER_HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +176,16 @@ def patient_limit_crossings(accesses: Iterable[Entry], limit: int) -> list[Flag]
             detail = f"{len(patients)} distinct patients within the hour (limit {limit})"
             flags.append(Flag(Rule.MANY_PATIENTS, crossing.event_id, detail))
     return flags
+
+
+def refusal_crossings(entries: Iterable[Entry], limit: int) -> list[Flag]:
+    """Per user and clock hour, the ``limit``-th refused command (a consent record REFUSED):
+    someone trying again what the rules refuse. A periodic sweep, like the patients rule: one
+    user's attempts are spread over every partition (the topic is keyed by patient)."""
+    attempts: dict[tuple[str, datetime], list[Entry]] = {}
+    for entry in sorted(entries, key=lambda e: (e.event_time, e.event_id)):
+        if entry.kind is Kind.CONSENT and entry.outcome == _REFUSED:
+            attempts.setdefault((entry.user_hsa_id, hour_of(entry.event_time)), []).append(entry)
+    return [Flag(Rule.REPEATED_REFUSALS, tried[limit - 1].event_id,
+                 f"{len(tried)} refused attempts within the hour (limit {limit})")
+            for tried in attempts.values() if len(tried) >= limit]

@@ -26,6 +26,7 @@ from .domain import (
     search_counts,
 )
 from .rules import (
+    REFUSED_ATTEMPTS_PER_HOUR,
     Flag,
     Person,
     Rule,
@@ -33,9 +34,17 @@ from .rules import (
     build_contexts,
     needs_relation,
     patient_limit_crossings,
+    refusal_crossings,
 )
 from .signing import Checkpoint, CheckpointSigner
-from .sql import ADD_SEARCH_COUNTS, SWEEP_FLAGS, SWEEP_HEADS, SWEEP_PAIRS
+from .sql import (
+    ADD_SEARCH_COUNTS,
+    SWEEP_FLAGS,
+    SWEEP_HEADS,
+    SWEEP_PAIRS,
+    SWEEP_REFUSALS,
+    SWEEP_REFUSED_PAIRS,
+)
 
 RECORD_COLUMNS = (
     "chain", "seq", "kind", "event_id", "event_time", "recorded_at", "patient_id", "user_hsa_id",
@@ -69,7 +78,7 @@ class AuditStore(Protocol):
 
     async def register_persons(self, persons: dict[str, Person]) -> None: ...
 
-    async def sweep(self, limit: int) -> list[Flag]: ...
+    async def sweep(self, limit: int, refusals: int = REFUSED_ATTEMPTS_PER_HOUR) -> list[Flag]: ...
 
     async def search_counts(self) -> dict[SearchKey, tuple[int, int]]: ...
 
@@ -142,20 +151,13 @@ class PostgresAuditStore:
         await _add_search_counts(conn, records)
         return Appended(chain, tuple(records), tuple(flags))
 
-    async def sweep(self, limit: int) -> list[Flag]:
-        """Flag readers over ``limit`` distinct patients in an hour, over records new since last sweep."""
+    async def sweep(self, limit: int, refusals: int = REFUSED_ATTEMPTS_PER_HOUR) -> list[Flag]:
+        """Over the records stored since the last sweep: flag readers over ``limit`` distinct
+        patients in an hour, and users with ``refusals`` refused commands in an hour."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.sweep'))")
-            heads = await conn.fetch(SWEEP_HEADS)
-            pairs = await conn.fetch(SWEEP_PAIRS, [h["chain"] for h in heads],
-                                     [h["done"] for h in heads], [h["head"] for h in heads])
-            rows = await conn.fetch(SWEEP_FLAGS, [p["u"] for p in pairs], [p["h"] for p in pairs], limit)
-            await conn.executemany(
-                "INSERT INTO sweep_position (chain, seq) VALUES ($1, $2)"
-                " ON CONFLICT (chain) DO UPDATE SET seq = EXCLUDED.seq",
-                [(h["chain"], h["head"]) for h in heads],
-            )
-            flags = [_flag_of(row) for row in rows]
+            flags = await _sweep(conn, "access-%", SWEEP_PAIRS, SWEEP_FLAGS, limit)
+            flags += await _sweep(conn, "consent-%", SWEEP_REFUSED_PAIRS, SWEEP_REFUSALS, refusals)
             if flags:
                 note = json.dumps({"flags": [f.event_id for f in flags]})
                 await conn.execute("SELECT pg_notify($1, $2)", self._channel, note)
@@ -235,6 +237,20 @@ class PostgresAuditStore:
             " address_digest = EXCLUDED.address_digest",
             [(key, p.surname, p.address_digest) for key, p in persons.items()],
         )
+
+
+async def _sweep(conn: Any, chains: str, pairs_sql: str, flags_sql: str, limit: int) -> list[Flag]:
+    """One windowed rule over the chains named like ``chains``, from where it last read them."""
+    heads = await conn.fetch(SWEEP_HEADS, chains)
+    pairs = await conn.fetch(pairs_sql, [h["chain"] for h in heads], [h["done"] for h in heads],
+                             [h["head"] for h in heads])
+    rows = await conn.fetch(flags_sql, [p["u"] for p in pairs], [p["h"] for p in pairs], limit)
+    await conn.executemany(
+        "INSERT INTO sweep_position (chain, seq) VALUES ($1, $2)"
+        " ON CONFLICT (chain) DO UPDATE SET seq = EXCLUDED.seq",
+        [(h["chain"], h["head"]) for h in heads],
+    )
+    return [_flag_of(row) for row in rows]
 
 
 async def _lock_head(conn: Any, chain: str) -> tuple[int, bytes]:
@@ -407,8 +423,9 @@ class InMemoryAuditStore:
     async def search_counts(self) -> dict[SearchKey, tuple[int, int]]:
         return dict(sorted(self.searches.items()))
 
-    async def sweep(self, limit: int) -> list[Flag]:
+    async def sweep(self, limit: int, refusals: int = REFUSED_ATTEMPTS_PER_HOUR) -> list[Flag]:
         found = patient_limit_crossings((r.entry for r in self.rows), limit)
+        found += refusal_crossings((r.entry for r in self.rows), refusals)
         flagged = {(f.rule, f.event_id) for f in self.raised}
         new = [f for f in found if (f.rule, f.event_id) not in flagged]
         self.raised.extend(new)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from npo_platform.categories import CATEGORIES, InformationCategory
+from npo_platform.contracts import ConsentEvent
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessEvent, AccessOutcome, ActivityType
 from npo_platform.problems import Problem
 
@@ -56,6 +57,10 @@ def record_view(record: Record, flags: Iterable[str] = ()) -> dict[str, Any]:
             basis=enum_name(AccessBasis, e.basis), outcome=enum_name(AccessOutcome, e.outcome),
             reason_code=event.reason_code, emergency_reason=event.emergency_reason,
         )
+    elif e.kind is Kind.CONSENT:  # what was registered, revoked, expired or refused, and why
+        change = ConsentEvent.FromString(e.payload)
+        view.update(user_name=change.actor.name, activity=enum_name(ConsentEvent.Subject, e.activity),
+                    outcome=enum_name(ConsentEvent.Change, e.outcome), reason_code=change.refusal_code)
     elif e.kind is Kind.REVIEW:
         view["review"] = json.loads(e.payload)
     return view

@@ -11,6 +11,7 @@ export const RULES = {
   no_active_relation: "No active patient relation", out_of_hours: "Outside office hours",
   shared_surname_or_address: "Shared surname or address",
   many_patients_per_hour: "Many patients within an hour",
+  repeated_refused_attempts: "Repeated refused attempts",
 };
 export const CONCLUSIONS = {
   justified: "Justified access", follow_up: "Needs follow-up", violation: "Unauthorised access",
