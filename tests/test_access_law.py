@@ -24,6 +24,7 @@ from npo_bench.nation import (
     access_event,
     audit_records,
     eventually,
+    extract,
     running_nation,
 )
 from npo_platform.categories import by_number
@@ -378,3 +379,35 @@ async def test_a_blocked_entry_tells_no_category_address_care_giver_or_unit_in_j
     withheld = {(p.logical_address, p.data_controller, p.categories[0]) for p in event.producers
                 if p.status == WITHHELD_BY_DECISION}
     assert (lab.logical_address, lab.care_giver, microbiology) in withheld
+
+
+async def test_refused_commands_are_in_the_audit_log_flagged_when_repeated_and_read_nothing(
+    nation: Nation,
+) -> None:
+    patient, _, region, own_unit, other_unit = one_region_patient(nation)
+    reader = clinician(region, own_unit)
+    async with httpx.AsyncClient(timeout=30) as http:
+        without = await command(http, nation, reader, "emergency-accesses",
+                                {"patient_id": patient}, status=422)
+        blank = await command(http, nation, reader, "emergency-accesses",
+                              {"patient_id": patient, "reason": "   "}, status=422)
+        elsewhere = await command(http, nation, reader, "relations",
+                                  {"patient_id": patient, "care_unit": other_unit}, status=403)
+        # The third refused attempt within the hour is flagged by the audit's periodic sweep.
+        logged = await eventually(
+            lambda: audit_records(http, nation, patient, "consent"),
+            lambda items: any("repeated_refused_attempts" in i["flags"] for i in items), within=60)
+        accesses = await audit_records(http, nation, patient)
+        mine = await extract(http, nation, patient)
+
+    codes = [r.json()["code"] for r in (without, blank, elsewhere)]
+    assert codes == ["emergency.reason_required"] * 2 + ["relation.not_own_unit"]
+    assert len(logged) == 3  # one audit record per attempt
+    assert sorted((i["activity"], i["outcome"], i["reason_code"], i["user_hsa_id"]) for i in logged) == [
+        ("emergency_access", "refused", "emergency.reason_required", reader.sub),
+        ("emergency_access", "refused", "emergency.reason_required", reader.sub),
+        ("patient_relation", "refused", "relation.not_own_unit", reader.sub)]
+    assert [i["flags"] for i in sorted(logged, key=lambda i: i["event_time"])][2] == [
+        "repeated_refused_attempts"]
+    assert accesses == []  # nothing was read
+    assert mine == []  # and the patient's extract says so

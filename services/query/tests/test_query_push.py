@@ -132,12 +132,17 @@ async def test_a_consent_event_invalidates_the_patients_cached_decisions(
         assert consent.calls == 1  # the second read used the cached decision
         cache = app.state.decision_cache
         before = cache.generation(patient)
+        refused = ConsentEvent(meta=new_meta("npo-consent"), subject=ConsentEvent.CONSENT,
+                               change=ConsentEvent.REFUSED, patient_id=patient)
         revoked = ConsentEvent(meta=new_meta("npo-consent"), subject=ConsentEvent.CONSENT,
                                change=ConsentEvent.REVOKED, patient_id=patient)
+        await publisher.publish(config.consent, patient, refused)  # changed nothing: kept
         await publisher.publish(config.consent, patient, revoked)
         async with asyncio.timeout(30):
             while cache.generation(patient) == before:  # noqa: ASYNC110 - no event to await
                 await asyncio.sleep(0.05)
+        await asyncio.sleep(1)  # time for a (wrong) second bump to show
+        assert cache.generation(patient) == before + 1  # the refusal, first in order, was skipped
         consent.no_consent = {e.data_controller for e in index_entries(patient)}
         after = await client.post("/v1/overview", json=body, headers=clinician())
     assert consent.calls == 2

@@ -17,11 +17,13 @@ from .push import Hub
 
 
 def invalidating(cache: DecisionCache) -> BatchHandler[ConsentEvent]:
-    """A consent-event batch handler dropping cached decisions of the events' patients."""
+    """A consent-event batch handler dropping cached decisions of the events' patients (a
+    refused command changed nothing: its event leaves them)."""
 
     async def handle(batch: Sequence[Received[ConsentEvent]]) -> None:
         for received in batch:
-            cache.invalidate(received.event.patient_id)
+            if received.event.change != ConsentEvent.REFUSED:
+                cache.invalidate(received.event.patient_id)
 
     return handle
 
