@@ -151,9 +151,12 @@ class GroupProgress:
         group for a rebalance in the middle of the measurement."""
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
-            [response] = await self._admin.describe_consumer_groups([self._group])
-            group = response.groups[0]  # (error, id, state, protocol type, protocol, members, …)
-            if group[2] == "Stable" and len(group[5]) >= members:
+            try:
+                [response] = await self._admin.describe_consumer_groups([self._group])
+            except (GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError):
+                response = None  # a fresh broker has no coordinator yet: ask again
+            group = response.groups[0] if response else None  # (error, id, state, type, protocol, members…)
+            if group is not None and group[2] == "Stable" and len(group[5]) >= members:
                 return
             await asyncio.sleep(0.2)
         raise TimeoutError(f"the consumer group did not settle with {members} members")
