@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from npo_audit.domain import Entry, consent_entry
 from npo_platform.contracts import AccessEvent, ConsentEvent
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome, ActivityType
 from npo_platform.events import new_meta
@@ -65,6 +66,13 @@ def relation_event(patient_id: str, *, unit: str = UNIT, record_id: str | None =
     return event
 
 
+
+def relation_history(patient_id: str) -> list[Entry]:
+    """A relation registered and revoked, and a registration refused (issue 20's REFUSED)."""
+    refused = relation_event(patient_id)
+    refused.change, refused.refusal_code = ConsentEvent.REFUSED, "relation.not_own_unit"
+    return [consent_entry(relation_event(patient_id)),
+            consent_entry(relation_event(patient_id, revoked=True)), consent_entry(refused)]
 
 
 def token(keys_dir: Path, role: str, *, patient_id: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Fixtures of the audit tests: isolated settings (own schema, topics, keys) and a raw DB connection."""
+"""Fixtures of the audit tests: isolated settings (own schema, topics, keys), a raw DB connection,
+and an HTTP client of the test module's own ``app`` fixture."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from npo_audit.config import AuditSettings
 from npo_audit.consumer import open_store
@@ -53,3 +56,11 @@ async def raw_db(audit_settings: AuditSettings) -> AsyncIterator[asyncpg.Connect
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP to the ``app`` fixture of the requesting test module, in process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://npo-audit.test") as http:
+        yield http

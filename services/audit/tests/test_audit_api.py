@@ -12,12 +12,11 @@ from datetime import timedelta
 import httpx
 import pytest
 import uvicorn
-from audit_fixtures import OFFICE_TIME, access_event, patient, relation_event, token
+from audit_fixtures import OFFICE_TIME, access_event, patient, relation_history, token
 from fastapi import FastAPI
 
 from npo_audit.config import AuditSettings
-from npo_audit.domain import access_entry, consent_entry
-from npo_audit.fhir_consent import REFUSED
+from npo_audit.domain import access_entry
 from npo_audit.main import create_app
 from npo_deploy.fhir_checks import balp_problems, bundle_problems
 from npo_deploy.fhir_validator import FhirValidator
@@ -44,19 +43,8 @@ async def app(audit_settings: AuditSettings) -> AsyncIterator[FastAPI]:
                 ),
             ],
         )
-        refused = relation_event(BOB)
-        refused.change, refused.refusal_code = REFUSED, "relation.not_own_unit"  # nothing registered
-        await store.append("consent-p0", [consent_entry(relation_event(BOB)),
-                                          consent_entry(relation_event(BOB, revoked=True)),
-                                          consent_entry(refused)])
+        await store.append("consent-p0", relation_history(BOB))
         yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://npo-audit.test") as http:
-        yield http
 
 
 def _auth(settings: AuditSettings, role: str, patient_id: str | None = None) -> dict[str, str]:

@@ -54,13 +54,6 @@ async def app(audit_settings: AuditSettings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://npo-audit.test") as http:
-        yield http
-
-
 def _auth(settings: AuditSettings, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(settings.keys_dir, role)}"}
 
