@@ -147,6 +147,21 @@ async def test_the_fhir_export_is_valid_r4_in_balp_shape_for_access_and_consent_
         assert outcomes == (["0"] * 5 + ["0", "8"] if kind == "access" else ["0", "0", "8"])
 
 
+async def test_an_empty_fhir_export_or_extract_is_a_valid_bundle(
+    client: httpx.AsyncClient, audit_settings: AuditSettings, fhir_validator: FhirValidator
+) -> None:
+    nobody = patient(3)
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+    export = await client.post("/audit/export?format=fhir", json={"patient_id": nobody}, headers=officer)
+    extract = await client.post("/audit/extract?format=fhir", json={},
+                                headers=_auth(audit_settings, Role.PATIENT, nobody))
+
+    for answer in (export, extract):
+        assert answer.status_code == 200, answer.text
+        assert "entry" not in answer.json()  # FHIR's JSON has no empty arrays
+        assert [str(e) for e in fhir_validator.errors(answer.json())] == []
+
+
 async def test_an_export_that_cannot_be_whole_is_a_problem_before_any_byte(
     client: httpx.AsyncClient, audit_settings: AuditSettings
 ) -> None:

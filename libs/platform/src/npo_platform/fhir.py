@@ -76,13 +76,20 @@ def entry(resource: Resource, **extra: Any) -> Resource:
 
 def bundle(kind: str, resources: Iterable[Resource], *, links: Sequence[tuple[str, str]] = (),
            total: int | None = None, **extra: Any) -> Resource:
-    """A Bundle of ``kind`` (collection, searchset, document…); ``links`` as (relation, url)."""
+    """A Bundle of ``kind`` (collection, searchset, document…); ``links`` as (relation, url).
+    No ``entry`` when there are none: FHIR's JSON has no empty arrays."""
+    return _bundle(kind, [entry(r) for r in resources], links, total, extra)
+
+
+def _bundle(kind: str, entries: list[Resource], links: Sequence[tuple[str, str]], total: int | None,
+            extra: Mapping[str, Any]) -> Resource:
     found: Resource = {"resourceType": "Bundle", "type": kind, **extra}
     if total is not None:
         found["total"] = total
     if links:
         found["link"] = [{"relation": relation, "url": url} for relation, url in links]
-    found["entry"] = [entry(r) for r in resources]
+    if entries:
+        found["entry"] = entries
     return found
 
 

@@ -48,7 +48,7 @@ async def render(page: Page, first_cursor: str | None, kind: Format, limit: int)
 async def _write(out: IO[bytes], page: Page, cursor: str | None, kind: Format, limit: int) -> None:
     if kind == "fhir":
         head = {"resourceType": "Bundle", "type": "collection", "timestamp": datetime.now(UTC).isoformat()}
-        out.write(json.dumps(head)[:-1].encode() + b',"entry":[')
+        out.write(json.dumps(head)[:-1].encode())  # the entries follow, when there are any
     sent = 0
     while sent < limit:
         records, flags = await page(cursor)
@@ -61,13 +61,14 @@ async def _write(out: IO[bytes], page: Page, cursor: str | None, kind: Format, l
                               for r in records).encode())
         else:
             parts = [json.dumps(entry(fhir.audit_event(r))) for r in records]
-            out.write((("," if sent and parts else "") + ",".join(parts)).encode())
+            if parts:
+                out.write(("," if sent else ',"entry":[').encode() + ",".join(parts).encode())
         sent += len(records)
         if len(records) < PAGE:
             break
         cursor = encode_cursor(records[-1])
     if kind == "fhir":
-        out.write(b"]}")
+        out.write(b"]}" if sent else b"}")  # FHIR's JSON has no empty arrays
 
 
 def stream(rendered: IO[bytes]) -> Iterator[bytes]:

@@ -105,7 +105,7 @@ function fhirSection() {
       const found = await api("", "/audit/extract?format=fhir", { method: "POST", body: { limit: 10000 } });
       const text = typeof found === "string" ? found : JSON.stringify(found);
       const url = URL.createObjectURL(new Blob([text], { type: "application/fhir+json" }));
-      const count = (typeof found === "string" ? JSON.parse(found) : found).entry.length;
+      const count = ((typeof found === "string" ? JSON.parse(found) : found).entry ?? []).length;
       link.replaceChildren(el("a", { href: url, download: "min-logg.fhir.json", "data-testid": "fhir-link" },
         `Spara loggutdraget (${count} åtkomster) · Save the extract (${count} accesses)`));
     } catch (error) {

@@ -93,7 +93,7 @@ export function searchSection() {
       const body = typeof text === "string" ? text : JSON.stringify(text);
       const type = format === "csv" ? "text/csv" : "application/fhir+json";
       const url = URL.createObjectURL(new Blob([body], { type }));
-      const lines = format === "csv" ? Math.max(0, body.trim().split("\n").length - 1) : JSON.parse(body).entry.length;
+      const lines = format === "csv" ? Math.max(0, body.trim().split("\n").length - 1) : (JSON.parse(body).entry ?? []).length;
       download.replaceChildren(el("a", { href: url, download: `access-log.${format === "csv" ? "csv" : "fhir.json"}`,
         "data-testid": "export-link", "data-format": format }, `Download the export (${lines} records)`));
     } catch (error) {
