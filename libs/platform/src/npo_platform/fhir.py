@@ -93,6 +93,16 @@ def _bundle(kind: str, entries: list[Resource], links: Sequence[tuple[str, str]]
     return found
 
 
+def searchset(matches: Iterable[Resource], *, links: Sequence[tuple[str, str]] = (),
+              outcome: Resource | None = None, **extra: Any) -> Resource:
+    """A searchset Bundle: ``matches`` (search mode ``match``), then an OperationOutcome about the
+    search itself (mode ``outcome``) when given; ``links`` as (relation, url)."""
+    entries = [entry(r, search={"mode": "match"}) for r in matches]
+    if outcome is not None:
+        entries.append(entry(outcome, search={"mode": "outcome"}))
+    return _bundle("searchset", entries, links, None, extra)
+
+
 @dataclass(frozen=True)
 class OutcomeIssue:
     """One issue of an OperationOutcome: severity, FHIR issue type code, text for people."""

@@ -160,6 +160,16 @@ def ensure_local_keypair(keys_dir: Path, name: str = ISSUER_KEY_NAME) -> tuple[P
     return private_path, public_path
 
 
+def ensure_secret(keys_dir: Path, name: str, make: Callable[[], bytes]) -> bytes:
+    """The secret in ``keys_dir/name``, made by ``make`` on first need (mode 0600); the first of
+    several processes starting at once wins, and none reads a half-written file."""
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = keys_dir / name
+    if not path.exists():
+        _publish_exclusively(path, make())
+    return path.read_bytes()
+
+
 def _publish_exclusively(path: Path, content: bytes) -> None:
     tmp = _write_temp(path.parent, content)
     try:
