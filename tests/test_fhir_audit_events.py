@@ -4,7 +4,8 @@ Every kind of access and consent event is made the real way (tests/national.py: 
 the simulated producers, the real broker and database): reads allowed, in part (a block on one
 producer's care giver), by emergency access and refused; relations, consents, a block and its
 lift, an emergency access, a protected identity registered and revoked. The compliance officer's
-FHIR export of both kinds must be valid R4 (0 errors), in BALP's shape, with every entry's fullUrl.
+FHIR export of both kinds must be valid R4 (0 errors), in BALP's shape, with every entry's fullUrl;
+so must each page of the officer's FHIR AuditEvent search, which finds the same events.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from npo_bench.nation import Nation, running_nation
 from npo_deploy.fhir_checks import balp_problems, bundle_problems, purpose_codes
 from npo_deploy.fhir_validator import FhirValidator
-from npo_platform.fhir import HSA_ID_SYSTEM
+from npo_platform.fhir import HSA_ID_SYSTEM, patient_id_system
 from npo_platform.identity import Principal, Role
 
 pytestmark = pytest.mark.integration
@@ -152,6 +153,33 @@ def test_the_consent_log_exports_as_valid_fhir_in_balp_shape(
     [emergency] = [e for e in events if _detail(e, "subject") == "emergency access"]
     assert purpose_codes(emergency) == {"ETREAT"}
     assert emergency["purposeOfEvent"][0]["text"] == REASON
+
+
+def test_the_officers_fhir_search_pages_through_the_same_events_valid_in_balp_shape(
+    nation: Nation, made: Made, fhir_validator: FhirValidator
+) -> None:
+    logged = [*_export(nation, "access", at_least=4)["entry"],
+              *_export(nation, "consent", at_least=made.consent_events)["entry"]]
+    officer = nation.headers(Role.COMPLIANCE_OFFICER)
+    form = {"patient": f"{patient_id_system(nation.patient)}|{nation.patient}", "_count": "3"}
+    pages = [httpx.post(f"{nation.audit}/fhir/r4/AuditEvent/_search", data=form, headers=officer, timeout=30)]
+    while following := next((k["url"] for k in pages[-1].json()["link"] if k["relation"] == "next"), None):
+        assert nation.patient[2:] not in following
+        pages.append(httpx.get(following, headers=officer, timeout=30))
+
+    for page in pages:
+        assert page.status_code == 200, page.text
+        _valid(fhir_validator, page.json())
+        assert bundle_problems(page.json()) == []
+        for found in page.json()["entry"]:
+            assert balp_problems(found["resource"]) == [], found["resource"]
+    ids = [e["resource"]["id"] for page in pages for e in page.json()["entry"]]
+    assert sorted(ids) == sorted(e["resource"]["id"] for e in logged)  # each once, both kinds
+    assert len(pages) == -(-len(ids) // 3)
+    refused = httpx.post(f"{nation.audit}/fhir/r4/AuditEvent/_search", headers=officer, timeout=30,
+                         data={"agent": f"{HSA_ID_SYSTEM}|{STRANGER.sub}", "outcome": "8"}).json()
+    users = [e["resource"]["agent"][0]["who"]["identifier"]["value"] for e in refused["entry"]]
+    assert users == [STRANGER.sub]
 
 
 def _detail(event: dict[str, Any], name: str) -> str:

@@ -4,7 +4,8 @@ The apps run under uvicorn against the real broker and database with the platfor
 (``configure_logging`` at DEBUG, which holds the Kafka client's wire dumps at INFO, and
 ``configure_tracing`` with an in-memory exporter). While a
 clinician registers a relation and a consent, reads an overview, is refused one for a patient
-without consent, and the audit service ingests the access events, the test keeps:
+without consent, the audit service ingests the access events, and a compliance officer searches
+them (JSON, and FHIR by form body with a paging link), the test keeps:
 
 - every log record's *raw* message and exception text, captured before the platform's
   redaction runs: code must never log the number at all (the redaction is defence in depth);
@@ -240,6 +241,18 @@ async def _scenario(http: httpx.AsyncClient, stack: Stack, private: bytes) -> No
     async with asyncio.timeout(30):
         while len(await _audited(http, stack, private, patient, stranger)) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
+    await _fhir_search(http, stack, private, patient)
+
+
+async def _fhir_search(http: httpx.AsyncClient, stack: Stack, private: bytes, patient: str) -> None:
+    """The officer's FHIR AuditEvent search by patient (a form body) and its next page by link."""
+    first = await http.post(f"{stack.audit}/fhir/r4/AuditEvent/_search", headers=_officer(private),
+                            data={"patient": patient, "_count": "1"})
+    assert first.status_code == 200, first.text
+    following = next(link["url"] for link in first.json()["link"] if link["relation"] == "next")
+    second = await http.get(following, headers=_officer(private))
+    assert second.status_code == 200, second.text
+    assert second.json()["entry"][0]["resource"]["resourceType"] == "AuditEvent"
 
 
 async def _until_indexed(http: httpx.AsyncClient, stack: Stack, private: bytes, patient: str) -> None:

@@ -95,9 +95,11 @@ async def _send(http: httpx.AsyncClient, case: Any, token: str) -> list[str]:
     kwargs = case.as_transport_kwargs(base_url="http://test")
     headers = {**(kwargs.pop("headers", None) or {}), "Authorization": f"Bearer {token}"}
     kwargs.pop("cookies", None)
+    data = kwargs.get("data")
+    form = data if isinstance(data, dict) else None  # a form body (FHIR's search by POST)
     request = http.build_request(kwargs.pop("method"), kwargs.pop("url"), headers=headers,
-                                 params=kwargs.get("params"), json=kwargs.get("json"),
-                                 content=kwargs.get("data"), files=kwargs.get("files"))
+                                 params=kwargs.get("params"), json=kwargs.get("json"), data=form,
+                                 content=None if form is not None else data, files=kwargs.get("files"))
     response = await http.send(request)
     try:
         case.validate_response(response, checks=[not_a_server_error])

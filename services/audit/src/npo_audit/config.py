@@ -26,3 +26,5 @@ class AuditSettings(ServiceSettings):
     office_start_hour: int = 7
     office_end_hour: int = 18
     max_export: int = 100_000
+    # How long a FHIR search's paging link (an encrypted continuation token) stays valid.
+    fhir_page_ttl_s: int = 3600

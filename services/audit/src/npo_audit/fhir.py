@@ -48,11 +48,13 @@ from .fhir_parts import (
 
 NPO_ANSWER = "urn:npo:access-event"  # the overview answer, named by its accessEventId
 
-# FHIR AuditEvent.outcome: 0 success, 4 minor failure (partial), 8 serious failure.
-_OUTCOMES: dict[int, str] = {
+# FHIR AuditEvent.outcome: 0 success, 4 minor failure (partial), 8 serious failure (also of an
+# outcome this table does not know). The AuditEvent search matches the same codes.
+ACCESS_OUTCOMES: dict[int, str] = {
     AccessOutcome.ALLOWED: "0", AccessOutcome.PARTIAL: "4",
     AccessOutcome.DENIED: "8", AccessOutcome.NOT_DELIVERED: "8",
 }
+OTHER_ACCESS_OUTCOME = "8"
 _READS = frozenset({ActivityType.READ, ActivityType.EMERGENCY_OPEN, ActivityType.PRINT})
 _ANSWERED = frozenset({ProcessingStatus.DATA_FROM_SOURCE, ProcessingStatus.DATA_FROM_CACHE,
                        ProcessingStatus.REQUESTED})
@@ -74,7 +76,7 @@ def audit_event(record: Record) -> Resource:
 def access_audit_event(record: Record) -> Resource:
     entry = record.entry
     event = AccessEvent.FromString(entry.payload)
-    outcome = _OUTCOMES.get(entry.outcome, "8")
+    outcome = ACCESS_OUTCOMES.get(entry.outcome, OTHER_ACCESS_OUTCOME)
     purpose = purpose_of_use(entry.basis == AccessBasis.EMERGENCY, event.emergency_reason)
     read = entry.activity in _READS
     resource: Resource = {"resourceType": "AuditEvent", "id": entry.event_id}

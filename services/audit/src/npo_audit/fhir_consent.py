@@ -36,6 +36,8 @@ from .fhir_parts import (
 
 NPO_CONSENT_RECORD = "urn:npo:consent-record"
 REFUSED = ConsentEvent.REFUSED
+# AuditEvent.outcome of a consent record: a refused command failed, anything else was done.
+REFUSED_OUTCOME, DONE_OUTCOME = "8", "0"
 _SUBJECTS = {
     ConsentEvent.PATIENT_RELATION: "patient relation", ConsentEvent.CONSENT: "consent",
     ConsentEvent.BLOCK: "block", ConsentEvent.BLOCK_LIFT: "block lift",
@@ -67,7 +69,7 @@ def consent_audit_event(record: Record) -> Resource:
         "subtype": [coding(RESTFUL, interaction, interaction)],
         "action": action,
         "recorded": entry.event_time.isoformat(),
-        "outcome": "8" if refusal else "0",
+        "outcome": REFUSED_OUTCOME if refusal else DONE_OUTCOME,
         **({"purposeOfEvent": [purpose]} if purpose else {}),
         "agent": _agents(event, purpose),
         "source": source(event.meta.source),

@@ -16,6 +16,8 @@ from npo_platform.web import mount_web
 from .api import AuditServices, router
 from .config import AuditSettings
 from .consumer import build_worker, notify_channel, open_store
+from .fhir_search import router as fhir_search_router
+from .fhir_search_pages import PageTokens
 from .queries import AuditQueries
 from .register import RegisterKey
 from .signing import load_verifier
@@ -37,6 +39,7 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
             await hub.start()
             app.state.audit = AuditServices(config, store, queries, hub, RegisterKey.in_dir(config.keys_dir))
             app.state.checkpoint_verifier = load_verifier(config.keys_dir)
+            app.state.fhir_page_tokens = PageTokens.in_dir(config.keys_dir, config.fhir_page_ttl_s)
             stop = asyncio.Event()
             worker = None
             if config.run_consumers:
@@ -55,6 +58,7 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
     )
     app.include_router(router)
     app.include_router(statistics_router)
+    app.include_router(fhir_search_router)
     mount_web(app, WEB_PAGES, service="audit", links={})
     return app
 

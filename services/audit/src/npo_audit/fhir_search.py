@@ -1,0 +1,152 @@
+"""HTTP: the FHIR R4 AuditEvent search of the log for compliance officers.
+
+``POST /fhir/r4/AuditEvent/_search`` with a form body (FHIR's search by POST), so a patient's
+identity number never reaches a URL, an access log or a trace; ``GET /fhir/r4/AuditEvent`` for
+searches without a patient and for the paging links. The answer is a searchset Bundle of the
+export's AuditEvents (``fhir.audit_event``); its ``self``, ``next`` and ``previous`` links carry only
+an encrypted continuation token (``fhir_search_pages``). Errors are OperationOutcomes.
+
+As with the compliance search (``POST /audit/search``), a search is traced as its HTTP request
+(route and status, never a parameter) and not written to the log itself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from npo_platform.fhir import FHIR_JSON, OutcomeIssue, operation_outcome, searchset
+from npo_platform.fhir_http import FhirProblem, FhirRoute
+from npo_platform.identity import Claims, ComplianceOfficerClaims
+
+from .api import AuditServices, Services
+from .fhir import audit_event
+from .fhir_search_pages import PageTokens
+from .fhir_search_params import PAGE, SearchError, parse
+from .fhir_search_query import Found, Position, cursor_of, find
+
+MAX_FORM_BYTES = 16 * 1024
+_MAX_FIELDS = 200
+_FORM = "application/x-www-form-urlencoded"
+_TEXT: dict[str, Any] = {"type": "string", "maxLength": 500}
+_MANY: dict[str, Any] = {"type": "array", "items": _TEXT, "maxItems": 8}
+_FIELDS: dict[str, dict[str, Any]] = {
+    "agent": _MANY, "date": _MANY, "outcome": _TEXT, "_count": _TEXT,
+    PAGE: {"type": "string", "maxLength": 1000},
+}
+_FHIR_ANSWERS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {FHIR_JSON: {"schema": {"type": "object"}}}}
+    for status, text in ((200, "a searchset Bundle of AuditEvents"),
+                         (400, "an OperationOutcome: a parameter or _page the search cannot use"))
+}
+
+router = APIRouter(prefix="/fhir/r4", tags=["fhir"], route_class=FhirRoute)
+
+
+def page_tokens(request: Request) -> PageTokens:
+    found: PageTokens = request.app.state.fhir_page_tokens
+    return found
+
+
+@router.post(
+    "/AuditEvent/_search", response_class=JSONResponse, responses=_FHIR_ANSWERS,
+    openapi_extra={"requestBody": {"required": False, "content": {_FORM: {"schema": {
+        "type": "object", "properties": {"patient": _TEXT, **_FIELDS}}}}}},
+)
+async def search_by_post(request: Request, svc: Services, officer: ComplianceOfficerClaims) -> JSONResponse:
+    """Search the log's AuditEvents (parameters in the form body; ``patient`` only there)."""
+    in_url = request.query_params.multi_items()
+    return await _answer(request, svc, officer, _without_patient(in_url) + await _form(request))
+
+
+@router.get(
+    "/AuditEvent", response_class=JSONResponse, responses=_FHIR_ANSWERS,
+    openapi_extra={"parameters": [{"name": name, "in": "query", "required": False, "schema": schema,
+                                   **({"style": "form", "explode": True} if "items" in schema else {})}
+                                  for name, schema in _FIELDS.items()]},
+)
+async def search_by_get(request: Request, svc: Services, officer: ComplianceOfficerClaims) -> JSONResponse:
+    """Search without a patient, or follow a paging link."""
+    return await _answer(request, svc, officer, _without_patient(request.query_params.multi_items()))
+
+
+def _without_patient(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if any(name.partition(":")[0] == "patient" for name, _ in items):
+        raise SearchError("search.patient_in_url", "A patient's identity number never goes in a URL: "
+                          "POST /fhir/r4/AuditEvent/_search with the parameters as a form body.", "security")
+    return items
+
+
+async def _form(request: Request) -> list[tuple[str, str]]:
+    body = await _body(request)
+    if not body:
+        return []
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != _FORM:
+        raise FhirProblem(415, "search.media_type", f"The search parameters come as {_FORM}.",
+                          "not-supported")
+    try:
+        return parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise SearchError("search.form_invalid", "The form body is not UTF-8 name=value pairs "
+                          f"(at most {_MAX_FIELDS}).", "structure") from None
+
+
+async def _body(request: Request) -> bytes:
+    """The body, refused once past MAX_FORM_BYTES (read no further; an OperationOutcome, where
+    FastAPI's own limit would answer plain text)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FhirProblem(413, "request.too_large", f"A search form has at most {MAX_FORM_BYTES} "
+                              "bytes.", "too-long")
+    return bytes(body)
+
+
+async def _answer(request: Request, svc: AuditServices, officer: Claims,
+                  items: list[tuple[str, str]]) -> JSONResponse:
+    parsed = parse(items, lenient=_lenient(request))
+    tokens = page_tokens(request)
+    if parsed.page_token is not None:
+        search, position = tokens.open(parsed.page_token, officer.sub)
+        here = parsed.page_token
+    else:
+        search, position = parsed.search, Position()
+        here = tokens.issue(officer.sub, search, position)
+    found = await find(svc.queries.pool, search, position)
+
+    def link(token: str) -> str:
+        return f"{request.base_url}fhir/r4/AuditEvent?{urlencode({PAGE: token})}"
+
+    links = [("self", link(here))]
+    links += [(relation, link(tokens.issue(officer.sub, search, to)))
+              for relation, to in _neighbours(found, position)]
+    ignored = None
+    if parsed.ignored:
+        ignored = operation_outcome([OutcomeIssue("warning", "not-supported", "ignored (handling=lenient): "
+                                                  + ", ".join(parsed.ignored), "search.parameter_ignored")])
+    bundle = searchset([audit_event(r) for r in found.records], links=links, outcome=ignored,
+                       timestamp=datetime.now(UTC).isoformat())
+    return JSONResponse(bundle, media_type=FHIR_JSON)
+
+
+def _neighbours(found: Found, position: Position) -> list[tuple[str, Position]]:
+    """The ``next`` (older) and ``previous`` (newer) pages next to this one, where there are any."""
+    if not found.records:
+        return []
+    older = found.more if not position.backward else True  # we came back from there
+    newer = found.more if position.backward else position.cursor is not None
+    return ([("next", Position(cursor_of(found.records[-1])))] if older else []) + (
+        [("previous", Position(cursor_of(found.records[0]), backward=True))] if newer else [])
+
+
+def _lenient(request: Request) -> bool:
+    """FHIR's ``Prefer: handling=lenient`` ignores unknown parameters; strict is the default here,
+    since a misspelt parameter ignored would widen a compliance search without a word."""
+    preferences = request.headers.get("prefer", "").replace(";", ",").split(",")
+    return any(p.strip().replace(" ", "") == "handling=lenient" for p in preferences)
+
