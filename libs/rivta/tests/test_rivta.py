@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 import xmlschema
 from lxml import etree
 
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
+from npo_platform.identifiers import make_personnummer
 from npo_rivta import engagementindex as ei
 from npo_rivta import wsdl
 from npo_rivta.contracts import (
@@ -150,3 +151,36 @@ def test_platform_headers_keep_well_formed_values_and_give_a_missing_correlation
     odd = PlatformHeaders.of({"x-rivta-original-serviceconsumer-hsaid": "<script>"})
     assert odd.original_consumer is None
     assert len(odd.correlation_id) == 32
+
+
+def test_a_document_survives_both_read_contracts_and_their_schemas() -> None:
+    from npo_rivta import records
+
+    header = {"documentId": "D1", "sourceSystemHSAId": "SE2321000016-S",
+              "patientId": {"id": "191212121212", "type": records.PERSONNUMMER_OID},
+              "accountableHealthcareProfessional": {
+                  "authorTime": "20250101120000", "healthcareProfessionalCareUnitHSAId": "U",
+                  "healthcareProfessionalCareGiverHSAId": "G"},
+              "approvedForPatient": True}
+    bodies = {
+        "notes": {"clinicalDocumentNote": {"clinicalDocumentNoteTitle": "Epikris",
+                                           "clinicalDocumentNoteText": "text"}},
+        "laboratory": {"resultattyp": {"code": "DEF"}, "laboratorieid": {"root": "1", "extension": "U"},
+                       "svarsrapportid": {"root": "1", "extension": "D1"},
+                       "svarstidpunkt": "20250101120000", "ansvarigtLabb": {"orgUnit": {"x": "U"}},
+                       "svarsmottagare": {"orgUnit": {"x": "U"}},
+                       "svarsgrupp": [{"discipline": {"code": "a"}}, {"discipline": {"code": "b"}}]},
+    }
+    for category, contract in records.READ_CONTRACTS.items():
+        document = {"header": header, "body": bodies[category]}
+        answer = records.answer(contract, [document])
+        assert wsdl.schema_errors(contract.interaction, answer) == []
+        xmlschema.XMLSchema(str(wsdl._SCHEMAS / contract.interaction.schema)).validate(
+            etree.tostring(answer).decode())
+        assert records.documents(contract, etree.fromstring(etree.tostring(answer))) == [document]
+        coordination = make_personnummer(date(1980, 5, 17), 42, coordination=True)
+        question = records.request(contract, coordination, source_system="S")
+        assert wsdl.schema_errors(contract.interaction, question) == []
+        assert records.asked(contract, question) == records.Asked(coordination, "S")
+        assert records.patient_type(coordination) == records.SAMORDNINGSNUMMER_OID
+        assert records.patient_type("191212121212") == records.PERSONNUMMER_OID

@@ -21,7 +21,7 @@ from npo_query.domain import (
     outcome_of,
     targets_of,
 )
-from npo_query.routing import Authorisation, InvalidRouting, Route, RoutingTable, parse_file
+from npo_query.routing import Authorisation, InvalidRouting, Route, RoutingTable, check_route, parse_file
 
 NOTES, LAB = by_key("notes"), by_key("laboratory")
 
@@ -75,6 +75,26 @@ def test_routing_needs_both_a_route_and_an_authorisation() -> None:
     assert table.endpoint("C", "LA2", "notes") is None  # authorised, but no endpoint
 
 
+def test_a_rivta_route_serves_its_contracts_category_in_place_of_the_json_route() -> None:
+    notes = "http://p1/riv/clinicalprocess/healthcond/description/GetCareDocumentationResponder/2"
+    table = RoutingTable.of([Route("LA1", "http://p1"), Route("LA1", notes, category="notes", protocol="rivta")],
+                            [Authorisation("C", "LA1", "*")])
+    assert table.endpoint("C", "LA1", "notes") == notes
+    assert table.endpoint("C", "LA1", "diagnoses") == "http://p1"
+    assert [r.protocol for r in table.all_routes()] == ["json", "rivta"]
+
+
+@pytest.mark.parametrize("route", [
+    Route("LA1", "http://p1/riv/x", category="notes", protocol="rivta"),  # not the responder URL
+    Route("LA1", "http://p1/riv/clinicalprocess/healthcond/description/GetCareDocumentationResponder/2",
+          category="diagnoses", protocol="rivta"),  # a category without a read contract here
+    Route("LA1", "http://p1", category="notes", protocol="json"),  # json routes are per producer
+])
+def test_a_route_that_cannot_speak_its_protocol_is_refused(route: Route) -> None:
+    with pytest.raises(InvalidRouting):
+        check_route(route)
+
+
 def test_routing_file_is_parsed_and_checked(tmp_path: Path) -> None:
     path = tmp_path / "routing.json"
     path.write_text(json.dumps({
@@ -115,15 +135,21 @@ def test_a_decision_fetched_across_a_consent_event_is_not_cached() -> None:
 
 def test_the_local_stacks_routing_file_routes_every_simulated_producer() -> None:
     from npo_query.config import QuerySettings
+    from npo_rivta.records import CARE_DOCUMENTATION
     from npo_simulator.config import SimulatorSettings
-    from npo_simulator.organisations import nation
+    from npo_simulator.organisations import Kind, nation
 
     routes, authorisations = parse_file(Path(__file__).parents[1] / "routing.local.json")
     table = RoutingTable.of(routes, authorisations)
     simulator = SimulatorSettings()
+    base = f"http://{simulator.http_host}:{simulator.http_port}"
     for org in nation().producers:
-        expected = f"http://{simulator.http_host}:{simulator.http_port}/producers/{org.logical_address}"
+        # Regions speak RIV-TA for the categories with a read contract (npo routing's default).
+        expected = (f"{base}{CARE_DOCUMENTATION.interaction.path}" if org.kind is Kind.REGION
+                    else f"{base}/producers/{org.logical_address}")
         assert table.endpoint(QuerySettings().consumer_system, org.logical_address, "notes") == expected
+        assert table.endpoint(QuerySettings().consumer_system, org.logical_address,
+                              "diagnoses") == f"{base}/producers/{org.logical_address}"
     # The municipalities' social-services addresses are declared so: the overview never calls them.
     assert table.social_services == frozenset(nation().social_services_addresses) != frozenset()
     assert not table.social_services & {o.logical_address for o in nation().producers}

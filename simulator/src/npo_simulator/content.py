@@ -3,7 +3,9 @@
 Every record has a header in the style of RIVTA's ``...Header`` types (documentId,
 sourceSystemHSAId, patientId, accountableHealthcareProfessional, approvedForPatient) and a body
 with a few realistic fields of its category. The project-defined categories (growth, forms,
-microbiology) follow the same pattern.
+microbiology) follow the same pattern. Where the category has a national read contract this
+project speaks (notes, laboratory: ``npo_rivta.records``), the body is that contract's body as
+JSON, so the same record answers both protocols alike.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from npo_platform.categories import by_number
+from npo_rivta.records import HSA_OID
 from npo_simulator.records import Record
 
 Json = dict[str, Any]
@@ -30,6 +33,10 @@ _NOTES = ("Inskrivningsanteckning", "Epikris", "Daganteckning", "Omvårdnadsante
 _ALERTS = ("Överkänslighet mot penicillin", "Behandling med antikoagulantia", "Smitta: MRSA")
 
 
+def _time(record: Record) -> str:
+    return record.time.strftime("%Y%m%d%H%M%S")
+
+
 def _pick(options: tuple[Any, ...], record: Record) -> Any:
     return options[record.variant % len(options)]
 
@@ -46,9 +53,26 @@ def _medication(r: Record) -> Json:
                                        "prescriptionStatus": "Active"}}
 
 
-def _lab(r: Record) -> Json:
+def _microbiology(r: Record) -> Json:
     analysis, value, unit = _pick(_ANALYSES, r)
     return {"analysis": {"code": analysis, "outcome": {"value": value, "unit": unit}}}
+
+
+def _lab(r: Record) -> Json:
+    """GetLaboratoryOrderOutcome 4's body, in its order: result type, laboratory, report id and
+    time, responsible laboratory, recipient, one result group with one analysis."""
+    analysis, value, unit = _pick(_ANALYSES, r)
+    unit_id = {"orgUnit": {"id": {"root": HSA_OID, "extension": r.care_unit}}}
+    return {
+        "resultattyp": {"code": "DEF", "displayName": "Definitivsvar"},
+        "laboratorieid": {"root": HSA_OID, "extension": r.care_unit},
+        "svarsrapportid": {"root": HSA_OID, "extension": r.record_id},
+        "svarstidpunkt": _time(r),
+        "ansvarigtLabb": unit_id,
+        "svarsmottagare": unit_id,
+        "svarsgrupp": {"utfordAnalys": {"analys": {"code": analysis}, "analysresultat": {
+            "resultatMatvarde": {"value": value, "unit": unit}}}},
+    }
 
 
 def _imaging(r: Record) -> Json:
@@ -61,7 +85,9 @@ def _vaccination(r: Record) -> Json:
 
 
 def _note(r: Record) -> Json:
-    return {"clinicalDocumentNoteTitle": _pick(_NOTES, r), "clinicalDocumentNoteText": "…"}
+    """GetCareDocumentation 2's body."""
+    return {"clinicalDocumentNote": {"clinicalDocumentNoteTitle": _pick(_NOTES, r),
+                                     "clinicalDocumentNoteText": "…"}}
 
 
 def _alert(r: Record) -> Json:
@@ -74,7 +100,7 @@ def _generic(r: Record) -> Json:
 
 _BODIES: dict[int, Callable[[Record], Json]] = {
     1: _diagnosis, 2: _medication, 3: _imaging, 4: _lab, 6: _alert, 8: _note, 9: _vaccination,
-    17: _lab,
+    17: _microbiology,
 }
 
 
@@ -106,7 +132,7 @@ def document(record: Record) -> Json:
         "sourceSystemHSAId": org.source_system,
         "patientId": {"id": record.patient_id, "type": "1.2.752.129.2.1.3.1"},
         "accountableHealthcareProfessional": {
-            "authorTime": record.time.strftime("%Y%m%d%H%M%S"),
+            "authorTime": _time(record),
             "healthcareProfessionalCareUnitHSAId": record.care_unit,
             "healthcareProfessionalCareGiverHSAId": org.care_giver,
         },

@@ -23,6 +23,7 @@ from npo_platform.service import create_service_app
 from npo_simulator.behaviour import Behaviour, BehaviourBook, apply
 from npo_simulator.config import SimulatorSettings
 from npo_simulator.content import document
+from npo_simulator.riv import router as riv_router
 from npo_simulator.store import RecordSource
 
 MAX_PAGE = 500
@@ -126,4 +127,5 @@ def create_app(settings: SimulatorSettings | None = None, source: RecordSource |
     app.state.records = source or RecordSource(config.population, config.seed)
     app.state.behaviour = BehaviourBook(config.seed)
     app.include_router(router)
+    app.include_router(riv_router)
     return app

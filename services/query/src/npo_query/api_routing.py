@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
@@ -31,6 +31,8 @@ class RouteIn(_Body):
     endpoint: str = Field(min_length=1, max_length=500)
     # Social-services (SoL) information only: the overview never calls this address.
     social_services: bool = False
+    category: str | None = Field(None, max_length=64, description="rivta: the contract's category")
+    protocol: Literal["json", "rivta"] = "json"
 
 
 class AuthorisationIn(_Body):
@@ -60,8 +62,10 @@ async def _checked(change: Awaitable[T]) -> T:
 async def read_table(request: Request, _: AdminClaims) -> RoutingOut:
     table = await _routing(request).current()
     return RoutingOut(
-        routes=[RouteIn(logical_address=a, endpoint=e, social_services=a in table.social_services)
-                for a, e in sorted(table.routes.items())],
+        routes=[RouteIn(logical_address=r.logical_address, endpoint=r.endpoint,
+                        social_services=r.social_services, category=r.category,
+                        protocol="rivta" if r.protocol == "rivta" else "json")
+                for r in table.all_routes()],
         authorisations=[AuthorisationIn(consumer_system=c, logical_address=a, category=k)
                         for c, a, k in sorted(table.authorised)],
     )
@@ -69,7 +73,8 @@ async def read_table(request: Request, _: AdminClaims) -> RoutingOut:
 
 @router.put("/routes", status_code=204)
 async def put_routes(body: list[RouteIn], request: Request, _: AdminClaims) -> None:
-    routes = [Route(r.logical_address, r.endpoint, r.social_services) for r in body]
+    routes = [Route(r.logical_address, r.endpoint, r.social_services, r.category, r.protocol)
+              for r in body]
     await _checked(_routing(request).put_routes(routes))
 
 

@@ -44,6 +44,7 @@ from .push import Hub, PushService
 from .service import OverviewService, RoutingService, Timeouts
 from .store import RoutingStore
 from .store_pg import PostgresRoutingStore
+from .producers_riv import ByProtocol, RivProducerClient
 from .tokens import token_source
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
@@ -103,10 +104,7 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
                                                  settings.consent_timeout_s)
     index = parts.index or HttpIndexClient(http, settings.index_url, tokens,
                                            settings.index_timeout_s, settings.index_page_size)
-    producers = parts.producers or HttpProducerClient(
-        _session(settings, stack), tokens,
-        connect_timeout_s=settings.producer_connect_timeout_s,
-        page_size=settings.producer_page_size, max_pages=settings.max_pages_per_producer)
+    producers = parts.producers or _producers(settings, _session(settings, stack), tokens)
     timeouts = Timeouts(settings.producer_timeout_s, settings.overall_deadline_s)
     auditor = Auditor(publisher, settings.access, settings.service_name, settings.audit_timeout_s)
     overviews = OverviewService(index, consent, producers, routing.table, cache, auditor,
@@ -116,6 +114,17 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
     app.state.routing, app.state.decision_cache = routing, cache
     if settings.run_consumers:
         await _consume(settings, parts, publisher, cache, hub, stack)
+
+
+def _producers(settings: QuerySettings, session: aiohttp.ClientSession,
+               tokens: TokenSource) -> ProducerClient:
+    """One port, one adapter per protocol the routing table names."""
+    json = HttpProducerClient(
+        session, tokens, connect_timeout_s=settings.producer_connect_timeout_s,
+        page_size=settings.producer_page_size, max_pages=settings.max_pages_per_producer)
+    rivta = RivProducerClient(session, tokens, connect_timeout_s=settings.producer_connect_timeout_s,
+                              consumer_system=settings.consumer_system)
+    return ByProtocol(json, rivta)
 
 
 def _session(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:

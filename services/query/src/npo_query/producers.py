@@ -93,7 +93,7 @@ class HttpProducerClient:
     async def fetch(self, endpoint: str, target: Target, patient_id: str,
                     budget_s: float) -> TargetResult:
         began = time.perf_counter()
-        url, text = _url(endpoint, target.category)
+        url, text = self._url(endpoint, target.category)
         span = tracer.start_span(
             "producer call", kind=trace.SpanKind.CLIENT,
             attributes={"npo.logical_address": target.logical_address,
@@ -117,7 +117,7 @@ class HttpProducerClient:
         pages: list[_Page] = []
         try:
             async with asyncio.timeout(budget_s):
-                await self._pages(url, trace.set_span_in_context(span), patient_id, pages)
+                await self._pages(url, trace.set_span_in_context(span), target, patient_id, pages)
         except TimeoutError:  # aiohttp's connect timeout is a TimeoutError too
             return _failed(target, Cause.TIMEOUT, began, pages)
         except _HttpFailure as failure:
@@ -133,7 +133,11 @@ class HttpProducerClient:
         return TargetResult(target, Status.DATA_FROM_SOURCE, records=records,
                             duration_ms=_ms(began), pages=len(pages))
 
-    async def _pages(self, url: URL, traced: Context, patient_id: str, into: list[_Page]) -> None:
+    def _url(self, endpoint: str, category: str) -> tuple[URL, str]:
+        return _url(endpoint, category)
+
+    async def _pages(self, url: URL, traced: Context, target: Target, patient_id: str,
+                     into: list[_Page]) -> None:
         body: dict[str, Any] = {"patientId": patient_id, "pageSize": self._page_size}
         while True:
             headers = traced_headers(self._token(), traced) | {"Content-Type": "application/json"}

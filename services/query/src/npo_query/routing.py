@@ -5,17 +5,23 @@ Two relations, as in TAK: a *route* gives a producer's (logical address) endpoin
 callable when both exist. ``*`` as a category authorises every category at that producer. A
 route may declare its address social-services only (SoL information, design.md §5.5): the
 overview never calls it, whatever the authorisations.
+
+A route names the protocol its endpoint speaks. A producer's ``json`` route (no category) is its
+base URL for this project's JSON contract; a ``rivta`` route is for one category with a national
+read contract and is that contract's responder URL (``…/<Name>Responder/<major>``, the logical
+address then travels in the SOAP header). For that category it takes the place of the JSON one.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from npo_platform.categories import by_key
+from npo_rivta.records import READ_CONTRACTS
 
 ALL_CATEGORIES = "*"
 
@@ -29,11 +35,16 @@ class InvalidRouting(ValueError):
         self.detail = detail
 
 
+JSON, RIVTA = "json", "rivta"
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     logical_address: str
-    endpoint: str  # base URL; the category key is appended as the last path segment
+    endpoint: str  # json: base URL, the category key appended; rivta: the responder's URL
     social_services: bool = False  # the address holds social-services information only
+    category: str | None = None  # rivta: the category (its read contract) this route is for
+    protocol: str = JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +59,17 @@ def check_route(route: Route) -> Route:
         raise InvalidRouting("routing.address_invalid", "A logical address is required, untrimmed.")
     if not route.endpoint.startswith(("http://", "https://")):
         raise InvalidRouting("routing.endpoint_invalid", "An endpoint is an http(s) URL.")
-    return Route(route.logical_address, route.endpoint.rstrip("/"), route.social_services)
+    endpoint = route.endpoint.rstrip("/")
+    if route.protocol == JSON and route.category is None:
+        return Route(route.logical_address, endpoint, route.social_services)
+    contract = READ_CONTRACTS.get(route.category or "")
+    if route.protocol != RIVTA or contract is None:
+        raise InvalidRouting("routing.protocol_invalid", "A route is json (no category) or rivta "
+                             "for a category with a national read contract.")
+    if not endpoint.endswith(contract.interaction.path):
+        raise InvalidRouting("routing.endpoint_invalid",
+                             f"A rivta route's endpoint ends with {contract.interaction.path}.")
+    return Route(route.logical_address, endpoint, route.social_services, route.category, RIVTA)
 
 
 def check_authorisation(authorisation: Authorisation) -> Authorisation:
@@ -66,22 +87,31 @@ def check_authorisation(authorisation: Authorisation) -> Authorisation:
 class RoutingTable:
     """An immutable snapshot the aggregator consults on every query."""
 
-    routes: dict[str, str]  # logical address -> endpoint
+    routes: dict[str, str]  # logical address -> its json endpoint
     authorised: frozenset[tuple[str, str, str]]  # (consumer, address, category or *)
     social_services: frozenset[str] = frozenset()  # addresses of social-services information
+    contracts: dict[tuple[str, str], str] = field(default_factory=dict)  # rivta: (address, category)
 
     @classmethod
     def of(cls, routes: Iterable[Route], authorisations: Iterable[Authorisation]) -> RoutingTable:
         listed = list(routes)
         return cls(
-            {r.logical_address: r.endpoint for r in listed},
+            {r.logical_address: r.endpoint for r in listed if r.category is None},
             frozenset((a.consumer_system, a.logical_address, a.category) for a in authorisations),
             frozenset(r.logical_address for r in listed if r.social_services),
+            {(r.logical_address, r.category): r.endpoint for r in listed if r.category is not None},
         )
 
+    def all_routes(self) -> list[Route]:
+        json = (Route(a, e, a in self.social_services) for a, e in self.routes.items())
+        rivta = (Route(a, e, a in self.social_services, c, RIVTA)
+                 for (a, c), e in self.contracts.items())
+        return sorted([*json, *rivta], key=lambda r: (r.logical_address, r.category or ""))
+
     def endpoint(self, consumer: str, logical_address: str, category: str) -> str | None:
-        """The producer's endpoint when ``consumer`` may read ``category`` there, else None."""
-        endpoint = self.routes.get(logical_address)
+        """The producer's endpoint when ``consumer`` may read ``category`` there, else None: the
+        category's rivta route where there is one, else the producer's json route."""
+        endpoint = self.contracts.get((logical_address, category)) or self.routes.get(logical_address)
         if endpoint is None:
             return None
         for wanted in (category, ALL_CATEGORIES):
@@ -94,10 +124,12 @@ EMPTY = RoutingTable({}, frozenset())
 
 
 def parse_file(path: Path) -> tuple[list[Route], list[Authorisation]]:
-    """Read a routing file: ``{"routes": [{logical_address, endpoint, social_services?}],
-    "authorisations": [{consumer_system, logical_address, categories: [...] or "*"}]}``."""
+    """Read a routing file: ``{"routes": [{logical_address, endpoint, social_services?,
+    category?, protocol?}], "authorisations": [{consumer_system, logical_address, categories:
+    [...] or "*"}]}``."""
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    routes = [check_route(Route(r["logical_address"], r["endpoint"], r.get("social_services") is True))
+    routes = [check_route(Route(r["logical_address"], r["endpoint"], r.get("social_services") is True,
+                                r.get("category"), r.get("protocol", JSON)))
               for r in data.get("routes", [])]
     authorisations = [
         check_authorisation(Authorisation(a["consumer_system"], a["logical_address"], category))

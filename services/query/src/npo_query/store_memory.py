@@ -12,14 +12,17 @@ class InMemoryRoutingStore:
     """For unit tests and the benchmark: same contract, no database."""
 
     def __init__(self) -> None:
-        self._routes: dict[str, Route] = {}
+        self._routes: dict[tuple[str, str | None], Route] = {}  # (address, rivta category)
         self._authorisations: set[Authorisation] = set()
 
     async def put_routes(self, routes: Iterable[Route]) -> None:
-        self._routes.update({r.logical_address: r for r in routes})
+        self._routes.update({(r.logical_address, r.category): r for r in routes})
 
     async def delete_route(self, logical_address: str) -> bool:
-        return self._routes.pop(logical_address, None) is not None
+        gone = [key for key in self._routes if key[0] == logical_address]
+        for key in gone:
+            del self._routes[key]
+        return bool(gone)
 
     async def put_authorisations(self, authorisations: Iterable[Authorisation]) -> None:
         self._authorisations.update(authorisations)
