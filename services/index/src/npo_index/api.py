@@ -27,7 +27,9 @@ from .ingest import NotOwner, find_engagements, publish_transactions
 from .store import FindQuery, IndexStore
 
 router = APIRouter()
-ReaderClaims = Annotated[Claims, Depends(require_roles(Role.SYSTEM, Role.OPERATOR, Role.ADMIN))]
+# Who may ask FindContent and read coverage; the RIV-TA FindContent (riv.py) asks the same.
+READER_ROLES = (Role.SYSTEM, Role.OPERATOR, Role.ADMIN)
+ReaderClaims = Annotated[Claims, Depends(require_roles(*READER_ROLES))]
 _CONTENT_TIME = r"^[0-9]{14}$"
 _KEY_HEX = 64  # a page token: the last engagement's key (32 bytes) and its service domain, in hex
 _ServiceDomain = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]

@@ -32,6 +32,7 @@ from npo_rivta.headers import PlatformHeaders, logical_address
 from npo_rivta.soap import CONTENT_TYPE, FAULT_STATUS, Envelope, SoapFault, envelope, read_envelope
 from npo_rivta.xml import XmlRejected, parse
 
+from .api import READER_ROLES
 from .config import IndexSettings
 from .domain import Record
 from .ingest import Notifications, NotOwner, find_all, publish_notification, publish_transactions
@@ -101,7 +102,7 @@ async def _find_content(request: Request, claims: Claims, env: Envelope) -> etre
 _ROUTES = (
     _Route(UPDATE, (Role.PRODUCER,), _update),
     _Route(PROCESS_NOTIFICATION, (Role.SYSTEM, Role.ADMIN), _process_notification),
-    _Route(FIND_CONTENT, (Role.SYSTEM, Role.OPERATOR, Role.ADMIN), _find_content),
+    _Route(FIND_CONTENT, READER_ROLES, _find_content),
 )
 
 
