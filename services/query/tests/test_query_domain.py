@@ -77,8 +77,8 @@ def test_routing_needs_both_a_route_and_an_authorisation() -> None:
 
 def test_a_rivta_route_serves_its_contracts_category_in_place_of_the_json_route() -> None:
     notes = "http://p1/riv/clinicalprocess/healthcond/description/GetCareDocumentationResponder/2"
-    table = RoutingTable.of([Route("LA1", "http://p1"), Route("LA1", notes, category="notes", protocol="rivta")],
-                            [Authorisation("C", "LA1", "*")])
+    rivta = Route("LA1", notes, category="notes", protocol="rivta")
+    table = RoutingTable.of([Route("LA1", "http://p1"), rivta], [Authorisation("C", "LA1", "*")])
     assert table.endpoint("C", "LA1", "notes") == notes
     assert table.endpoint("C", "LA1", "diagnoses") == "http://p1"
     assert [r.protocol for r in table.all_routes()] == ["json", "rivta"]

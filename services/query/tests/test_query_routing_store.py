@@ -18,6 +18,7 @@ from npo_query.store import RoutingStore
 from npo_query.store_memory import InMemoryRoutingStore
 from npo_query.store_pg import PostgresRoutingStore
 
+NOTES_RESPONDER = "/riv/clinicalprocess/healthcond/description/GetCareDocumentationResponder/2"
 SCHEMA_PREFIX = "npo_query_contract_"
 
 
@@ -56,6 +57,19 @@ class RoutingStoreContract:
         assert await store.delete_authorisation(Authorisation("C", "LA1", "*")) is False
         assert (await store.table()).endpoint("C", "LA1", "notes") is None
 
+    async def test_a_contracts_route_is_kept_beside_the_producers_and_goes_with_it(
+        self, store: RoutingStore
+    ) -> None:
+        rivta = Route("LA1", f"http://p2{NOTES_RESPONDER}", category="notes", protocol="rivta")
+        await store.put_routes([Route("LA1", "http://p1"), rivta])
+        await store.put_routes([Route("LA1", f"http://p3{NOTES_RESPONDER}", category="notes",
+                                       protocol="rivta")])
+        await store.put_authorisations([Authorisation("C", "LA1", "*")])
+        table = await store.table()
+        assert table.endpoint("C", "LA1", "notes") == f"http://p3{NOTES_RESPONDER}"
+        assert table.endpoint("C", "LA1", "laboratory") == "http://p1"
+        assert await store.delete_route("LA1") is True
+        assert (await store.table()).endpoint("C", "LA1", "notes") is None
 
     async def test_a_social_services_address_is_declared_and_can_be_redeclared(
         self, store: RoutingStore
@@ -102,7 +116,9 @@ async def test_the_admin_api_manages_the_routing_table() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://q.test") as client:
             route = [{"logical_address": "LA1", "endpoint": "http://p1/"}]
             assert (await client.put("/v1/routing/routes", json=[
-                {"logical_address": "LA1", "endpoint": "http://p1/"}], headers=admin)).status_code == 204
+                {"logical_address": "LA1", "endpoint": "http://p1/"},
+                {"logical_address": "LA1", "endpoint": f"http://p1{NOTES_RESPONDER}",
+                 "category": "notes", "protocol": "rivta"}], headers=admin)).status_code == 204
             bad = await client.put("/v1/routing/authorisations", json=[
                 {"consumer_system": "C", "logical_address": "LA1", "category": "nonsense"}],
                 headers=admin)
@@ -117,8 +133,11 @@ async def test_the_admin_api_manages_the_routing_table() -> None:
     assert bad.json()["code"] == "category.unknown"
     assert ok.status_code == 204
     assert forbidden.status_code == 403
+    # A route names its protocol: the producer's json route, and the rivta route of a contract.
     assert table == {"routes": [{"logical_address": "LA1", "endpoint": "http://p1",
-                                 "social_services": False}],
+                                 "social_services": False, "category": None, "protocol": "json"},
+                                {"logical_address": "LA1", "endpoint": f"http://p1{NOTES_RESPONDER}",
+                                 "social_services": False, "category": "notes", "protocol": "rivta"}],
                      "authorisations": [{"consumer_system": "C", "logical_address": "LA1",
                                          "category": "notes"}]}
     assert gone.status_code == 204
