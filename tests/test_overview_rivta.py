@@ -57,12 +57,15 @@ def nation(kafka_bootstrap_servers: str, database_url: str, riv_calls: RivCalls,
 
 
 def _patient(nation: Nation) -> tuple[str, Organisation]:
-    """A patient with notes and laboratory results at a region, and records elsewhere too."""
+    """A patient with notes and laboratory results at a region and notes at a municipality
+    (home care after a hospital stay)."""
     for person in nation.source.people:
         by_org = nation.producers_of(person.patient_id)
+        municipal_notes = any(o.kind is Kind.MUNICIPALITY and NOTES in {r.category for r in rs}
+                              for o, rs in by_org.items())
         for org, records in by_org.items():
             numbers = {r.category for r in records}
-            if org.kind is Kind.REGION and {NOTES, LABORATORY} <= numbers and len(by_org) >= 2:
+            if org.kind is Kind.REGION and {NOTES, LABORATORY} <= numbers and municipal_notes:
                 return person.patient_id, org
     raise AssertionError("no patient with regional notes and laboratory results")
 
@@ -84,7 +87,7 @@ async def _speak(http: httpx.AsyncClient, nation: Nation, kinds: tuple[Kind, ...
     """Route the producers of ``kinds`` to their RIV-TA responders (none: back to JSON)."""
     table = routing_table(nation.source.nation, nation.simulator, rivta_kinds=kinds)
     admin = nation.headers(Role.ADMIN)
-    for org in nation.source.nation.of_kind(Kind.REGION):
+    for org in nation.source.nation.organisations:
         assert (await http.delete(f"{nation.query}/v1/routing/routes/{org.logical_address}",
                                   headers=admin)).status_code in (204, 404)
     answer = await http.put(f"{nation.query}/v1/routing/routes", json=table["routes"], headers=admin)
@@ -104,7 +107,7 @@ async def test_the_same_overview_whether_producers_speak_json_or_rivta(
             assert answer.status_code == 201, answer.text
         by_json = await _overview(http, nation, patient)
         assert not riv_calls.calls
-        await _speak(http, nation, (Kind.REGION,))
+        await _speak(http, nation, tuple(Kind))  # every producer, municipalities included
         by_rivta = await _overview(http, nation, patient)
         assert set(riv_calls.calls) == {
             "/riv/clinicalprocess/healthcond/description/GetCareDocumentationResponder/2",
@@ -113,6 +116,8 @@ async def test_the_same_overview_whether_producers_speak_json_or_rivta(
         categories = {r["category"] for r in by_rivta["records"]
                       if r["logicalAddress"] == region.logical_address}
         assert {"notes", "laboratory"} <= categories
+        assert {r["logicalAddress"] for r in by_rivta["records"] if r["category"] == "notes"} - {
+            region.logical_address}  # a municipality's notes came over RIV-TA too
 
         behaviour = {"error_rate": 1.0, "error_status": 503}
         await http.put(f"{nation.simulator}/admin/behaviour/{region.logical_address}",

@@ -184,3 +184,27 @@ def test_a_document_survives_both_read_contracts_and_their_schemas() -> None:
         assert records.asked(contract, question) == records.Asked(coordination, "S")
         assert records.patient_type(coordination) == records.SAMORDNINGSNUMMER_OID
         assert records.patient_type("191212121212") == records.PERSONNUMMER_OID
+
+
+def test_fields_outside_the_contract_travel_whole_and_the_answer_stays_valid() -> None:
+    from npo_rivta import records
+
+    header = {"documentId": "D1", "sourceSystemHSAId": "S", "socialServices": True,
+              "patientId": {"id": "191212121212", "type": records.PERSONNUMMER_OID},
+              "accountableHealthcareProfessional": {"authorTime": "20250101120000",
+                                                    "healthcareProfessionalCareUnitHSAId": "U",
+                                                    "healthcareProfessionalCareGiverHSAId": "G"},
+              "approvedForPatient": True}
+    extra = {"clinicalDocumentNoteTitle": "Biståndsbeslut", "legalBasis": "SoL",
+             "relatives": [{"relation": "make/maka", "phone": "+46 73"}], "room": 7}
+    own = {"notes": {}, "laboratory": {
+        "resultattyp": {"code": "DEF"}, "laboratorieid": {"root": "1", "extension": "U"},
+        "svarsrapportid": {"root": "1", "extension": "D1"}, "svarstidpunkt": "20250101120000",
+        "ansvarigtLabb": {"orgUnit": {"x": "U"}}, "svarsmottagare": {"orgUnit": {"x": "U"}}}}
+    for category, contract in records.READ_CONTRACTS.items():
+        body = {**extra, **own[category]}  # the contract's own elements need not come first
+        answer = records.answer(contract, [{"header": header, "body": body}])
+        xmlschema.XMLSchema(str(wsdl._SCHEMAS / contract.interaction.schema)).validate(
+            etree.tostring(answer).decode())
+        [back] = records.documents(contract, etree.fromstring(etree.tostring(answer)))
+        assert back == {"header": header, "body": body}

@@ -47,7 +47,7 @@ async def _answer(request: Request, contract: ReadContract) -> Response:
     address = logical_address(env) or ""
     org = source.nation.by_logical_address(address)
     number = by_key(contract.category).number
-    if org is None or number not in org.publishes:
+    if org is None or not org.serves(address, number):
         raise SoapFault("producer.not_serving", "This address does not serve that contract.")
     outcome = book.draw(address)
     await apply(outcome)
@@ -55,7 +55,7 @@ async def _answer(request: Request, contract: ReadContract) -> Response:
         return Response(fault("producer.simulated_error", "Simulated producer failure.",
                               client=False), outcome.status, media_type=CONTENT_TYPE)
     question = asked(contract, env.body)
-    records = source.records(question.patient_id, org, number, None, None, None)
+    records = source.records(question.patient_id, org, number, address=address)
     body = answer(contract, [document(r) for r in records])
     return Response(envelope(body), media_type=CONTENT_TYPE)
 

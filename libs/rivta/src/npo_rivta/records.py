@@ -7,12 +7,17 @@ field names of RIV-TA's patient summary header: ``documentId``, ``sourceSystemHS
 ``approvedForPatient`` (a boolean); each contract maps its own header to and from it. The body
 is the contract's body element as JSON: an element with children is an object of its children
 (a repeated name a list), a leaf its text; written back in the object's order, which for a
-schema-valid document is the contract's. So a document survives JSON → XML → JSON unchanged
-when its body holds strings, objects and lists of two or more.
+schema-valid document is the contract's. Fields the contract has no element for (a body key
+outside the body type, a header key outside the contract's header: the project's social-services
+marker, for one) travel whole as JSON text in an extension element (``urn:npo:rivta:extension:1``
+``field``, where the contract's types allow other namespaces). So a document survives JSON → XML
+→ JSON unchanged when its body's contract elements hold strings, objects and lists of two or
+more.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +32,8 @@ Json = dict[str, Any]
 PERSONNUMMER_OID = "1.2.752.129.2.1.3.1"
 SAMORDNINGSNUMMER_OID = "1.2.752.129.2.1.3.3"
 HSA_OID = "1.2.752.129.2.1.4.1"  # the root of an HSA-id as an II
+EXTENSION_NS = "urn:npo:rivta:extension:1"
+EXTENSION = f"{{{EXTENSION_NS}}}field"
 
 
 def patient_type(patient_id: str) -> str:
@@ -51,6 +58,8 @@ class ReadContract:
     request_fields: tuple[str, str, str]  # care unit, care giver ("" when none), source system
     header_in: Callable[[etree._Element, str], Json]
     header_out: Callable[[etree._Element, Mapping[str, Any], str], None]
+    body_elements: frozenset[str]  # the body type's own elements; other keys travel as extensions
+    header_fields: frozenset[str]  # the common header's keys the contract's header carries
 
     def _c(self, local: str) -> str:
         return f"{{{self.core_ns}}}{local}"
@@ -139,11 +148,17 @@ CARE_DOCUMENTATION = ReadContract(
     GET_CARE_DOCUMENTATION, "notes", "urn:riv:clinicalprocess:healthcond:description:2",
     "careDocumentation", "careDocumentationHeader", "careDocumentationBody",
     ("careUnitHSAid", "", "sourceSystemHSAid"), _summary_in, _summary_out,
+    frozenset({"clinicalDocumentNote"}), frozenset(_SUMMARY_ORDER),
 )
 LABORATORY_ORDER_OUTCOME = ReadContract(
     GET_LABORATORY_ORDER_OUTCOME, "laboratory", "urn:riv:clinicalprocess:healthcond:actoutcome:4",
     "laboratoryOrderOutcome", "laboratoryOrderOutcomeHeader", "laboratoryOrderOutcomeBody",
     ("careUnitHSAId", "careGiverHSAId", "sourceSystemHSAId"), _jol_in, _jol_out,
+    frozenset({"resultattyp", "resultatrapport", "resultatkommentar", "laboratorieid",
+               "svarsrapportid", "svarstidpunkt", "patientinformation", "presentation", "remiss",
+               "ansvarigtLabb", "svarsmottagare", "kopiemottagare", "vidimering", "svarsgrupp"}),
+    frozenset({"documentId", "sourceSystemHSAId", "patientId", "accountableHealthcareProfessional",
+               "approvedForPatient"}),
 )
 READ_CONTRACTS: Mapping[str, ReadContract] = {c.category: c for c in (CARE_DOCUMENTATION,
                                                                        LABORATORY_ORDER_OUTCOME)}
@@ -189,12 +204,24 @@ def answer(contract: ReadContract, documents: Iterable[Mapping[str, Any]]) -> et
     root = etree.Element(i.response, nsmap={"tns": i.responder_ns, "core": ns})
     for document in documents:
         record = etree.SubElement(root, i.qualified(contract.record))
-        contract.header_out(etree.SubElement(record, contract._c(contract.header)),
-                            document["header"], ns)
+        header = document["header"]
+        contract.header_out(etree.SubElement(record, contract._c(contract.header)), header, ns)
         body = etree.SubElement(record, contract._c(contract.body))
-        for name, value in document["body"].items():
-            append_json(body, f"{{{ns}}}{name}", value, ns)
+        values = document["body"]
+        for name in [k for k in values if k in contract.body_elements]:
+            append_json(body, f"{{{ns}}}{name}", values[name], ns)
+        _extend(body, {k: v for k, v in values.items() if k not in contract.body_elements})
+        _extend(record, {k: v for k, v in header.items() if k not in contract.header_fields})
     return root
+
+
+def _extend(parent: etree._Element, fields: Mapping[str, Any]) -> None:
+    """Fields the contract has no element for, as its extension point allows (elements of another
+    namespace at the end of the type), each one's value as JSON text: nothing is lost."""
+    for name, value in fields.items():
+        node = etree.SubElement(parent, EXTENSION, nsmap={"npo": EXTENSION_NS})
+        node.set("name", name)
+        node.text = json.dumps(value, ensure_ascii=False)
 
 
 def documents(contract: ReadContract, response: etree._Element) -> list[Json]:
@@ -204,19 +231,33 @@ def documents(contract: ReadContract, response: etree._Element) -> list[Json]:
     for record in response.iterfind(i.qualified(contract.record)):
         header = record.find(contract._c(contract.header))
         body = record.find(contract._c(contract.body))
-        found.append({"header": {} if header is None else contract.header_in(header, ns),
-                      "body": {} if body is None else as_json(body)})
+        fields = {} if header is None else contract.header_in(header, ns)
+        fields.update(_extensions(record))
+        values = {} if body is None else as_json(body, skip=EXTENSION)
+        if body is not None:
+            values.update(_extensions(body))
+        found.append({"header": fields, "body": values})
+    return found
+
+
+def _extensions(parent: etree._Element) -> Json:
+    found: Json = {}
+    for node in parent.iterfind(EXTENSION):
+        try:
+            found[node.get("name") or ""] = json.loads(node.text or "null")
+        except ValueError:
+            continue  # not ours to understand: ignored, as extensions are
     return found
 
 
 # --- JSON <-> elements ----------------------------------------------------------------------
 
-def as_json(node: etree._Element) -> Json:
+def as_json(node: etree._Element, *, skip: str = "") -> Json:
     """An element's children as JSON (see the module's docstring)."""
     found: Json = {}
     for child in node:
-        if not isinstance(child.tag, str):
-            continue  # comments
+        if not isinstance(child.tag, str) or child.tag == skip:
+            continue  # comments, extensions read apart
         name = etree.QName(child).localname
         value: Any = as_json(child) if len(child) else (child.text or "")
         if name in found:
