@@ -40,11 +40,11 @@ from .clients import (
 from .config import QuerySettings
 from .events import invalidating, pushing
 from .producers import HttpProducerClient, ProducerClient
+from .producers_riv import ByProtocol, RivProducerClient
 from .push import Hub, PushService
 from .service import OverviewService, RoutingService, Timeouts
 from .store import RoutingStore
 from .store_pg import PostgresRoutingStore
-from .producers_riv import ByProtocol, RivProducerClient
 from .tokens import token_source
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
