@@ -49,7 +49,7 @@ def _ei(local: str) -> str:
 
 def transactions(body: etree._Element, interaction: Interaction) -> list[EngagementTransaction]:
     """The engagement transactions of an Update or ProcessNotification request (schema-valid).
-    Fields are set on the message in place (a third cheaper than building keyword arguments)."""
+    Fields are set on the message in place: cheaper than building keyword arguments."""
     found = []
     for tx in body.iterfind(interaction.qualified("engagementTransaction")):
         delete = (tx.findtext(_DELETE_FLAG) or "").strip() in ("true", "1")
