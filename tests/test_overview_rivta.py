@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from national import Nation, running_nation
 
+from npo_bench.nation import Nation, running_nation
 from npo_platform.identity import Principal, Role
 from npo_simulator.organisations import Kind, Organisation
 from npo_simulator.routing import routing_table
