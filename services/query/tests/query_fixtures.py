@@ -51,7 +51,8 @@ def token(*roles: Role, **claims: Any) -> str:
     if Role.CLINICIAN in roles:
         fields |= {"care_unit": CARE_UNIT, "care_giver": CARE_GIVER, "assignment": "A1",
                    "purpose": "care"}
-    return issue_token(PRIVATE, Principal(**(fields | claims)), timedelta(minutes=10))
+    # Made when the tests are collected (parametrised requests): valid for the longest run.
+    return issue_token(PRIVATE, Principal(**(fields | claims)), timedelta(hours=3))
 
 
 def clinician() -> dict[str, str]:
