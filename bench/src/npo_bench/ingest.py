@@ -29,9 +29,8 @@ from rich.console import Console
 
 from npo_bench import cpu
 from npo_index.config import IndexSettings
-from npo_index.consumer import Worker, ensure_index_topics, open_worker
 from npo_index.domain import Identity
-from npo_index.main import create_app
+from npo_index.main import Worker, create_app, ensure_index_topics, open_worker
 from npo_index.store import FindQuery
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
@@ -206,13 +205,13 @@ async def _full_page_images(worker: Worker) -> int:
 
 
 def _spawn_worker(settings: IndexSettings) -> subprocess.Popen[bytes]:
-    """One more ``npo_index.worker`` process on this run's topic, schema and group."""
+    """One more ``npo_index`` worker process on this run's topic, schema and group."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
            "DATABASE_URL": settings.database_url, "INDEX_UPDATES_TOPIC": settings.updates_topic,
            "INDEX_CHANGES_TOPIC": settings.changes_topic, "INDEX_DB_SCHEMA": settings.db_schema,
            "INDEX_CONSUMER_GROUP": settings.consumer_group, "INDEX_CONSUMERS": str(settings.consumers),
            "NPO_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "npo_index.worker"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "npo_index"], env=env)
 
 
 def _stop_workers(children: list[subprocess.Popen[bytes]]) -> None:

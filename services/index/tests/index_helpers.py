@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from npo_index.changes import change_event_id
 from npo_index.domain import Applied, Change
+from npo_index.events import change_event_id
 from npo_platform.contracts import EngagementUpdate, EventMeta, IndexChange, IndexChanges
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
@@ -24,7 +24,7 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 def expected_change(applied: Applied) -> IndexChange:
     """The change event of ``applied`` built with protobuf's own API: what the index's hand
-    encoder (``npo_index.changes.encode_change``) must serialise, byte for byte."""
+    encoder (``npo_index.events.encode_change``) must serialise, byte for byte."""
     assert applied.record is not None
     assert applied.change is not None
     record, version = applied.record, applied.cause.version

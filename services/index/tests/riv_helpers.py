@@ -15,8 +15,7 @@ from index_helpers import ADDRESS, PRODUCER, Tokens, changes_in, schema_name, to
 from lxml import etree
 
 from npo_index.config import IndexSettings
-from npo_index.consumer import Worker, open_worker
-from npo_index.main import create_app
+from npo_index.main import Worker, create_app, open_worker
 from npo_platform.contracts import IndexChange
 from npo_platform.contracts.events_pb2 import EngagementTransaction
 from npo_platform.identity import Role

@@ -24,10 +24,9 @@ from index_helpers import (
 
 from npo_engagement import Rules, transactions_of
 from npo_index.api import FindContentResponse
-from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
-from npo_index.consumer import ensure_index_topics
-from npo_index.main import create_app
+from npo_index.events import outbox_messages
+from npo_index.main import create_app, ensure_index_topics
 from npo_index.store import IncomingEvent
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate

@@ -10,16 +10,14 @@ import msgspec
 from index_helpers import CONTROLLER, T0, changes_in, engagement, expected_change, patient, tx, update
 
 from npo_engagement import Rules, transactions_of
-from npo_index.changes import (
+from npo_index.domain import Change, CoverageCount, apply_all, coverage_report
+from npo_index.events import (
     CHANGE_NAMESPACE,
     MAX_RECORD_BYTES,
     change_event_id,
     encode_change,
     outbox_messages,
 )
-from npo_index.coverage import coverage_report
-from npo_index.domain import Change, apply_all
-from npo_index.store import CoverageCount
 from npo_platform.contracts import EventMeta, IndexChange, IndexChanges
 from npo_producer import ChangeFilter
 

@@ -25,10 +25,11 @@ from aiokafka import AIOKafkaConsumer
 from index_helpers import T0, changes_in, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
 from npo_engagement import Rules, transactions_of
-from npo_index.changes import outbox_messages
 from npo_index.config import IndexSettings
-from npo_index.consumer import ensure_index_topics
-from npo_index.store import IncomingEvent, InMemoryIndexStore
+from npo_index.events import outbox_messages
+from npo_index.main import ensure_index_topics
+from npo_index.store import IncomingEvent
+from npo_index.store_memory import InMemoryIndexStore
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import EventPublisher
@@ -70,7 +71,7 @@ def _start_worker(settings: IndexSettings) -> subprocess.Popen[bytes]:
         "INDEX_CONSUMER_GROUP": settings.consumer_group,
         "NPO_LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen([sys.executable, "-m", "npo_index.worker"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "npo_index"], env=env)
 
 
 async def _count(conn: asyncpg.Connection, schema: str, table: str) -> int:

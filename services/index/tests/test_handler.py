@@ -10,8 +10,8 @@ from aiokafka.structs import ConsumerRecord
 from index_helpers import engagement, patient, tx, update
 
 from npo_engagement import Rules
-from npo_index.handlers import IngestHandler
-from npo_index.store import InMemoryIndexStore
+from npo_index.events import IngestHandler
+from npo_index.store_memory import InMemoryIndexStore
 from npo_platform.contracts import EngagementUpdate
 from npo_platform.kafka import PermanentError, Received
 from npo_platform.outbox import OutboxRelay
@@ -55,7 +55,7 @@ async def test_a_topic_stamped_by_producers_is_named_once_in_the_log(
 ) -> None:
     handler, _ = _handler()
     now = datetime.now(UTC)
-    with caplog.at_level(logging.WARNING, logger="npo_index.handlers"):
+    with caplog.at_level(logging.WARNING, logger="npo_index.events"):
         await handler([_received(update(tx(engagement(patient(2))), at=now), at=now, kind=LOG_APPEND_TIME)])
         assert caplog.records == []
         for n in range(3):

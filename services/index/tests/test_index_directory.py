@@ -13,7 +13,7 @@ import pytest
 from npo_index.config import IndexSettings
 from npo_index.directory import DirectoryError, load_directory
 from npo_index.main import create_app
-from npo_index.store import InMemoryIndexStore
+from npo_index.store_memory import InMemoryIndexStore
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
 
 LOCAL_COPY = Path(__file__).resolve().parents[1] / "directory.local.json"

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from index_helpers import T0, changes_in, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
 from npo_index.config import IndexSettings
-from npo_index.consumer import Worker, open_worker
+from npo_index.main import Worker, open_worker
 from npo_index.store import FindQuery
 from npo_platform.contracts import EngagementUpdate, IndexChange, IndexChanges
 from npo_platform.events import event_headers, header
@@ -243,7 +243,7 @@ async def test_changes_committed_but_not_published_before_a_crash_are_published_
     database_url: str, kafka_bootstrap_servers: str
 ) -> None:
     from npo_engagement import Rules, transactions_of
-    from npo_index.changes import outbox_messages
+    from npo_index.events import outbox_messages
     from npo_index.store import IncomingEvent
     from npo_index.store_pg import PostgresIndexStore
 

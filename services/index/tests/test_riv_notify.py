@@ -18,7 +18,7 @@ from index_helpers import Tokens, engagement, patient, tx, wait_for
 from riv_helpers import OWN, RivIndex, answer_of, message, post, riv_index
 
 from npo_deploy.processes import free_port
-from npo_index.notify import Subscriber
+from npo_index.riv_notify import Subscriber
 from npo_platform.contracts.events_pb2 import EngagementTransaction
 from npo_platform.kafka import DLQ_GROUP, DLQ_REASON
 from npo_platform.settings import kafka_client_options

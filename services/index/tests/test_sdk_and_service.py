@@ -12,8 +12,7 @@ from index_helpers import ADDRESS, PRODUCER, engagement, patient, schema_name, t
 
 from npo_engagement import InvalidUpdate
 from npo_index.config import IndexSettings
-from npo_index.consumer import ensure_index_topics
-from npo_index.main import create_app
+from npo_index.main import create_app, ensure_index_topics
 from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_keypair, issue_token
 from npo_producer import EngagementProducer
 

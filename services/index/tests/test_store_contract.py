@@ -10,9 +10,10 @@ import pytest
 from index_helpers import T0, changes_in, engagement, patient, schema_name, tx, update
 
 from npo_engagement import Rules, transactions_of
-from npo_index.changes import outbox_messages
 from npo_index.domain import Record
-from npo_index.store import FindQuery, IncomingEvent, IndexStore, InMemoryIndexStore, OutboxBatch
+from npo_index.events import outbox_messages
+from npo_index.store import FindQuery, IncomingEvent, IndexStore, OutboxBatch
+from npo_index.store_memory import InMemoryIndexStore
 from npo_index.store_pg import PostgresIndexStore
 from npo_platform.contracts import EngagementUpdate, IndexChange
 

@@ -14,7 +14,7 @@ import pytest
 from index_helpers import T0, engagement, patient, schema_name, topic_name, tx, update, wait_for
 
 from npo_index.config import IndexSettings
-from npo_index.consumer import ensure_index_topics
+from npo_index.main import ensure_index_topics
 from npo_platform.kafka import EventPublisher
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ async def test_two_worker_processes_ingest_in_one_group_and_stop_on_sigterm(
         "INDEX_DB_SCHEMA": settings.db_schema, "INDEX_CONSUMER_GROUP": settings.consumer_group,
         "INDEX_CONSUMERS": "1", "NPO_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "npo_index.worker", "--workers", "2"]
+    command = [sys.executable, "-m", "npo_index", "--workers", "2"]
     parent = await asyncio.create_subprocess_exec(*command, env=env)
     conn = await asyncpg.connect(database_url)
     try:

@@ -1,4 +1,5 @@
-"""HTTP: FindContent, coverage statistics and producer ingest. Translates HTTP; no SQL here.
+"""HTTP (JSON): FindContent, coverage statistics, producer ingest and the organisation directory.
+Parses, calls a use case (service.py), renders; no SQL here (riv.py is the RIV-TA front end).
 
 Roles: FindContent and coverage need ``operator`` or ``admin``. The platform has no system role
 for service-to-service calls yet; the query service calls with an ``admin`` token meanwhile.
@@ -10,26 +11,28 @@ from __future__ import annotations
 from typing import Annotated, Self
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_json
 
 from npo_engagement import InvalidUpdate
+from npo_platform.categories import CATEGORIES
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.identity import Claims, ProducerClaims, Role, require_roles
 from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 from npo_producer import EngagementProducer
 
-from .coverage import ControllerCoverage, coverage_report
-from .domain import Record
-from .ingest import NotOwner, find_engagements, publish_transactions
+from .directory import Directory
+from .domain import ControllerCoverage, Record, coverage_report
+from .service import NotOwner, find_engagements, publish_transactions
 from .store import FindQuery, IndexStore
 
 router = APIRouter()
 # Who may ask FindContent and read coverage; the RIV-TA FindContent (riv.py) asks the same.
 READER_ROLES = (Role.SYSTEM, Role.OPERATOR, Role.ADMIN)
 ReaderClaims = Annotated[Claims, Depends(require_roles(*READER_ROLES))]
+OperatorOrAdmin = Annotated[Claims, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
 _CONTENT_TIME = r"^[0-9]{14}$"
 _KEY_HEX = 64  # a page token: the last engagement's key (32 bytes) and its service domain, in hex
 _ServiceDomain = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
@@ -109,6 +112,22 @@ class CoverageEntry(_Camel):
     engagements: int
     share_of_categories_1_to_11: float
     unknown_codes: list[str]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Category(_Frozen):
+    number: int
+    key: str
+    name: str
+    available: bool  # categories 1-11; 12-17 are "coming"
+
+
+class DirectoryAnswer(_Frozen):
+    directory: Directory
+    categories: list[Category]
 
 
 def _store(request: Request) -> IndexStore:
@@ -217,3 +236,16 @@ def _entry(c: ControllerCoverage) -> CoverageEntry:
         share_of_categories_1_to_11=round(c.share_available, 4),
         unknown_codes=list(c.unknown_codes),
     )
+
+
+def _categories() -> list[Category]:
+    return [Category(number=c.number, key=c.key, name=c.name_en, available=c.available) for c in CATEGORIES]
+
+
+@router.get("/directory", tags=["statistics"])
+async def get_directory(request: Request, _: OperatorOrAdmin) -> DirectoryAnswer:
+    """Care givers (name, kind, county, municipality, inhabitants) and the 17 categories."""
+    found: Directory | None = request.app.state.directory
+    if found is None:
+        raise Problem(404, "directory.not_configured", "The index has no directory (INDEX_DIRECTORY_FILE).")
+    return DirectoryAnswer(directory=found, categories=_categories())

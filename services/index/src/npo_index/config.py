@@ -8,7 +8,7 @@ from pydantic_settings import SettingsConfigDict
 
 from npo_platform.settings import ServiceSettings
 
-from .notify import Subscriber
+from .riv_notify import Subscriber
 
 
 class IndexSettings(ServiceSettings):

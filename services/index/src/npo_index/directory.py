@@ -2,24 +2,16 @@
 
 Reference data (HSA's catalogue and SCB's population figures in production; the local stack's
 file is written by the simulator: ``npo directory --out …``), loaded once from
-``INDEX_DIRECTORY_FILE`` and served to operators with the category table, so the page can name
-the coverage statistics' data controllers and compute searches per 1,000 inhabitants.
+``INDEX_DIRECTORY_FILE``; api.py serves it to operators with the category table, so the page can
+name the coverage statistics' data controllers and compute searches per 1,000 inhabitants.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from npo_platform.categories import CATEGORIES
-from npo_platform.identity import Claims, Role, require_roles
-from npo_platform.problems import Problem
-
-router = APIRouter()
-OperatorOrAdmin = Annotated[Claims, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
 
 
 class _Frozen(BaseModel):
@@ -41,18 +33,6 @@ class Directory(_Frozen):
     organisations: list[CareGiver]
 
 
-class Category(_Frozen):
-    number: int
-    key: str
-    name: str
-    available: bool  # categories 1-11; 12-17 are "coming"
-
-
-class DirectoryAnswer(_Frozen):
-    directory: Directory
-    categories: list[Category]
-
-
 class DirectoryError(Exception):
     """The configured directory file is missing or not a directory document."""
 
@@ -65,16 +45,3 @@ def load_directory(path: Path) -> Directory:
         raise DirectoryError(f"cannot read the directory file {path}: {error.strerror}") from None
     except ValidationError as error:
         raise DirectoryError(f"{path} is not a directory document ({error.error_count()} errors)") from None
-
-
-def _categories() -> list[Category]:
-    return [Category(number=c.number, key=c.key, name=c.name_en, available=c.available) for c in CATEGORIES]
-
-
-@router.get("/directory", tags=["statistics"])
-async def get_directory(request: Request, _: OperatorOrAdmin) -> DirectoryAnswer:
-    """Care givers (name, kind, county, municipality, inhabitants) and the 17 categories."""
-    found: Directory | None = request.app.state.directory
-    if found is None:
-        raise Problem(404, "directory.not_configured", "The index has no directory (INDEX_DIRECTORY_FILE).")
-    return DirectoryAnswer(directory=found, categories=_categories())

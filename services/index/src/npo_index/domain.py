@@ -1,4 +1,5 @@
-"""Engagement index rules (design.md §5.1): the nine-field identity and the freshness rule. No I/O.
+"""Engagement index rules (design.md §5.1, §5.3): the freshness rule over the nine-field identity,
+and the coverage statistics (per data controller, which categories it publishes). No I/O.
 
 Freshness: every transaction carries a *version* ``(event_time, most_recent_content, event_id)``
 (the producer's event time first, then the content time, then the event id so that the order is
@@ -12,6 +13,8 @@ event times, never from the wall clock).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -19,11 +22,13 @@ import msgspec
 from msgspec.structs import replace
 
 from npo_engagement import NOT_APPLICABLE, Identity, Transaction, Version, normalise_optional
+from npo_platform.categories import AVAILABLE_CATEGORIES, find_by_code
 
 __all__ = [
     "NOT_APPLICABLE", "Applied", "Change", "Identity", "Record", "Transaction", "Version",
     "apply", "apply_all", "normalise_optional",
 ]
+
 
 class Change(StrEnum):
     """A real change of the index, published to subscribers."""
@@ -92,3 +97,63 @@ def apply_all(
         if outcome.change is not None:
             changes.append(outcome)
     return written, changes
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageCount:
+    data_controller: str
+    service_domain: str
+    categorization: str
+    live: int
+
+
+def coverage_deltas(changes: Sequence[Applied]) -> dict[tuple[str, str, str], int]:
+    """How many live engagements each (controller, domain, categorization) gains or loses."""
+    deltas: dict[tuple[str, str, str], int] = {}
+    for applied in changes:
+        change = applied.change
+        if change is Change.CREATED:
+            step = 1
+        elif change is Change.DELETED:
+            step = -1
+        else:
+            continue
+        identity = applied.cause.identity
+        group = (identity.data_controller, identity.service_domain, identity.categorization)
+        deltas[group] = deltas.get(group, 0) + step
+    return deltas
+
+
+@dataclass(frozen=True)
+class ControllerCoverage:
+    data_controller: str
+    categories: tuple[int, ...]  # category numbers with at least one live engagement
+    engagements: int
+    share_available: float  # share of categories 1-11 published, 0..1
+    unknown_codes: tuple[str, ...]  # (serviceDomain/categorization) outside the category table
+
+
+def coverage_report(counts: Iterable[CoverageCount]) -> list[ControllerCoverage]:
+    """One entry per data controller with live engagements, sorted by controller."""
+    numbers: dict[str, set[int]] = {}
+    totals: dict[str, int] = {}
+    unknown: dict[str, set[str]] = {}
+    for count in counts:
+        controller = count.data_controller
+        totals[controller] = totals.get(controller, 0) + count.live
+        category = find_by_code(count.service_domain, count.categorization)
+        if category is None:
+            unknown.setdefault(controller, set()).add(f"{count.service_domain}/{count.categorization}")
+        else:
+            numbers.setdefault(controller, set()).add(category.number)
+    available = {c.number for c in AVAILABLE_CATEGORIES}
+    return [
+        ControllerCoverage(
+            controller,
+            tuple(sorted(numbers.get(controller, set()))),
+            totals[controller],
+            len(numbers.get(controller, set()) & available) / len(available),
+            tuple(sorted(unknown.get(controller, set()))),
+        )
+        for controller in sorted(totals)
+    ]

@@ -1,31 +1,138 @@
-"""Entry point of npo-index: ``create_app()`` builds the HTTP application, ``run()`` serves it."""
+"""Wiring of npo-index: ``create_app()`` builds the HTTP application, ``run()`` serves it;
+``open_worker`` wires the ingest (topics, store, publishers, outbox relay, consumers, notifiers)
+that the HTTP process runs in the background or ``npo-index-worker`` (cli.py) runs alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 
 from npo_engagement import Rules
+from npo_platform.contracts import EngagementUpdate, IndexChanges
 from npo_platform.identity import TokenVerifier
-from npo_platform.kafka import EventPublisher
-from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
+from npo_platform.kafka import BatchPublisher, EventConsumer, EventPublisher, RetryPolicy
+from npo_platform.kafka_admin import ensure_event_topics
+from npo_platform.outbox import OutboxRelay
+from npo_platform.service import (
+    configure_process,
+    create_service_app,
+    freeze_startup_objects,
+    serve,
+    tune_collector,
+)
 from npo_platform.web import mount_web
 from npo_producer import EngagementProducer
 
 from .api import router
 from .config import IndexSettings
-from .consumer import open_worker
 from .directory import load_directory
-from .directory import router as directory_router
-from .ingest import Notifications
+from .events import IngestHandler
 from .riv import router as riv_router
+from .riv_notify import described, notifiers
+from .service import Notifications
 from .store import IndexStore
+from .store_pg import PostgresIndexStore
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """What a running index process holds; ``run(stop)`` ingests until stopped.
+
+    ``consumers`` are members of the same group in one process: each gets its own partitions,
+    so one partition's database round trip overlaps another's validation and publication.
+    """
+
+    store: PostgresIndexStore
+    publisher: EventPublisher
+    relay: OutboxRelay
+    consumers: list[EventConsumer[EngagementUpdate]]
+    notifiers: list[EventConsumer[IndexChanges]] = field(default_factory=list)  # notify.py
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.relay.run(stop))
+            for consumer in self.consumers:
+                group.create_task(consumer.run(stop))
+            for notifier in self.notifiers:
+                group.create_task(notifier.run(stop))
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(c.stats.dead_lettered for c in self.consumers)
+
+    @property
+    def handled(self) -> int:
+        return sum(c.stats.handled for c in self.consumers)
+
+
+async def ensure_index_topics(settings: IndexSettings, *, partitions: int = 3) -> None:
+    """The updates and change topics with their dead letters, where missing; the updates topic
+    is stamped by the broker on append (``LogAppendTime``, the time EI004 judges against)."""
+    await ensure_event_topics(
+        settings.kafka_bootstrap_servers, [settings.updates, settings.changes], partitions=partitions
+    )
+
+
+@asynccontextmanager
+async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
+    """Create topics, migrate, publish what a crash left in the outbox, then hand out the worker."""
+    await ensure_index_topics(settings)
+    store = await PostgresIndexStore.open(
+        settings.database_url, schema=settings.db_schema, max_size=settings.db_pool_size
+    )
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)
+    sender = BatchPublisher(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-changes")
+    await publisher.start()
+    await sender.start()
+    http = httpx.AsyncClient(timeout=settings.riv_notify_timeout_s)
+    try:
+        relay = OutboxRelay(store, sender, settings.changes, interval_s=None)  # fed by the ingest
+        drained = await relay.flush()
+        if drained:
+            log.info("published %d index changes left in the outbox", drained)
+        handler = IngestHandler(store, relay, Rules(own_addresses=settings.own_addresses))
+        consumers = [
+            EventConsumer(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                group_id=settings.consumer_group,
+                topic=settings.updates,
+                message_type=EngagementUpdate,
+                handler=handler,
+                publisher=publisher,
+                max_batch=settings.max_batch,
+                # A database or broker outage must not dead-letter valid updates quickly:
+                # about a minute of backoff before the platform gives up on a record.
+                retry=RetryPolicy(attempts=12, initial_backoff_s=0.2, max_backoff_s=10.0),
+            )
+            for _ in range(settings.consumers)
+        ]
+        subscribers = notifiers(settings, publisher, http)
+        log.info("notifying subscribers: %s", described(settings.riv_subscribers))
+        yield Worker(store, publisher, relay, consumers, subscribers)
+    finally:
+        await http.aclose()
+        await sender.stop()
+        await publisher.stop()
+        await store.close()
+
+
+async def run_worker(settings: IndexSettings, stop: asyncio.Event | None = None) -> None:
+    async with open_worker(settings) as worker:
+        tune_collector()
+        await worker.run(stop)
 
 
 def create_app(
@@ -51,7 +158,6 @@ def create_app(
     app.include_router(riv_router)
     if store is not None and publisher is not None:
         _attach(app, config, store, publisher)
-    app.include_router(directory_router)
     app.state.directory = load_directory(config.directory_file) if config.directory_file else None
     mount_web(app, WEB_PAGES, service="index", links={"audit": config.audit_url})
     return app

@@ -35,7 +35,7 @@ from npo_rivta.xml import XmlRejected, parse
 from .api import READER_ROLES
 from .config import IndexSettings
 from .domain import Record
-from .ingest import Notifications, NotOwner, find_all, publish_notification, publish_transactions
+from .service import Notifications, NotOwner, find_all, publish_notification, publish_transactions
 from .store import FindQuery, IndexStore
 
 log = logging.getLogger(__name__)

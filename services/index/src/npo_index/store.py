@@ -1,4 +1,4 @@
-"""Index storage: the IndexStore protocol and its in-memory implementation (PostgreSQL: store_pg).
+"""Where the index lives: the IndexStore port (store_pg.py and store_memory.py adapt it).
 
 ``apply_batch`` is the unit of consistency: in ONE transaction it folds the events'
 transactions over the stored records with the domain's freshness rule, writes the records,
@@ -8,9 +8,8 @@ rule alone makes it idempotent: an event delivered again changes nothing.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
@@ -18,7 +17,7 @@ import msgspec
 from npo_platform.kafka import SerializedEvent
 from npo_platform.outbox import Publish
 
-from .domain import Applied, Change, Record, Transaction, apply_all
+from .domain import Applied, CoverageCount, Record, Transaction
 
 
 class IncomingEvent(msgspec.Struct, frozen=True):
@@ -78,14 +77,6 @@ class FindQuery:
         return self.after is None or (identity.service_domain, record.key) > self.after
 
 
-@dataclass(frozen=True, slots=True)
-class CoverageCount:
-    data_controller: str
-    service_domain: str
-    categorization: str
-    live: int
-
-
 class IndexStore(Protocol):
     """Where the index lives; every implementation passes tests/test_store_contract.py."""
 
@@ -127,23 +118,6 @@ async def relay_outbox(store: IndexStore, publish: Publish, limit: int) -> int:
     return sent
 
 
-def coverage_deltas(changes: Sequence[Applied]) -> dict[tuple[str, str, str], int]:
-    """How many live engagements each (controller, domain, categorization) gains or loses."""
-    deltas: dict[tuple[str, str, str], int] = {}
-    for applied in changes:
-        change = applied.change
-        if change is Change.CREATED:
-            step = 1
-        elif change is Change.DELETED:
-            step = -1
-        else:
-            continue
-        identity = applied.cause.identity
-        group = (identity.data_controller, identity.service_domain, identity.categorization)
-        deltas[group] = deltas.get(group, 0) + step
-    return deltas
-
-
 def first_occurrences(events: Sequence[IncomingEvent]) -> list[IncomingEvent]:
     """The events of a batch without repeats of the same id (a duplicate in one batch)."""
     seen: set[str] = set()
@@ -153,51 +127,3 @@ def first_occurrences(events: Sequence[IncomingEvent]) -> list[IncomingEvent]:
             seen.add(event.event_id)
             unique.append(event)
     return unique
-
-
-@dataclass
-class InMemoryIndexStore:
-    """The index in dictionaries: for unit tests and as the reference model of the fault test."""
-
-    rows: dict[bytes, Record] = field(default_factory=dict)
-    outbox: dict[int, OutboxBatch] = field(default_factory=dict)
-    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    batches: int = 0
-
-    async def apply_batch(
-        self, events: Sequence[IncomingEvent], outbox: OutboxBuilder
-    ) -> OutboxBatch | None:
-        transactions = [tx for event in first_occurrences(events) for tx in event.transactions]
-        written, changes = apply_all(self.rows, transactions)
-        messages = outbox(changes)
-        self.rows.update(written)
-        self.counts.update(coverage_deltas(changes))
-        if not messages:
-            return None
-        self.batches += 1
-        batch = self.outbox[self.batches] = OutboxBatch(self.batches, messages)
-        return batch
-
-    async def find(self, query: FindQuery) -> list[Record]:
-        found = sorted((r for r in self.rows.values() if query.matches(r)), key=_find_order)
-        return found[: query.limit]
-
-    async def coverage(self) -> list[CoverageCount]:
-        return [CoverageCount(*group, live) for group, live in sorted(self.counts.items()) if live > 0]
-
-    async def pending_outbox(self, limit: int = 100) -> list[OutboxBatch]:
-        return [self.outbox[seq] for seq in sorted(self.outbox)][:limit]
-
-    async def remove_outbox(self, seqs: Sequence[int]) -> None:
-        for seq in seqs:
-            self.outbox.pop(seq, None)
-
-    async def relay(self, publish: Publish, limit: int = 100) -> int:
-        return await relay_outbox(self, publish, limit)
-
-    async def records(self) -> list[Record]:
-        return [self.rows[key] for key in sorted(self.rows)]
-
-
-def _find_order(record: Record) -> tuple[str, bytes]:
-    return record.identity.service_domain, record.key

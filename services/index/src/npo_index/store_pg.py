@@ -11,14 +11,21 @@ from npo_platform.db import apply_migrations, create_pool
 from npo_platform.kafka import SerializedEvent
 from npo_platform.outbox import Publish
 
-from .domain import Applied, Change, Identity, Record, Transaction, Version
-from .store import (
+from .domain import (
+    Applied,
+    Change,
     CoverageCount,
+    Identity,
+    Record,
+    Transaction,
+    Version,
+    coverage_deltas,
+)
+from .store import (
     FindQuery,
     IncomingEvent,
     OutboxBatch,
     OutboxBuilder,
-    coverage_deltas,
     first_occurrences,
     relay_outbox,
 )

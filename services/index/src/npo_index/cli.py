@@ -1,4 +1,4 @@
-"""``npo-index-worker [--workers N]`` / ``python -m npo_index.worker``: ingest only, no HTTP.
+"""The command line: ``npo-index-worker [--workers N]`` / ``python -m npo_index``, ingest only, no HTTP.
 
 One process ingests on one core (Python); ``--workers N`` starts N processes in the same
 consumer group, so the partitions spread over them. Every process has ``INDEX_CONSUMERS``
@@ -18,7 +18,7 @@ import typer
 from npo_platform.service import configure_process, run_until_signalled
 
 from .config import IndexSettings
-from .consumer import run_worker
+from .main import run_worker
 
 
 def ingest(
@@ -54,7 +54,3 @@ def run_one() -> None:
 def main() -> None:
     """Console entry point ``npo-index-worker``."""
     typer.run(ingest)
-
-
-if __name__ == "__main__":
-    main()
