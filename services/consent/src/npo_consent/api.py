@@ -9,6 +9,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from npo_platform.contracts.consent_http import (
+    DecisionIn,
+    DecisionOut,
+    EngagementDecisionOut,
+    RecordPolicyOut,
+)
 from npo_platform.identity import (
     Claims,
     ClinicianClaims,
@@ -98,52 +104,6 @@ class RecordOut(BaseModel):
     kind: str
     valid_from: datetime
     valid_to: datetime | None
-
-
-class EngagementIn(_Body):
-    id: str = Field(min_length=1, max_length=200)
-    data_controller: str = Field("", max_length=64)
-    care_unit: str = Field("", max_length=64)
-    logical_address: str = Field("", max_length=64)
-    social_services: bool = False
-
-
-class DecisionIn(_Body):
-    patient_id: PatientIdStr = Field(repr=False)
-    categories: list[str] = Field(max_length=17)
-    engagements: list[EngagementIn] = Field(max_length=5000)
-
-
-class EngagementDecisionOut(BaseModel):
-    id: str
-    allowed: bool
-    basis: str
-    reason_code: str | None
-
-
-class RecordPolicyOut(BaseModel):
-    """The decision's rules per record (domain.RecordPolicy): a reason code closes, null opens."""
-
-    own_care_giver: str
-    own_closed: str | None
-    others_closed: str | None
-    closed_care_givers: list[str]
-    closed_care_units: list[str]
-    unit_blocked_care_givers: list[str]
-
-
-class DecisionOut(BaseModel):
-    outcome: str
-    basis: str
-    reason_code: str | None
-    blocked_information_exists: bool
-    protected_identity: bool
-    protected_fields: list[str]
-    emergency_reason: str | None = None  # set when information is opened by emergency access
-    engagements: list[EngagementDecisionOut]
-    # Applied by the query service to every record a producer returns (blocks per care unit,
-    # inner secrecy); a client that does not apply it must not release records.
-    record_policy: RecordPolicyOut
 
 
 def _staff(claims: Claims) -> c.Staff:

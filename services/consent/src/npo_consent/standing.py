@@ -13,10 +13,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
 
-from npo_platform.identity import ClinicianClaims, PatientIdStr
-from npo_platform.schemas import RequestModel
+from npo_platform.contracts.consent_http import InForce, StandingIn, StandingOut
+from npo_platform.identity import ClinicianClaims
 
 from .domain import Kind, PatientState, Reader, Record, covers
 from .handlers import ConsentService
@@ -44,27 +43,6 @@ def standing_of(reader: Reader, state: PatientState, at: datetime) -> Standing:
 
 def _longest(records: list[Record]) -> Record | None:
     return max(records, key=lambda r: (r.valid_to is None, r.valid_to or r.valid_from), default=None)
-
-
-class StandingIn(RequestModel):
-    model_config = ConfigDict(frozen=True)
-
-    patient_id: PatientIdStr = Field(repr=False)
-
-
-class InForce(BaseModel):
-    record_id: str
-    valid_from: datetime
-    valid_to: datetime | None
-    scope: str  # "unit" or "user" (a consent naming the reader personally)
-
-
-class StandingOut(BaseModel):
-    care_unit: str
-    relation: InForce | None
-    consent: InForce | None
-    emergency: InForce | None
-    protected_identity: bool
 
 
 def _in_force(record: Record | None) -> InForce | None:

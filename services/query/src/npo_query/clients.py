@@ -24,6 +24,13 @@ from opentelemetry.context import Context
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from npo_platform.contracts.consent_http import (
+    DecisionIn,
+    DecisionOut,
+    EngagementIn,
+    RecordPolicyOut,
+)
+
 from .domain import Decision, EngagementVerdict, IndexEntry, RecordPolicy, Target
 
 TokenSource = Callable[[], str]
@@ -98,51 +105,25 @@ class HttpIndexClient:
             body["pageToken"] = page.next_page_token
 
     async def _page(self, body: dict[str, Any]) -> _FindContentPage:
-        return await _post(self._http, self._url, body, traced_headers(self._token()),
-                           self._timeout, "index", _FindContentPage)
-
-
-class _Verdict(BaseModel):
-    id: str
-    allowed: bool
-    basis: str
-    reason_code: str | None = None
-
-
-class _PolicyOut(BaseModel):
-    own_care_giver: str
-    own_closed: str | None
-    others_closed: str | None
-    closed_care_givers: frozenset[str]
-    closed_care_units: frozenset[str]
-    unit_blocked_care_givers: frozenset[str]
-
-
-class _DecisionOut(BaseModel):
-    outcome: str
-    basis: str
-    reason_code: str | None = None
-    blocked_information_exists: bool = False
-    protected_identity: bool = False
-    protected_fields: list[str] = []
-    emergency_reason: str | None = None
-    engagements: list[_Verdict]
-    record_policy: _PolicyOut  # required: without it no record could be released
+        return await _post(self._http, self._url, json.dumps(body).encode(),
+                           traced_headers(self._token()), self._timeout, "index", _FindContentPage)
 
 
 class HttpConsentClient:
-    """The consent service's ``POST /v1/decisions``, called with the reader's own token."""
+    """The consent service's ``POST /v1/decisions`` (its contract:
+    ``npo_platform.contracts.consent_http``), called with the reader's own token."""
 
     def __init__(self, http: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
-        self._http, self._url = http, f"{base_url.rstrip('/')}/v1/decisions"
+        self._http, self._decisions = http, f"{base_url.rstrip('/')}/v1/decisions"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def decide(self, bearer: str, patient_id: str, categories: list[str],
                      targets: list[Target]) -> Decision:
-        body = {"patient_id": patient_id, "categories": categories,
-                "engagements": [_engagement(t) for t in targets]}
-        out = await _post(self._http, self._url, body, traced_headers(bearer), self._timeout,
-                          "consent", _DecisionOut)
+        # Our own values, checked by the consent service: built without validating them twice.
+        body = DecisionIn.model_construct(patient_id=patient_id, categories=categories,
+                                          engagements=[_engagement(t) for t in targets])
+        out = await _post(self._http, self._decisions, _json(body), traced_headers(bearer),
+                          self._timeout, "consent", DecisionOut)
         return Decision(
             out.outcome, out.basis, out.reason_code, out.blocked_information_exists,
             out.protected_identity, tuple(out.protected_fields),
@@ -151,9 +132,10 @@ class HttpConsentClient:
         )
 
 
-def _policy(out: _PolicyOut) -> RecordPolicy:
+def _policy(out: RecordPolicyOut) -> RecordPolicy:
     return RecordPolicy(out.own_care_giver, out.own_closed, out.others_closed,
-                        out.closed_care_givers, out.closed_care_units, out.unit_blocked_care_givers)
+                        frozenset(out.closed_care_givers), frozenset(out.closed_care_units),
+                        frozenset(out.unit_blocked_care_givers))
 
 
 def pooled_session(max_connections: int) -> aiohttp.ClientSession:
@@ -163,15 +145,15 @@ def pooled_session(max_connections: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
+async def _post(http: aiohttp.ClientSession, url: str, body: bytes,
                 headers: dict[str, str], bound: aiohttp.ClientTimeout, service: str,
                 answer_model: type[_Answer]) -> _Answer:
-    """POST ``body`` as JSON and read the answer as ``answer_model``; every way it can fail is
+    """POST ``body`` (JSON) and read the answer as ``answer_model``; every way it can fail is
     ``Unavailable``, as the caller must fail closed on each: ``{service}.unreachable`` (no
     connection, a broken answer or the timeout), ``.http_status`` (not 200) or
     ``.invalid_answer`` (not the model's shape)."""
     try:
-        async with http.post(url, data=json.dumps(body).encode(), timeout=bound,
+        async with http.post(url, data=body, timeout=bound,
                              headers=headers | {"Content-Type": "application/json"}) as answer:
             status, content = answer.status, await answer.read()
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -184,9 +166,14 @@ async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
         raise Unavailable(f"{service}.invalid_answer") from None
 
 
-def _engagement(target: Target) -> dict[str, Any]:
+def _json(body: BaseModel) -> bytes:
+    return body.model_dump_json().encode()
+
+
+def _engagement(target: Target) -> EngagementIn:
     # The index has no care unit per engagement: the consent service withholds a whole target
     # only for a unit block naming its logical address; the record policy settles the records
     # of each unit. Social-services addresses are never asked about (the plan settles them).
-    return {"id": target.id, "data_controller": target.data_controller, "care_unit": "",
-            "logical_address": target.logical_address, "social_services": False}
+    return EngagementIn.model_construct(id=target.id, data_controller=target.data_controller,
+                                        care_unit="", logical_address=target.logical_address,
+                                        social_services=False)
