@@ -127,8 +127,10 @@ BLOCKED_ENTRY: dict[str, Any] = {
 def producer_json(result: TargetResult) -> dict[str, Any]:
     """``ProducerOut`` as JSON (by alias), built directly: the answer is serialised once,
     without building and validating a model per producer first."""
-    if hidden_by_block(result):
-        return BLOCKED_ENTRY
+    return BLOCKED_ENTRY if hidden_by_block(result) else _told_json(result)
+
+
+def _told_json(result: TargetResult) -> dict[str, Any]:
     target = result.target
     return {"logicalAddress": target.logical_address, "dataController": target.data_controller,
             "category": target.category, "status": result.status.value, "cause": result.cause,
@@ -138,7 +140,7 @@ def producer_json(result: TargetResult) -> dict[str, Any]:
 
 def told_json(told: Told) -> list[dict[str, Any]]:
     """The reader's list of targets: each one told, and the blocked ones as one entry, last."""
-    listed = [producer_json(r) for r in told.results]
+    listed = [_told_json(r) for r in told.results]
     return [*listed, BLOCKED_ENTRY] if told.blocked else listed
 
 

@@ -111,7 +111,7 @@ AUDIT_UNAVAILABLE = "The access could not be logged, so no information is return
 NO_DECISION = "No access decision could be had."
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built once per overview: not frozen, which costs per field
 class Overview:
     """The result of one overview, everything a front end renders and nothing the reader may
     not be told. ``producers`` has a status per target (blocked ones only as ``blocked``)."""
