@@ -169,6 +169,26 @@ async def test_new_information_in_the_index_is_pushed_then_streamed(
     assert [new.record_id, org.source_system] in summary["order"]
 
 
+async def test_subscribing_needs_the_readers_relation_as_the_consent_service_stands(
+    nation: Nation, patient: tuple[str, dict[Organisation, list[Any]]]
+) -> None:
+    """The query asks the consent service's standing: no relation, 403; a relation without
+    consent is enough to subscribe (what is announced is decided per change)."""
+    patient_id, _ = patient
+    subscription = {"patientId": patient_id}
+    async with httpx.AsyncClient(timeout=30) as http:
+        refused = await http.post(f"{nation.query}/v1/subscriptions", json=subscription,
+                                  headers=clinician(nation))
+        await _register(http, nation, "relations", {"patient_id": patient_id})
+        async with http.stream("POST", f"{nation.query}/v1/subscriptions", json=subscription,
+                               headers=clinician(nation)) as pushed:
+            assert pushed.status_code == 200
+            subscribed = await _sse(pushed.aiter_lines(), "subscribed")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "relation.missing"
+    assert len(subscribed["categories"]) == 17
+
+
 async def test_a_revoked_consent_ends_cached_access_at_once(
     nation: Nation, patient: tuple[str, dict[Organisation, list[Any]]]
 ) -> None:

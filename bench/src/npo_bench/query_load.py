@@ -148,6 +148,9 @@ class StandInConsent:
         verdicts = {t.id: EngagementVerdict(True, "consent", None) for t in targets}
         return Decision("allowed", "consent", None, verdicts=verdicts, policy=BENCH_POLICY)
 
+    async def has_relation(self, bearer: str, patient_id: str) -> bool:
+        return True
+
 
 def serve_index(port: int, patients: int, producers: int) -> None:
     """Process entry: the stand-in index's engagements as FindContent over HTTP on ``port``."""

@@ -62,6 +62,13 @@ class FakeConsent:
         return replace(decision, policy=policy, protected_identity=self.protected,
                        protected_fields=fields)
 
+    async def has_relation(self, bearer: str, patient_id: str) -> bool:
+        """The reader's standing: a relation in force unless ``related`` is off."""
+        self.bearers.append(bearer)
+        if self.down:
+            raise Unavailable("consent.unreachable", "ConnectError")
+        return self.related
+
     def _verdict(self, target: Target) -> EngagementVerdict:
         if target.data_controller in self.blocked:
             return EngagementVerdict(False, "none", "blocked")

@@ -159,6 +159,30 @@ async def test_a_decision_without_its_record_policy_is_no_decision() -> None:
     assert error.value.code == "consent.invalid_answer"
 
 
+def _standing_app(seen: list[dict[str, Any]], related: bool) -> FastAPI:
+    app = FastAPI()
+    in_force = {"record_id": "r1", "valid_from": "2025-01-01T00:00:00Z", "valid_to": None,
+                "scope": "unit"}
+
+    @app.post("/v1/standing")
+    async def standing(request: Request) -> dict[str, Any]:
+        seen.append({"body": await request.json(), "auth": request.headers.get("authorization")})
+        return {"care_unit": "U1", "relation": in_force if related else None, "consent": None,
+                "emergency": None, "protected_identity": False}
+
+    return app
+
+
+async def test_a_relation_is_the_consent_services_standing_of_the_reader() -> None:
+    seen: list[dict[str, Any]] = []
+    found = []
+    for related in (True, False):
+        async with serve(_standing_app(seen, related)) as url, pooled_session(10) as http:
+            found.append(await HttpConsentClient(http, url, 2.0).has_relation("reader", PATIENT))
+    assert found == [True, False]
+    assert seen[0] == {"body": {"patient_id": PATIENT}, "auth": "Bearer reader"}
+
+
 def _producer_app() -> FastAPI:
     app = FastAPI()
 

@@ -29,6 +29,8 @@ from npo_platform.contracts.consent_http import (
     DecisionOut,
     EngagementIn,
     RecordPolicyOut,
+    StandingIn,
+    StandingOut,
 )
 
 from .domain import Decision, EngagementVerdict, IndexEntry, RecordPolicy, Target
@@ -54,6 +56,10 @@ class IndexClient(Protocol):
 class ConsentClient(Protocol):
     async def decide(self, bearer: str, patient_id: str, categories: list[str],
                      targets: list[Target]) -> Decision: ...
+
+    async def has_relation(self, bearer: str, patient_id: str) -> bool:
+        """Whether the reader's unit has a relation with the patient in force now."""
+        ...
 
 
 def traced_headers(token: str, context: Context | None = None) -> dict[str, str]:
@@ -110,11 +116,12 @@ class HttpIndexClient:
 
 
 class HttpConsentClient:
-    """The consent service's ``POST /v1/decisions`` (its contract:
+    """The consent service's ``POST /v1/decisions`` and ``POST /v1/standing`` (its contract:
     ``npo_platform.contracts.consent_http``), called with the reader's own token."""
 
     def __init__(self, http: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
-        self._http, self._decisions = http, f"{base_url.rstrip('/')}/v1/decisions"
+        base = base_url.rstrip("/")
+        self._http, self._decisions, self._standing = http, f"{base}/v1/decisions", f"{base}/v1/standing"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def decide(self, bearer: str, patient_id: str, categories: list[str],
@@ -130,6 +137,12 @@ class HttpConsentClient:
             {v.id: EngagementVerdict(v.allowed, v.basis, v.reason_code) for v in out.engagements},
             out.emergency_reason or "", _policy(out.record_policy),
         )
+
+    async def has_relation(self, bearer: str, patient_id: str) -> bool:
+        body = StandingIn.model_construct(patient_id=patient_id)
+        out = await _post(self._http, self._standing, _json(body),
+                          traced_headers(bearer), self._timeout, "consent", StandingOut)
+        return out.relation is not None
 
 
 def _policy(out: RecordPolicyOut) -> RecordPolicy:

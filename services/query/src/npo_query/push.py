@@ -89,18 +89,6 @@ class Subscription:
         return sorted(set(self.reading.categories))
 
 
-PROBE_CONTROLLER = "SE0000000000-NPORELATIONPROBE"  # a care giver no reader belongs to
-
-
-async def has_relation(consent: ConsentClient, bearer: str, patient_id: str) -> bool:
-    """Ask the decision for a care giver the reader does not belong to: unless the reader has
-    a current relation with the patient, the consent service answers ``no_relation``."""
-    probe = Target("", "notes", PROBE_CONTROLLER)
-    decision = await consent.decide(bearer, patient_id, ["notes"], [probe])
-    verdict = decision.allows(probe)
-    return verdict.allowed or verdict.reason_code == "no_consent"
-
-
 class PushService:
     """Subscriptions and the notices each reader may be given."""
 
@@ -112,7 +100,7 @@ class PushService:
         (Denied ``relation.missing``) without a current relation between the reader's unit and
         the patient, as the consent service's standing says."""
         try:
-            related = await has_relation(self._consent, reading.bearer, reading.patient_id)
+            related = await self._consent.has_relation(reading.bearer, reading.patient_id)
         except Unavailable:
             raise ServiceUnavailable("decision.unavailable", NO_DECISION) from None
         if not related:
