@@ -24,12 +24,13 @@ from typing import Annotated, Any
 import asyncpg
 import typer
 
+from npo_audit.api_statistics import count_searches, month_range
+from npo_audit.api_views import record_view
 from npo_audit.config import AuditSettings
-from npo_audit.consumer import open_store
 from npo_audit.domain import access_entry
-from npo_audit.queries import AuditQueries, SearchFilter
-from npo_audit.statistics import count_searches, month_range
-from npo_audit.views import record_view
+from npo_audit.main import open_store
+from npo_audit.store import SearchFilter
+from npo_audit.store_pg_search import AuditQueries
 from npo_bench import harness
 from npo_platform.contracts import AccessEvent
 from npo_platform.contracts.events_pb2 import ALLOWED, CONSENT, READ
@@ -142,7 +143,7 @@ async def _statistics_latency(pool: asyncpg.Pool, rounds: int = 40) -> dict[str,
     samples: list[float] = []
     for i in range(rounds):
         began = time.perf_counter()
-        await count_searches(pool, span, "care_unit" if i % 2 else "care_giver")
+        await count_searches(AuditQueries(pool), span, "care_unit" if i % 2 else "care_giver")
         samples.append((time.perf_counter() - began) * 1000)
     rows = int(await pool.fetchval("SELECT count(*) FROM search_counts"))
     return {"statistics_12m_p50_ms": _quantile(samples, 0.50),

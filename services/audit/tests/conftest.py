@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 
 from npo_audit.config import AuditSettings
-from npo_audit.consumer import open_store
-from npo_audit.store import PostgresAuditStore
+from npo_audit.main import open_store
+from npo_audit.store_pg import PostgresAuditStore
 from npo_deploy.testing import TopicFactory
 from npo_platform.identity import ensure_local_keypair
 

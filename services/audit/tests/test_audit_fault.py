@@ -16,10 +16,10 @@ import pytest
 from audit_fixtures import access_event, patient
 
 from npo_audit.config import AuditSettings
-from npo_audit.consumer import open_store
 from npo_audit.domain import Kind
+from npo_audit.main import open_store
+from npo_audit.service import verify_log
 from npo_audit.signing import load_verifier
-from npo_audit.verify import verify_log
 from npo_platform.kafka import EventPublisher
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ import pytest
 from audit_fixtures import access_event, patient, relation_event
 
 from npo_audit.config import AuditSettings
-from npo_audit.consumer import Worker, build_worker, open_store
 from npo_audit.domain import Kind
+from npo_audit.main import Worker, build_worker, open_store
+from npo_audit.service import verify_log
 from npo_audit.signing import load_verifier
-from npo_audit.store import PostgresAuditStore
-from npo_audit.verify import verify_log
+from npo_audit.store_pg import PostgresAuditStore
 from npo_platform.contracts import AccessEvent
 from npo_platform.kafka import EventPublisher
 

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from audit_fixtures import OFFICE_TIME, access_event, patient, refused_event, relation_event
+from audit_fixtures import OFFICE_TIME, READER, access_event, patient, refused_event, relation_event
 
 from npo_audit.domain import Entry, access_entry, consent_entry
-from npo_audit.register import RegisterKey
-from npo_audit.rules import Person, refusal_crossings
-from npo_audit.store import PostgresAuditStore
+from npo_audit.domain_rules import Person, refusal_crossings
+from npo_audit.signing import RegisterKey
+from npo_audit.store_pg import PostgresAuditStore
 from npo_platform.contracts import ConsentEvent
 from npo_platform.contracts.events_pb2 import AccessBasis
 
@@ -168,3 +168,13 @@ def test_the_in_memory_sweep_flags_the_same_refusal() -> None:
              for i in range(4)]
     flags = refusal_crossings([*reversed(tries), consent_entry(relation_event(patient(401)))], 3)
     assert [(f.rule.value, f.event_id) for f in flags] == [("repeated_refused_attempts", tries[2].event_id)]
+
+
+def test_refusals_straddling_a_clock_hour_count_together() -> None:
+    # 9:59, 10:00 and 10:01: a clock hour would split them two and one, and flag nothing.
+    edge = OFFICE_TIME + timedelta(minutes=59)
+    tries = [consent_entry(refused_event(patient(500 + i), at=edge + timedelta(minutes=i)))
+             for i in range(3)]
+    flags = refusal_crossings(tries, 3)
+    assert [(f.rule.value, f.event_id) for f in flags] == [("repeated_refused_attempts", tries[2].event_id)]
+    assert refusal_crossings(tries, 3, {READER: [edge - timedelta(minutes=30)]}) == []  # flagged before

@@ -17,11 +17,12 @@ import pytest
 from audit_fixtures import OFFICE_TIME, access_event, patient, relation_event, token
 from fastapi import FastAPI
 
+from npo_audit.api_statistics import MAX_MONTHS, month_range
 from npo_audit.config import AuditSettings
 from npo_audit.domain import Entry, SearchKey, access_entry, consent_entry
 from npo_audit.main import create_app
-from npo_audit.statistics import MAX_MONTHS, SEARCHES, month_range
-from npo_audit.store import PostgresAuditStore
+from npo_audit.store_pg import PostgresAuditStore
+from npo_audit.store_pg_search import SEARCHES
 from npo_platform.contracts.events_pb2 import AccessOutcome, ActivityType
 from npo_platform.identity import Role
 from npo_platform.problems import Problem

@@ -7,14 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from audit_fixtures import OFFICE_TIME, access_event, patient, relation_event
+from audit_fixtures import OFFICE_TIME, access_event, patient, refused_event, relation_event
 
 from npo_audit.config import AuditSettings
-from npo_audit.consumer import open_store
 from npo_audit.domain import Kind, access_entry, consent_entry
+from npo_audit.main import open_store
+from npo_audit.service import verify_log
 from npo_audit.signing import Checkpoint, ensure_signing_key, load_verifier
-from npo_audit.store import AuditStore, InMemoryAuditStore
-from npo_audit.verify import verify_log
+from npo_audit.store import AuditStore
+from npo_audit.store_memory import InMemoryAuditStore
 
 
 class AuditStoreContract:
@@ -108,6 +109,35 @@ class AuditStoreContract:
             ("many_patients_per_hour", entries[2].event_id)
         ]
         assert await store.sweep(2) == []
+
+    async def test_the_windowed_rules_count_over_a_sliding_hour_not_the_clock_hour(
+        self, store: AuditStore
+    ) -> None:
+        # At 9:59, 10:00 and 10:01: three within three minutes, across the top of a clock hour.
+        edge = OFFICE_TIME + timedelta(minutes=59)
+        at = [edge + timedelta(minutes=i) for i in range(3)]
+        reads = [access_entry(access_event(patient(20 + i), at=t)) for i, t in enumerate(at)]
+        tries = [consent_entry(refused_event(patient(30 + i), at=t)) for i, t in enumerate(at)]
+        await store.append("access-p0", reads[:2])
+        await store.append("access-p1", reads[2:])
+        await store.append("consent-p0", tries)
+
+        flags = await store.sweep(2, 3)
+
+        assert sorted((f.rule.value, f.event_id) for f in flags) == sorted([
+            ("many_patients_per_hour", reads[2].event_id),
+            ("repeated_refused_attempts", tries[2].event_id),
+        ])
+        assert await store.sweep(2, 3) == []
+
+    async def test_attempts_more_than_an_hour_apart_are_not_repeated_attempts(
+        self, store: AuditStore
+    ) -> None:
+        at = [OFFICE_TIME, OFFICE_TIME + timedelta(minutes=40), OFFICE_TIME + timedelta(minutes=61)]
+        tries = [consent_entry(refused_event(patient(40 + i), at=t)) for i, t in enumerate(at)]
+        await store.append("consent-p0", tries)
+
+        assert await store.sweep(40, 3) == []
 
 
 class TestInMemoryAuditStore(AuditStoreContract):

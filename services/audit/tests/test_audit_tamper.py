@@ -14,13 +14,13 @@ import asyncpg
 import pytest
 from audit_fixtures import access_event, patient
 
+from npo_audit.api_views import chain_views
 from npo_audit.cli import audit_app
 from npo_audit.config import AuditSettings
 from npo_audit.domain import access_entry, link, link_hash
+from npo_audit.service import Problem, Report, verify_log
 from npo_audit.signing import load_verifier
-from npo_audit.store import RECORD_COLUMNS, PostgresAuditStore, record_row
-from npo_audit.verify import Problem, Report, verify_log
-from npo_audit.views import chain_views
+from npo_audit.store_pg import RECORD_COLUMNS, PostgresAuditStore, record_row
 
 pytestmark = pytest.mark.integration
 Conn = "asyncpg.Connection[asyncpg.Record]"

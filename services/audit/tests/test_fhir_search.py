@@ -16,8 +16,8 @@ from npo_audit.config import AuditSettings
 from npo_audit.domain import access_entry
 from npo_audit.fhir_search_pages import KEY_FILE, PageTokens
 from npo_audit.fhir_search_params import parse
-from npo_audit.fhir_search_query import Position
 from npo_audit.main import create_app
+from npo_audit.store_pg_fhir import Position
 from npo_deploy.fhir_checks import balp_problems, bundle_problems
 from npo_deploy.fhir_validator import FhirValidator
 from npo_platform.contracts.events_pb2 import AccessBasis, AccessOutcome

@@ -32,18 +32,18 @@ from npo_platform.identity import (
 from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 
-from . import export as export_module
+from . import api_export
+from .api_views import chain_views, decode_cursor, encode_cursor, extract_view, record_view
 from .config import AuditSettings
 from .domain import Record
+from .domain_rules import Person, Rule
 from .fhir import extract_audit_event
-from .handlers import record_review
-from .queries import AuditQueries, SearchFilter
-from .register import RegisterKey
-from .rules import Person, Rule
-from .store import AuditStore
-from .stream import Live, RecordHub
-from .verify import verify_log
-from .views import chain_views, decode_cursor, encode_cursor, extract_view, record_view
+from .service import record_review, verify_log
+from .service import search as search_page
+from .signing import RegisterKey
+from .store import AuditStore, SearchFilter
+from .store_pg_live import Live, RecordHub
+from .store_pg_search import AuditQueries
 
 BasisName = Literal["own_care_giver", "consent", "emergency", "patient_self", "no_basis"]
 OutcomeName = Literal["allowed", "partial", "denied"]
@@ -55,7 +55,7 @@ INERA_EXTRACT_LIMIT = 10_000
 class AuditServices:
     settings: AuditSettings
     store: AuditStore
-    queries: AuditQueries
+    queries: AuditQueries  # the read side (only PostgreSQL adapts it: the FHIR search, statistics)
     hub: RecordHub
     register_key: RegisterKey
 
@@ -157,8 +157,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 
 
 async def _page(svc: AuditServices, body: SearchRequest) -> tuple[list[Record], dict[str, list[str]]]:
-    records = await svc.queries.search(body.to_filter(), body.limit, decode_cursor(body.cursor))
-    return records, await svc.queries.flags_of([r.entry.event_id for r in records])
+    return await search_page(svc.queries, body.to_filter(), body.limit, decode_cursor(body.cursor))
 
 
 @router.post("/search")
@@ -180,13 +179,13 @@ async def export(
     AuditEvents; whole, or a problem before the first byte."""
     if format == "fhir" and body.kind == "review":
         raise Problem(422, "export.no_fhir_form", "Reviews have no FHIR AuditEvent form: export them as CSV.")
-    first = body.model_copy(update={"limit": export_module.PAGE})
+    first = body.model_copy(update={"limit": api_export.PAGE})
 
     async def page(cursor: str | None) -> tuple[list[Record], dict[str, list[str]]]:
         return await _page(svc, first.model_copy(update={"cursor": cursor}))
 
-    rendered = await export_module.render(page, body.cursor, format, svc.settings.max_export)
-    return StreamingResponse(export_module.stream(rendered), media_type=export_module.MEDIA_TYPES[format])
+    rendered = await api_export.render(page, body.cursor, format, svc.settings.max_export)
+    return StreamingResponse(api_export.stream(rendered), media_type=api_export.MEDIA_TYPES[format])
 
 
 @router.post("/stream", response_class=EventSourceResponse)

@@ -11,9 +11,9 @@ from rich.console import Console
 from npo_platform.service import configure_process, run_until_signalled
 
 from .config import AuditSettings
-from .consumer import open_store, run_worker
+from .main import open_store, run_worker
+from .service import Report, verify_log
 from .signing import load_verifier
-from .verify import Report, verify_log
 
 audit_app = typer.Typer(help="The tamper-evident access log.", no_args_is_help=True)
 console = Console()

@@ -13,6 +13,7 @@ from enum import StrEnum
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from npo_platform.contracts import AccessEvent, ConsentEvent
+from npo_platform.contracts.events_pb2 import AccessOutcome, ActivityType
 
 GENESIS_HASH = bytes(32)
 # One encoder: json.dumps with options builds a new one per call, which dominates the cost.
@@ -122,10 +123,10 @@ def first_of_each_id(entries: Sequence[Entry]) -> list[Entry]:
     return unique
 
 
-# A search (statistics.py): an access record of an overview read, allowed or not; answered when
-# something was shown. Plain ints (AccessEvent's ActivityType and AccessOutcome numbers).
-SEARCH_ACTIVITIES = frozenset({1, 7})  # READ, EMERGENCY_OPEN
-ANSWERED_OUTCOMES = frozenset({1, 2})  # ALLOWED, PARTIAL
+# A search (api_statistics.py): an access record of an overview read, allowed or not; answered
+# when something was shown. Plain ints: the record's columns hold the enums' numbers.
+SEARCH_ACTIVITIES = frozenset({int(ActivityType.READ), int(ActivityType.EMERGENCY_OPEN)})
+ANSWERED_OUTCOMES = frozenset({int(AccessOutcome.ALLOWED), int(AccessOutcome.PARTIAL)})
 
 
 @dataclass(frozen=True, slots=True, order=True)

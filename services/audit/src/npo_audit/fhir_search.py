@@ -27,7 +27,7 @@ from .api import AuditServices, Services
 from .fhir import audit_event
 from .fhir_search_pages import PageTokens
 from .fhir_search_params import PAGE, SearchError, parse
-from .fhir_search_query import Found, Position, cursor_of, find
+from .store_pg_fhir import Found, Position, cursor_of, find
 
 MAX_FORM_BYTES = 16 * 1024
 _MAX_FIELDS = 200

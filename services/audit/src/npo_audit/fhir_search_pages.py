@@ -20,8 +20,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from npo_platform.identity import ensure_secret
 
 from .fhir_search_params import AuditEventSearch, SearchError
-from .fhir_search_query import Position
-from .queries import Cursor
+from .store import Cursor
+from .store_pg_fhir import Position
 
 KEY_FILE = "audit-fhir-page.key"
 _VERSION = 1

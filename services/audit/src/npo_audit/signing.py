@@ -1,8 +1,12 @@
-"""Ed25519 checkpoints: the key in the state dir, and signing/verifying a chain head."""
+"""The audit's keys in the state dir: Ed25519 checkpoints (signing and verifying a chain head),
+and the register's key for keyed digests of addresses (the kinship rule)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -81,3 +85,31 @@ def load_verifier(keys_dir: Path) -> CheckpointVerifier:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("the audit checkpoint public key must be an Ed25519 key")
     return CheckpointVerifier(key)
+
+
+REGISTER_KEY_FILE = "audit-register.key"
+
+
+class RegisterKey:
+    """Keyed digests of addresses for the kinship rule: comparable, never stored in clear."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def in_dir(cls, keys_dir: Path) -> RegisterKey:
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = keys_dir / REGISTER_KEY_FILE
+        if not path.exists():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(secrets.token_bytes(32))
+        return cls(path.read_bytes())
+
+    def digest(self, address: str) -> str:
+        normalised = " ".join(address.casefold().replace(",", " ").split())
+        return hmac.new(self._key, normalised.encode(), hashlib.sha256).hexdigest()

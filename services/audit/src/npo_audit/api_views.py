@@ -16,8 +16,8 @@ from npo_platform.contracts.events_pb2 import AccessBasis, AccessEvent, AccessOu
 from npo_platform.problems import Problem
 
 from .domain import Kind, Record
-from .queries import Cursor
-from .verify import Report
+from .service import Report
+from .store import Cursor
 
 # Access events name categories by key ("notes"); older producers by categorization ("voo").
 _CATEGORY_NAMES: dict[str, InformationCategory] = {

@@ -1,6 +1,8 @@
-"""Chain verification: recompute every chain and check it against the signed checkpoints.
+"""Use cases: a compliance officer's review of a record or flag (itself a chained record), the
+search with each record's flags, and chain verification.
 
-Names the first problem of each chain: an *altered* record (its content no longer gives its
+Verification recomputes every chain and checks it against the signed checkpoints. It names the
+first problem of each chain: an *altered* record (its content no longer gives its
 hash), *deleted* records (a gap in the sequence or a missing sealed tail), an *inserted* record
 (a second record at a position, or one no signed checkpoint covers), or a *rewritten* stretch
 (hashes that chain but differ from a signed checkpoint: the chain was recomputed).
@@ -8,13 +10,50 @@ hash), *deleted* records (a gap in the sequence or a missing sealed tail), an *i
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
-from .domain import GENESIS_HASH, Record, link_hash
+from npo_platform.contracts.events_pb2 import ActivityType
+from npo_platform.identity import Claims
+
+from .domain import GENESIS_HASH, Entry, Kind, Record, link_hash
 from .signing import Checkpoint, CheckpointVerifier
-from .store import AuditStore
+from .store import Appended, AuditSearch, AuditStore, Cursor, SearchFilter
+
+REVIEW_CHAIN = "review"
+_VERIFY = int(ActivityType.VERIFY)  # a review is the log's own follow-up: activity "verify"
+
+
+def review_entry(officer: Claims, target: Entry | None, subject: str, note: str,
+                 conclusion: str = "") -> Entry:
+    """A compliance officer's follow-up (note and conclusion), itself a record of the chained log."""
+    review = {"subject": subject, "note": note, "reviewer": officer.sub, "reviewer_name": officer.name}
+    if conclusion:
+        review["conclusion"] = conclusion
+    payload = json.dumps(review, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return Entry(
+        kind=Kind.REVIEW, event_id=str(uuid.uuid4()), event_time=datetime.now(UTC),
+        patient_id=target.patient_id if target else "", user_hsa_id=officer.sub,
+        care_unit=officer.care_unit or "", care_giver=officer.care_giver or "",
+        activity=_VERIFY, basis=0, outcome=0, purpose="follow-up",
+        categories=(), payload=payload, subject=subject,
+    )
+
+
+async def record_review(store: AuditStore, officer: Claims, target: Entry | None, subject: str,
+                        note: str, conclusion: str = "") -> Appended:
+    return await store.append(REVIEW_CHAIN, [review_entry(officer, target, subject, note, conclusion)])
+
+
+async def search(queries: AuditSearch, search_filter: SearchFilter, limit: int,
+                 cursor: Cursor | None) -> tuple[list[Record], dict[str, list[str]]]:
+    """A page of the compliance search, newest first, and the rules that flagged each record."""
+    records = await queries.search(search_filter, limit, cursor)
+    return records, await queries.flags_of([r.entry.event_id for r in records])
 
 
 class Problem(StrEnum):

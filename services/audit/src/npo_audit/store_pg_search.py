@@ -1,53 +1,16 @@
-"""Read side of the log in PostgreSQL: compliance search, flags, the patient's extract."""
+"""Read side of the log in PostgreSQL: compliance search, flags, the patient's extract, the
+operator's search statistics (the monthly rollup)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 import asyncpg
 
 from .domain import Record
-from .store import row_record
-
-
-@dataclass(frozen=True)
-class SearchFilter:
-    """Exact filters (all optional) over access records; newest first, keyset-paged."""
-
-    patient_id: str | None = None
-    user_hsa_id: str | None = None
-    care_unit: str | None = None
-    care_giver: str | None = None
-    time_from: datetime | None = None
-    time_to: datetime | None = None
-    basis: int | None = None
-    outcome: int | None = None
-    rule: str | None = None
-    kind: str = "access"
-    event_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Position after the last row of a page: (event time, event id), descending."""
-
-    event_time: datetime
-    event_id: str
-
-
-@dataclass(frozen=True)
-class FlagRow:
-    flag_id: int
-    rule: str
-    event_id: str
-    event_time: datetime
-    patient_id: str
-    user_hsa_id: str
-    care_unit: str
-    detail: str
-    reviewed: bool
+from .store import Cursor, FlagRow, SearchFilter
+from .store_pg import row_record
 
 
 def _where(f: SearchFilter, cursor: Cursor | None) -> tuple[str, list[Any]]:
@@ -78,13 +41,22 @@ def _where(f: SearchFilter, cursor: Cursor | None) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), args
 
 
+# The reader column is one of two fixed names (searches); the months are parameters.
+SEARCHES = """
+SELECT month, {reader} AS reader, sum(searches)::bigint AS searches, sum(answered)::bigint AS answered
+FROM search_counts
+WHERE month >= $1 AND month < $2
+GROUP BY GROUPING SETS ((month), ({reader}), (month, {reader}))
+"""
+
+
 class AuditQueries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
     @property
     def pool(self) -> asyncpg.Pool:
-        """The read side's pool, for read models kept in their own modules (statistics.py)."""
+        """The read side's pool, for the FHIR search (store_pg_fhir.py)."""
         return self._pool
 
     async def search(self, f: SearchFilter, limit: int, cursor: Cursor | None = None) -> list[Record]:
@@ -133,3 +105,16 @@ class AuditQueries:
             chain, after_seq, to_seq,
         )
         return [row_record(row) for row in rows]
+
+    async def searches(self, start: date, end: date,
+                       reader: Literal["care_giver", "care_unit"]) -> list[Any]:
+        """The rollup over [start, end): (month, reader, searches, answered) rows per month, per
+        reader organisation and per both (``GROUPING SETS``; None where a row sums over it)."""
+        column = {"care_giver": "care_giver", "care_unit": "care_unit"}[reader]
+        rows: list[Any] = await self._pool.fetch(SEARCHES.format(reader=column), start, end)
+        return rows
+
+    async def heads(self) -> dict[str, int]:
+        """Every chain's last sequence number (where the live stream starts)."""
+        rows = await self._pool.fetch("SELECT chain, seq FROM chain_head")
+        return {row["chain"]: row["seq"] for row in rows}

@@ -18,8 +18,8 @@ from .domain import Kind, Record
 from .fhir import ACCESS_OUTCOMES, OTHER_ACCESS_OUTCOME
 from .fhir_consent import DONE_OUTCOME, REFUSED, REFUSED_OUTCOME
 from .fhir_search_params import AuditEventSearch
-from .queries import Cursor
-from .store import row_record
+from .store import Cursor
+from .store_pg import row_record
 
 KINDS = [Kind.ACCESS.value, Kind.CONSENT.value]
 

@@ -1,4 +1,5 @@
-"""Search statistics for the operator view: overview reads per month and per reader organisation.
+"""HTTP: search statistics for the operator view, overview reads per month and per reader
+organisation.
 
 A *search* is an access record of a read (``READ``, or ``EMERGENCY_OPEN``): what the query
 service writes for every overview request, allowed or not (``domain.search_counts``). The writer
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
@@ -23,17 +23,11 @@ from npo_platform.identity import Claims, Role, require_roles
 from npo_platform.problems import Problem
 
 from .api import Services
+from .store_pg_search import AuditQueries
 
 MAX_MONTHS = 60  # the log is kept five years
 Reader = Literal["care_giver", "care_unit"]
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-# The reader column is one of two fixed names (count_searches); the months are parameters.
-SEARCHES = """
-SELECT month, {reader} AS reader, sum(searches)::bigint AS searches, sum(answered)::bigint AS answered
-FROM search_counts
-WHERE month >= $1 AND month < $2
-GROUP BY GROUPING SETS ((month), ({reader}), (month, {reader}))
-"""
 
 router = APIRouter(prefix="/audit/statistics", tags=["statistics"])
 OperatorOrAdmin = Annotated[Claims, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
@@ -101,9 +95,8 @@ def _shift(moment: datetime, months: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
-async def count_searches(pool: asyncpg.Pool, span: MonthRange, reader: Reader) -> SearchStatistics:
-    column = {"care_giver": "care_giver", "care_unit": "care_unit"}[reader]
-    rows = await pool.fetch(SEARCHES.format(reader=column), span.start.date(), span.end.date())
+async def count_searches(queries: AuditQueries, span: MonthRange, reader: Reader) -> SearchStatistics:
+    rows = await queries.searches(span.start.date(), span.end.date(), reader)
     months = {m: MonthCount(month=m, searches=0, answered=0) for m in span.months}
     readers: list[ReaderCount] = []
     by_month: list[MonthReaderCount] = []
@@ -131,4 +124,4 @@ async def searches(
 ) -> SearchStatistics:
     """Searches (overview reads) per month and per reader organisation, over whole months."""
     span = month_range(from_month, to_month, datetime.now(UTC))
-    return await count_searches(svc.queries.pool, span, reader)
+    return await count_searches(svc.queries, span, reader)

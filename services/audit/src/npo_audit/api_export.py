@@ -18,8 +18,8 @@ from npo_platform.fhir import FHIR_JSON, entry
 from npo_platform.problems import Problem
 
 from . import fhir
+from .api_views import encode_cursor, record_view, to_csv_rows
 from .domain import Record
-from .views import encode_cursor, record_view, to_csv_rows
 
 Format = Literal["csv", "json", "fhir"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv", "json": "application/x-ndjson", "fhir": FHIR_JSON}

@@ -1,21 +1,15 @@
-"""Event and command handlers: access/consent batches into the chain, reviews into the log."""
+"""Kafka handlers: a partition's access or consent events, checked, appended to its chain."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from npo_platform.contracts import AccessEvent, ConsentEvent
 from npo_platform.identifiers import is_ei_patient_id
-from npo_platform.identity import Claims
 from npo_platform.kafka import PermanentError, Received
 
-from .domain import Entry, Kind, access_entry, consent_entry
+from .domain import Kind, access_entry, consent_entry
 from .store import Appended, AuditStore
-
-REVIEW_CHAIN = "review"
 
 
 def chain_name(kind: Kind, partition: int) -> str:
@@ -50,24 +44,3 @@ async def ingest_consent(store: AuditStore, batch: Sequence[Received[ConsentEven
         _checked(received.event)
     entries = [consent_entry(received.event, received.record.value) for received in batch]
     return await store.append(chain_name(Kind.CONSENT, batch[0].record.partition), entries)
-
-
-def review_entry(officer: Claims, target: Entry | None, subject: str, note: str,
-                 conclusion: str = "") -> Entry:
-    """A compliance officer's follow-up (note and conclusion), itself a record of the chained log."""
-    review = {"subject": subject, "note": note, "reviewer": officer.sub, "reviewer_name": officer.name}
-    if conclusion:
-        review["conclusion"] = conclusion
-    payload = json.dumps(review, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return Entry(
-        kind=Kind.REVIEW, event_id=str(uuid.uuid4()), event_time=datetime.now(UTC),
-        patient_id=target.patient_id if target else "", user_hsa_id=officer.sub,
-        care_unit=officer.care_unit or "", care_giver=officer.care_giver or "",
-        activity=5, basis=0, outcome=0, purpose="follow-up",  # activity 5: VERIFY
-        categories=(), payload=payload, subject=subject,
-    )
-
-
-async def record_review(store: AuditStore, officer: Claims, target: Entry | None, subject: str,
-                        note: str, conclusion: str = "") -> Appended:
-    return await store.append(REVIEW_CHAIN, [review_entry(officer, target, subject, note, conclusion)])

@@ -1,4 +1,5 @@
-"""Live stream: PostgreSQL LISTEN on the writers' notifications, fanned out to SSE subscribers.
+"""Live stream: PostgreSQL LISTEN on the writers' notifications, fanned out to subscribers (the
+SSE route in api.py).
 
 The writer (any worker replica) notifies ``{chain, to}`` in the transaction that seals a batch,
 so a notification arrives only after the records are committed; every API replica listens.
@@ -17,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from .domain import Record
-from .queries import AuditQueries
+from .store_pg_search import AuditQueries
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ class RecordHub:
 
     async def start(self) -> None:
         self._conn = await asyncpg.connect(self._url, server_settings={"search_path": self._schema})
-        rows = await self._conn.fetch("SELECT chain, seq FROM chain_head")
-        self._seen = {row["chain"]: row["seq"] for row in rows}
+        self._seen = await self._queries.heads()
         await self._conn.add_listener(self._channel, self._on_notify)
         self._task = asyncio.create_task(self._pump())
 
