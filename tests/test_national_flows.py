@@ -227,9 +227,9 @@ async def test_an_emergency_access_opens_the_block_within_its_scope_and_is_follo
                                  lambda a: a.status_code == 200 and a.json()["records"])
         body = after.json()
         other = await overview(http, nation, patient, colleague)  # outside the emergency's scope
-        tasks = await eventually(lambda: follow_up_tasks(http, nation),
-                                 lambda ts: any(t["access_event_id"] == body["accessEventId"]
-                                                for t in ts))
+        # Followed up by the audit (design.md §3): its emergency flag on the access record.
+        flags = await eventually(lambda: emergency_flags(http, nation),
+                                 lambda fs: any(f["event_id"] == body["accessEventId"] for f in fs))
         logged = await eventually(lambda: audit_records(http, nation, patient),
                                   with_event(body["accessEventId"]))
         mine = await eventually(lambda: extract(http, nation, patient),
@@ -248,18 +248,18 @@ async def test_an_emergency_access_opens_the_block_within_its_scope_and_is_follo
         (org.logical_address, "DataFromSource")]
     assert calls.of(org.logical_address, patient) == 1  # only the emergency read called it
     assert_blocked({"records": [], **other.json()}, org)  # the colleague is still blocked
-    [task] = [t for t in tasks if t["access_event_id"] == body["accessEventId"]]
-    assert (task["kind"], task["user"], task["care_unit"], task["reason"]) == (
-        "emergency_access", nation.people[Role.CLINICIAN].sub, DEMO_UNIT, reason)
+    [flag] = [f for f in flags if f["event_id"] == body["accessEventId"]]
+    assert (flag["rule"], flag["user_hsa_id"], flag["care_unit"], flag["reviewed"]) == (
+        "emergency", nation.people[Role.CLINICIAN].sub, DEMO_UNIT, False)
     [entry] = [i for i in logged if i["event_id"] == body["accessEventId"]]
     assert (entry["basis"], entry["emergency_reason"]) == ("emergency", reason)
     assert "emergency" in entry["flags"]
     assert any(i["emergency"] and i["care_unit"] == DEMO_UNIT for i in mine)
 
 
-async def follow_up_tasks(http: httpx.AsyncClient, nation: Nation) -> list[Any]:
-    answer = await http.get(f"{nation.consent}/v1/follow-up-tasks",
-                            headers=nation.headers(Role.COMPLIANCE_OFFICER))
+async def emergency_flags(http: httpx.AsyncClient, nation: Nation) -> list[Any]:
+    answer = await http.post(f"{nation.audit}/audit/flags/search", json={"rule": "emergency", "limit": 1000},
+                             headers=nation.headers(Role.COMPLIANCE_OFFICER))
     assert answer.status_code == 200, answer.text
-    tasks: list[Any] = answer.json()
-    return tasks
+    flags: list[Any] = answer.json()["items"]
+    return flags

@@ -31,11 +31,11 @@ import typer
 import uvloop
 
 from npo_bench import harness
-from npo_consent import commands as c
+from npo_consent import domain_commands as c
 from npo_consent.config import ConsentSettings
 from npo_consent.domain import EngagementRef, Reader, decide
-from npo_consent.handlers import KNOWN_CATEGORIES, ConsentService
-from npo_consent.postgres import open_store
+from npo_consent.service import KNOWN_CATEGORIES, ConsentService
+from npo_consent.store_pg import open_store
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
 

@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from npo_consent import commands as c
+from npo_consent import domain_commands as c
 from npo_consent.domain import EngagementRef, Kind, Reader, Record
-from npo_consent.handlers import ConsentService
+from npo_consent.service import ConsentService
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, issue_token
 

@@ -13,8 +13,8 @@ from consent_support import ANNA, BO, CG_A, CG_B, ERIK, UA1, UB1, bearer, new_pa
 from fastapi import FastAPI
 
 from npo_consent.config import ConsentSettings
-from npo_consent.handlers import ConsentService
 from npo_consent.main import create_app
+from npo_consent.service import ConsentService
 from npo_platform.contracts import ConsentEvent
 from npo_platform.identity import Role, ensure_local_keypair
 
@@ -210,9 +210,11 @@ async def test_emergency_access_opens_for_the_clinician_who_registered_it(
     assert as_erik["basis"] == "emergency"
 
 
-async def test_follow_up_lists_are_for_compliance_officers(
+async def test_the_violation_list_is_for_compliance_officers(
     client: httpx.AsyncClient, keys: tuple[bytes, Path], anna: dict[str, str]
 ) -> None:
     assert (await client.get("/v1/violations", headers=anna)).status_code == 403
     officer = bearer(keys[0], ANNA, Role.COMPLIANCE_OFFICER)
-    assert (await client.get("/v1/follow-up-tasks", headers=officer)).status_code == 200
+    assert (await client.get("/v1/violations", headers=officer)).status_code == 200
+    # The follow-ups of every access are the audit's: no task list here any more.
+    assert (await client.get("/v1/follow-up-tasks", headers=officer)).status_code == 404

@@ -1,5 +1,5 @@
 """End to end on the real broker and database: commands publish ConsentEvents; access events in
-produce follow-up tasks and violation flags (rules as they stood at each access's time)."""
+produce violation flags (rules as they stood at each access's time)."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ async def test_commands_reach_the_consent_topic_within_a_second_and_expiry_is_an
         (ConsentEvent.CONSENT, ConsentEvent.EXPIRED, short.json()["record_id"])]
 
 
-async def test_access_events_produce_follow_up_tasks_and_violation_flags(
+async def test_access_events_produce_violation_flags_once_each(
     client: httpx.AsyncClient, publisher: EventPublisher, topics: ConsentTopics,
     private_key: tuple[bytes, Path], kafka_bootstrap_servers: str, app: FastAPI,
 ) -> None:
@@ -188,10 +188,10 @@ async def test_access_events_produce_follow_up_tasks_and_violation_flags(
         access(patient, while_consented, producers=(b1,)),
         # released after the revocation: flagged
         access(patient, after_revocation, producers=(b1,), event_id="after-revocation-" + emergency_id),
-        # emergency access without a registered emergency: a follow-up task and a flag
+        # emergency access without a registered emergency: a flag (its follow-up is the audit's)
         access(patient, after_revocation, basis=EMERGENCY, reason="unconscious", producers=(b1,),
                event_id=emergency_id),
-        # the same event again (at-least-once delivery): no second task
+        # the same event again (at-least-once delivery): no second flag
         access(patient, after_revocation, basis=EMERGENCY, reason="unconscious", producers=(b1,),
                event_id=emergency_id),
         # social-services information released: always flagged
@@ -213,14 +213,10 @@ async def test_access_events_produce_follow_up_tasks_and_violation_flags(
     assert await until(all_consumed)
     flags = [v for v in (await client.get("/v1/violations", headers=officer)).json()
              if v["patient_id"] == patient]
-    tasks = [t for t in (await client.get("/v1/follow-up-tasks", headers=officer)).json()
-             if t["patient_id"] == patient]
 
     assert sorted((v["access_event_id"][:17], v["reason_code"]) for v in flags) == sorted([
         ("after-revocation-", "no_consent"), (emergency_id[:17], "no_consent"),
         (events[4].meta.event_id[:17], "social_services")])
-    assert [(t["access_event_id"], t["kind"], t["reason"]) for t in tasks] == [
-        (emergency_id, "emergency_access", "unconscious")]
     assert await dead_letter_reason(kafka_bootstrap_servers, topics) == "access.invalid_patient_id"
 
 

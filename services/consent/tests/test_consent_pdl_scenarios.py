@@ -41,8 +41,8 @@ from consent_support import (
 )
 
 from npo_consent.domain import Kind, Outcome, Reader
-from npo_consent.handlers import ConsentService
-from npo_consent.postgres import PostgresConsentStore, open_store
+from npo_consent.service import ConsentService
+from npo_consent.store_pg import PostgresConsentStore, open_store
 
 pytestmark = pytest.mark.integration
 

@@ -25,10 +25,10 @@ from consent_support import (
     the_patient,
 )
 
-from npo_consent import commands as c
+from npo_consent import domain_commands as c
 from npo_consent.domain import Kind, Reason
-from npo_consent.handlers import ConsentService
-from npo_consent.store import InMemoryConsentStore
+from npo_consent.service import ConsentService
+from npo_consent.store_memory import InMemoryConsentStore
 
 LATER = T0 + timedelta(days=7)
 

@@ -12,9 +12,8 @@ from consent_support import ANNA, BO, CECILIA, T0, UA1, bearer, new_patient
 from fastapi import FastAPI
 
 from npo_consent.config import ConsentSettings
-from npo_consent.domain import Kind, PatientState, Record
+from npo_consent.domain import Kind, PatientState, Record, standing_of
 from npo_consent.main import create_app
-from npo_consent.standing import standing_of
 from npo_platform.identity import Role, ensure_local_keypair
 
 

@@ -10,11 +10,12 @@ from datetime import timedelta
 import pytest
 from consent_support import ANNA, CG_B, T0, UA1, new_patient
 
-from npo_consent.checks import CheckResult, FollowUpTask, TaskKind, Violation
 from npo_consent.domain import Kind, Record
-from npo_consent.handlers import consent_event
-from npo_consent.postgres import open_store
-from npo_consent.store import ConsentStore, InMemoryConsentStore
+from npo_consent.domain_checks import Violation
+from npo_consent.service import consent_event
+from npo_consent.store import ConsentStore
+from npo_consent.store_memory import InMemoryConsentStore
+from npo_consent.store_pg import open_store
 from npo_platform.contracts import ConsentEvent
 
 
@@ -129,12 +130,8 @@ class TestConsentStoreContract:
 
     async def test_an_access_check_is_saved_once(self, store: ConsentStore) -> None:
         event_id, patient = str(uuid.uuid4()), new_patient()
-        task = FollowUpTask(event_id, TaskKind.EMERGENCY_ACCESS, patient, ANNA.user, UA1, ANNA.care_giver,
-                            "unconscious", T0)
         flag = Violation(event_id, patient, ANNA.user, UA1, CG_B, "", "no_consent", T0)
-        result = CheckResult((task,), (flag,))
 
-        assert await store.save_check(event_id, result) is True
-        assert await store.save_check(event_id, result) is False
-        assert [t for t in await store.follow_up_tasks() if t.access_event_id == event_id] == [task]
+        assert await store.save_check(event_id, (flag,)) is True
+        assert await store.save_check(event_id, (flag,)) is False
         assert [v for v in await store.violations() if v.access_event_id == event_id] == [flag]

@@ -1,4 +1,5 @@
-"""HTTP in, use cases out: authenticated commands, the access decision and the follow-up lists."""
+"""HTTP in, use cases out: authenticated commands, the access decision, the reader's standing
+and the violations the re-check of logged accesses found."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from npo_platform.contracts.consent_http import (
     DecisionIn,
     DecisionOut,
     EngagementDecisionOut,
+    InForce,
     RecordPolicyOut,
+    StandingIn,
+    StandingOut,
 )
 from npo_platform.identity import (
     Claims,
@@ -27,14 +31,14 @@ from npo_platform.identity import (
 from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 
-from . import commands as c
-from .checks import FollowUpTask, Violation
+from . import domain_commands as c
 from .domain import Decision, EngagementRef, Kind, Reader, Record, RecordPolicy
-from .handlers import ConsentService
+from .domain_checks import Violation
+from .service import ConsentService
 
 # Relations, consents and protected-identity marks are registered by clinicians; blocks and
 # lifts by clinicians or by the patient in person (the patient role, for their own id). Which
-# records a caller may touch within the role is the use case's rule (scopes.py).
+# records a caller may touch within the role is the use case's rule (domain_commands.py).
 BlockingClaims = Annotated[Claims, Depends(require_roles(Role.CLINICIAN, Role.PATIENT))]
 router = APIRouter(prefix="/v1")
 
@@ -220,11 +224,26 @@ def _policy_out(policy: RecordPolicy) -> RecordPolicyOut:
     )
 
 
-@router.get("/follow-up-tasks", tags=["follow-up"])
-async def follow_up_tasks(claims: ComplianceOfficerClaims, service: Service) -> list[FollowUpTask]:
-    return await service.store.follow_up_tasks()
-
-
 @router.get("/violations", tags=["follow-up"])
 async def violations(claims: ComplianceOfficerClaims, service: Service) -> list[Violation]:
-    return await service.store.violations()
+    """Releases the re-check of logged accesses found the rules would have withheld (the
+    follow-ups of every access, emergency and protected identity among them, are the audit's)."""
+    return await service.violations()
+
+
+@router.post("/standing", tags=["standing"])
+async def standing(body: StandingIn, claims: ClinicianClaims, service: Service) -> StandingOut:
+    """The caller's relation, consent and emergency access in force for the patient (body)."""
+    reader = Reader(claims.sub, claims.care_unit or "", claims.care_giver or "", claims.purpose or "")
+    found = await service.standing(reader, body.patient_id)
+    return StandingOut(care_unit=reader.care_unit, relation=_in_force(found.relation),
+                       consent=_in_force(found.consent), emergency=_in_force(found.emergency),
+                       protected_identity=found.protected_identity)
+
+
+def _in_force(record: Record | None) -> InForce | None:
+    if record is None:
+        return None
+    scope = "user" if record.kind is Kind.CONSENT and record.user else "unit"
+    return InForce(record_id=record.id, valid_from=record.valid_from, valid_to=record.valid_to,
+                   scope=scope)

@@ -393,3 +393,28 @@ def _summarise(decided: list[EngagementDecision], blocked: bool, protected: bool
 def _first_reason(withheld: list[EngagementDecision]) -> Reason | None:
     reasons = {d.reason for d in withheld}
     return next((r for r in _PRIORITY if r in reasons), None)
+
+
+# The reader's standing with a patient (the clinician's web view shows it before it asks for an
+# overview, so the reader knows what to register): only the reader's own records; blocks are
+# never listed (the overview says *that* blocked information exists, never where).
+@dataclass(frozen=True, slots=True)
+class Standing:
+    relation: Record | None
+    consent: Record | None
+    emergency: Record | None
+    protected_identity: bool
+
+
+def standing_of(reader: Reader, state: PatientState, at: datetime) -> Standing:
+    """The reader's records in force at ``at``: the longest-lasting one of each kind."""
+    relations = [r for r in state.in_force(Kind.RELATION, at) if r.care_unit == reader.care_unit]
+    consents = [c for c in state.in_force(Kind.CONSENT, at) if covers(c, reader)]
+    emergencies = [e for e in state.in_force(Kind.EMERGENCY, at)
+                   if e.user == reader.user and e.care_unit == reader.care_unit]
+    return Standing(_longest(relations), _longest(consents), _longest(emergencies),
+                    bool(state.in_force(Kind.PROTECTED_IDENTITY, at)))
+
+
+def _longest(records: list[Record]) -> Record | None:
+    return max(records, key=lambda r: (r.valid_to is None, r.valid_to or r.valid_from), default=None)

@@ -1,4 +1,4 @@
-"""Entry point of npo-consent: ``create_app()`` builds the HTTP application, ``run()`` serves it.
+"""Wiring of npo-consent: ``create_app()`` builds the HTTP application, ``run()`` serves it.
 
 Nothing connects at import or build time; the lifespan opens the database (migrating the
 ``consent`` schema), creates the topics it uses, and starts the outbox relay, the access-event
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,13 +23,13 @@ from npo_platform.outbox import OutboxRelay
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
-from . import standing
 from .api import router
-from .background import ConsentOutbox, expire_periodically
 from .config import ConsentSettings
-from .consumer import access_handler
-from .handlers import Clock, ConsentService, utc_now
-from .postgres import open_store
+from .events import ConsentOutbox, access_handler
+from .service import Clock, ConsentService, utc_now
+from .store_pg import open_store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,6 @@ def create_app(
         config, title="NPO consent and access decisions", distribution="npo-consent", lifespan=lifespan
     )
     app.include_router(router)
-    app.include_router(standing.router)  # the reader's standing (clinician web view)
     return app
 
 
@@ -114,6 +114,18 @@ async def _background(
         await asyncio.gather(*tasks, return_exceptions=True)
         await events.stop()
         await publisher.stop()
+
+
+async def expire_periodically(service: ConsentService, stop: asyncio.Event, interval_s: float) -> None:
+    """Announce expired consents, lifts and relations (and other windows) every ``interval_s``."""
+    while not stop.is_set():
+        try:
+            while await service.expire():
+                pass
+        except Exception:
+            log.exception("expiry sweep failed; retrying next round")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 def served_app() -> FastAPI:

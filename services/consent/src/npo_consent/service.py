@@ -1,4 +1,4 @@
-"""Use cases: commands → records + ConsentEvents, decisions, expiry and access checks over a store.
+"""Use cases: commands → records + ConsentEvents, decisions, standing, expiry and access checks.
 
 A command the rules refuse is an event too: every ``CommandRejected`` raised while registering or
 revoking is written as a REFUSED ConsentEvent (who, which patient, what, why) to the outbox
@@ -17,10 +17,28 @@ from npo_platform.contracts import ConsentEvent
 from npo_platform.contracts.events_pb2 import Actor
 from npo_platform.events import new_meta
 
-from .checks import LoggedAccess, check_access
-from .commands import Command, CommandRejected, Staff, kind_of, new_record
-from .domain import Decision, EngagementRef, Kind, Reader, Reason, Record, decide, deny_all
-from .scopes import check_register, check_revoke
+from .domain import (
+    Decision,
+    EngagementRef,
+    Kind,
+    Reader,
+    Reason,
+    Record,
+    Standing,
+    decide,
+    deny_all,
+    standing_of,
+)
+from .domain_checks import LoggedAccess, Violation, check_access
+from .domain_commands import (
+    Command,
+    CommandRejected,
+    Staff,
+    check_register,
+    check_revoke,
+    kind_of,
+    new_record,
+)
 from .store import ConsentStore
 
 log = logging.getLogger(__name__)
@@ -173,6 +191,13 @@ class ConsentService:
         return len(expired)
 
     async def check(self, access: LoggedAccess) -> bool:
-        """Follow-up tasks and violation flags for one access; False when seen before."""
+        """Violation flags for one logged access; False when seen before."""
         state = await self.store.load_patient(access.patient_id)
         return await self.store.save_check(access.event_id, check_access(access, state))
+
+    async def violations(self) -> list[Violation]:
+        return await self.store.violations()
+
+    async def standing(self, reader: Reader, patient_id: str) -> Standing:
+        """The reader's relation, consent and emergency access in force for the patient now."""
+        return standing_of(reader, await self.store.load_patient(patient_id), self.clock())

@@ -1,11 +1,12 @@
-"""Access events in: decode each into a LoggedAccess and check it (idempotent by event id)."""
+"""Kafka: access events in (each decoded into a LoggedAccess and re-checked, idempotent by event
+id), and the outbox's ConsentEvents out as the platform's relay reads them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC
 
-from npo_platform.contracts import AccessEvent
+from npo_platform.contracts import AccessEvent, ConsentEvent
 from npo_platform.contracts.events_pb2 import (
     DATA_FROM_CACHE,
     DATA_FROM_CACHE_SYNCH_FAILED,
@@ -16,11 +17,13 @@ from npo_platform.contracts.events_pb2 import (
     REQUESTED,
 )
 from npo_platform.identifiers import InvalidPatientId, PatientId
-from npo_platform.kafka import BatchHandler, PermanentError, Received
+from npo_platform.kafka import BatchHandler, PermanentError, Received, serialized
+from npo_platform.outbox import Publish
 
-from .checks import LoggedAccess
 from .domain import EngagementRef, Reader
-from .handlers import ConsentService
+from .domain_checks import LoggedAccess
+from .service import ConsentService
+from .store import ConsentStore
 
 # Statuses under which a producer's information reached (or, streamed, was on its way to) the reader.
 RELEASED = frozenset({DATA_FROM_SOURCE, DATA_FROM_CACHE, DATA_FROM_CACHE_SYNCH_FAILED, REQUESTED})
@@ -62,3 +65,16 @@ def access_handler(service: ConsentService) -> BatchHandler[AccessEvent]:
             await service.check(logged_access(received.event))
 
     return handle
+
+
+class ConsentOutbox:
+    """The store's outbox for npo_platform.outbox.OutboxRelay: events keyed by patient id."""
+
+    def __init__(self, store: ConsentStore) -> None:
+        self._store = store
+
+    async def relay(self, publish: Publish, limit: int = 500) -> int:
+        async def publish_events(events: Sequence[ConsentEvent]) -> None:
+            await publish([serialized(e, e.patient_id) for e in events])
+
+        return await self._store.relay(publish_events, limit)

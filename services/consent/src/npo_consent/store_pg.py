@@ -1,8 +1,10 @@
-"""The PostgreSQL ConsentStore (schema ``consent``): state rows and their outbox in one transaction."""
+"""The ConsentStore in PostgreSQL (schema ``consent``), all of the service's SQL: state rows and
+their outbox in one transaction, the checked accesses and their violations."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +13,8 @@ import asyncpg
 from npo_platform.contracts import ConsentEvent
 from npo_platform.db import apply_migrations, create_pool
 
-from .checks import CheckResult, FollowUpTask, TaskKind, Violation
 from .domain import Kind, PatientState, Record
+from .domain_checks import Violation
 from .store import EventFor, Publish
 
 MIGRATIONS = "npo_consent.migrations"
@@ -123,7 +125,7 @@ class PostgresConsentStore:
             )
             return len(rows)
 
-    async def save_check(self, event_id: str, result: CheckResult) -> bool:
+    async def save_check(self, event_id: str, violations: Sequence[Violation]) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute(
                 "INSERT INTO checked_access_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -132,33 +134,14 @@ class PostgresConsentStore:
             if status != "INSERT 0 1":
                 return False
             await conn.executemany(
-                "INSERT INTO follow_up_tasks (id, access_event_id, kind, patient_id, user_hsa_id,"
-                " care_unit, care_giver, reason, access_time)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                [(uuid.uuid4(), t.access_event_id, t.kind.value, t.patient_id, t.user, t.care_unit,
-                  t.care_giver, t.reason, t.access_time) for t in result.tasks],
-            )
-            await conn.executemany(
                 "INSERT INTO violations (id, access_event_id, patient_id, user_hsa_id, care_unit,"
                 " data_controller, engagement_unit, reason_code, access_time)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 [(uuid.uuid4(), v.access_event_id, v.patient_id, v.user, v.care_unit,
                   v.data_controller, v.engagement_unit, v.reason_code, v.access_time)
-                 for v in result.violations],
+                 for v in violations],
             )
             return True
-
-    async def follow_up_tasks(self, limit: int = 1000) -> list[FollowUpTask]:
-        rows = await self.pool.fetch(
-            "SELECT access_event_id, kind, patient_id, user_hsa_id, care_unit, care_giver, reason,"
-            " access_time FROM follow_up_tasks ORDER BY created_at, id LIMIT $1",
-            limit,
-        )
-        return [
-            FollowUpTask(r["access_event_id"], TaskKind(r["kind"]), r["patient_id"], r["user_hsa_id"],
-                         r["care_unit"], r["care_giver"], r["reason"], r["access_time"])
-            for r in rows
-        ]
 
     async def violations(self, limit: int = 1000) -> list[Violation]:
         rows = await self.pool.fetch(

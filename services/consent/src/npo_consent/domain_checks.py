@@ -1,18 +1,15 @@
-"""Second line of defence: re-check a logged access against the rules as they stood; no I/O."""
+"""Second line of defence: re-check a logged access against the rules as they stood; no I/O.
+
+Only what this service alone can judge: a release its rules would have withheld at the time.
+The follow-ups of every access (emergency access, protected identity, the sample checks) are
+the audit service's, which follows up the access log (design.md §3)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
-from .domain import Basis, Decision, EngagementRef, PatientState, Reader, Reason, decide
-
-
-class TaskKind(StrEnum):
-    EMERGENCY_ACCESS = "emergency_access"
-    PROTECTED_IDENTITY_ACCESS = "protected_identity_access"
-
+from .domain import Decision, EngagementRef, PatientState, Reader, Reason, decide
 
 # Violation codes beyond the decision's own reason codes.
 EMERGENCY_WITHOUT_REASON = "emergency_without_reason"
@@ -35,18 +32,6 @@ class LoggedAccess:
 
 
 @dataclass(frozen=True, slots=True)
-class FollowUpTask:
-    access_event_id: str
-    kind: TaskKind
-    patient_id: str
-    user: str
-    care_unit: str
-    care_giver: str
-    reason: str
-    access_time: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class Violation:
     access_event_id: str
     patient_id: str
@@ -58,43 +43,19 @@ class Violation:
     access_time: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    tasks: tuple[FollowUpTask, ...]
-    violations: tuple[Violation, ...]
-
-
-def check_access(access: LoggedAccess, state: PatientState) -> CheckResult:
-    """Follow-up tasks the access needs and every release the decision would not have allowed.
+def check_access(access: LoggedAccess, state: PatientState) -> tuple[Violation, ...]:
+    """Every release the decision would not have allowed, and an emergency without a reason.
 
     A patient reading their own record is outside the reader rules: only a social-services
-    release is flagged, and no task is opened.
+    release is flagged.
     """
     if access.patient_self:
         social = [e for e in access.released if e.social_services]
-        return CheckResult((), tuple(_violation(access, e, str(Reason.SOCIAL_SERVICES)) for e in social))
+        return tuple(_violation(access, e, str(Reason.SOCIAL_SERVICES)) for e in social)
     # The logged categories may be empty; that must not turn a release into "no categories".
     categories = access.categories or ("*",)
     decision = decide(access.reader, state, categories, access.released, access.at)
-    return CheckResult(_tasks(access, decision), _violations(access, decision))
-
-
-def _tasks(access: LoggedAccess, decision: Decision) -> tuple[FollowUpTask, ...]:
-    kinds = []
-    if access.emergency or decision.basis is Basis.EMERGENCY:
-        kinds.append(TaskKind.EMERGENCY_ACCESS)
-    if access.protected_identity or decision.protected_identity:
-        kinds.append(TaskKind.PROTECTED_IDENTITY_ACCESS)
-    return tuple(_task(access, kind) for kind in kinds)
-
-
-def _task(access: LoggedAccess, kind: TaskKind) -> FollowUpTask:
-    reader = access.reader
-    reason = access.emergency_reason if kind is TaskKind.EMERGENCY_ACCESS else ""
-    return FollowUpTask(
-        access.event_id, kind, access.patient_id, reader.user, reader.care_unit,
-        reader.care_giver, reason, access.at,
-    )
+    return _violations(access, decision)
 
 
 def _violations(access: LoggedAccess, decision: Decision) -> tuple[Violation, ...]:
