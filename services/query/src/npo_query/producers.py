@@ -1,4 +1,6 @@
-"""Calling one producer for one category: pages, a time budget, and a status that is never unknown."""
+"""The producer port (``ProducerClient``: one producer, one category, a time budget, a status
+that is never unknown) and its JSON adapter, continuation pages followed (producers_riv.py is
+the RIV-TA one)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The overview use case, knowing no protocol: plan → collect → filter → audit → result.
+"""The overview use case, knowing no protocol: plan → collect → filter → audit → result; and
+the routing table's use cases (the snapshot overviews read, its administration).
 
 Every front end (JSON and server-sent events in api.py; RIV-TA and FHIR in their own modules)
 parses its request into a ``Reading``, calls ``OverviewService.overview`` (or
