@@ -32,6 +32,7 @@ def acls() -> str:
     for p in acl.PRINCIPALS:
         lines += [f"{p.name} topic {name} literal Write,Describe" for name in p.written]
         lines += [f"{p.name} topic {name} literal Read,Describe" for name in p.read]
+        lines += [f"{p.name} topic {name} literal Describe" for name in p.described]
         if p.group:
             lines.append(f"{p.name} group {p.group} {'prefixed' if p.group_prefix else 'literal'} Read")
     return "".join(f"{line}\n" for line in lines)

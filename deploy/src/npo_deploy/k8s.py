@@ -140,6 +140,7 @@ def users() -> list[dict[str, Any]]:
     for principal in acl.PRINCIPALS:
         rules = [_acl("topic", t, ["Write", "Describe"]) for t in principal.written]
         rules += [_acl("topic", t, ["Read", "Describe"]) for t in principal.read]
+        rules += [_acl("topic", t, ["Describe"]) for t in principal.described]
         if principal.group:
             rules.append(_acl("group", principal.group, ["Read"], principal.group_prefix))
         found.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaUser",

@@ -454,9 +454,11 @@ _ALLOW = 3
 def acl_bindings(principal: acl.Principal) -> list[tuple[int, str, int, int]]:
     """(resource type, name, pattern type, operation) of every ACL ``principal`` is granted:
     write its own topics and the dead letters of those it reads, read those it consumes (both
-    with describe, for metadata), read its consumer group(s); nothing else."""
+    with describe, for metadata), describe the dead letters of what it writes, read its
+    consumer group(s); nothing else."""
     bindings = [(_TOPIC, name, _LITERAL, op) for name in principal.written for op in (_WRITE, _DESCRIBE)]
     bindings += [(_TOPIC, name, _LITERAL, op) for name in principal.read for op in (_READ, _DESCRIBE)]
+    bindings += [(_TOPIC, name, _LITERAL, _DESCRIBE) for name in principal.described]
     if principal.group:
         bindings.append((_GROUP, principal.group, _PREFIXED if principal.group_prefix else _LITERAL, _READ))
     return bindings

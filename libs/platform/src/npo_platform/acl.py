@@ -30,6 +30,12 @@ class Principal:
     def read(self) -> list[str]:
         return [t.name for t in self.reads]
 
+    @property
+    def described(self) -> list[str]:
+        """Topics it may only see: the dead letters of what it writes, which it ensures exist
+        with its own topics at start (a topic it cannot describe looks missing to it)."""
+        return [t.dead_letter for t in self.writes if t.dead_letter not in self.written]
+
 
 INDEX = Principal("npo-index", writes=(INDEX_CHANGES, ENGAGEMENT_UPDATES),  # HTTP producer ingest
                   reads=(ENGAGEMENT_UPDATES,), group="npo-index")
