@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +23,8 @@ from aiokafka.errors import (
 from npo_deploy import credentials, stack
 from npo_deploy.infra import secrets_dir
 from npo_platform import acl
-from npo_platform.kafka_admin import ensure_platform_topics
+from npo_platform.db import apply_migrations
+from npo_platform.kafka_admin import ensure_event_topics, ensure_platform_topics
 from npo_platform.settings import KafkaSecurity, PlatformSettings
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, ENGAGEMENT_UPDATES, INDEX_CHANGES
 
@@ -78,6 +80,17 @@ async def topics(kafka_bootstrap_servers: str) -> str:
 ])
 async def test_a_service_writes_its_own_topics(topics: str, principal: str, topic: str) -> None:
     await _write(topics, principal, topic)
+
+
+@pytest.mark.parametrize("principal", acl.PRINCIPALS, ids=lambda p: p.name)
+async def test_a_service_sees_the_topics_it_ensures_at_start(
+        topics: str, principal: acl.Principal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every service ensures its topics and their dead letters when it starts (as itself under
+    `npo up`): provisioned by the administrator, none may look missing to it, or it tries to
+    create one and fails to start."""
+    for variable, value in credentials.kafka_env(SECRETS, principal.name).items():
+        monkeypatch.setenv(variable, value)
+    assert await ensure_event_topics(topics, [*principal.writes, *principal.reads]) == []
 
 
 @pytest.mark.parametrize(("principal", "topic"), [
@@ -141,6 +154,7 @@ async def test_a_service_role_owns_its_schema_and_nothing_else(database_url: str
     index = await _connect(database_url, "npo_index")
     try:
         await index.execute("CREATE TABLE IF NOT EXISTS npo_index.lockdown (x int)")  # its own
+        await index.execute("CREATE TEMPORARY TABLE staged (x int)")  # the index's ingest stages
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await index.fetch("SELECT * FROM npo_consent.lockdown")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -149,6 +163,18 @@ async def test_a_service_role_owns_its_schema_and_nothing_else(database_url: str
             await index.execute("CREATE SCHEMA npo_elsewhere")
     finally:
         await index.close()
+
+
+@pytest.mark.parametrize("service", ["index", "query", "consent", "audit"])
+async def test_a_service_migrates_its_schema_as_its_own_role(database_url: str, service: str) -> None:
+    """What each service does first when `npo up` starts it: its migrations, in its settings'
+    schema, as its own role (which may create no schema)."""
+    settings = next(e.load()() for e in entry_points(group="npo.services") if e.name == service)
+    role = f"npo_{service}"
+    assert settings.db_schema == role, "a service's schema is its role's"
+    url = _url(database_url, role, credentials.database_password(SECRETS, role))
+    await apply_migrations(url, schema=settings.db_schema, package=f"npo_{service}.migrations")
+    assert await apply_migrations(url, schema=settings.db_schema, package=f"npo_{service}.migrations") == []
 
 
 @pytest.mark.parametrize("role", ["npo", "postgres", "npo_index"])

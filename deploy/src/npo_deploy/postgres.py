@@ -193,7 +193,8 @@ async def _ensure_role(connection: asyncpg.Connection[asyncpg.Record], server: L
 
 
 async def _ensure_service_schemas(server: LocalPostgres) -> None:
-    """Each service's role owns its schema and may create nothing else; the owner of the
+    """Each service's role owns its schema and may create nothing else but temporary tables
+    (private to its session: the index stages ingest batches in one); the owner of the
     database (tools, tests, migrations run by hand) may act as every service role."""
     connection = await asyncpg.connect(server.url_for(_SUPERUSER, server.database))
     try:
@@ -202,6 +203,7 @@ async def _ensure_service_schemas(server: LocalPostgres) -> None:
         for principal in acl.SERVICES:
             role = credentials.service_role(principal)
             await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{role}" AUTHORIZATION "{role}";'
+                                     f'GRANT TEMPORARY ON DATABASE "{server.database}" TO "{role}";'
                                      f'GRANT "{role}" TO "{server.user}"')
     finally:
         await connection.close()

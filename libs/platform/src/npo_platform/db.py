@@ -217,8 +217,11 @@ async def _migration_lock(conn: Any, schema: str) -> AsyncIterator[None]:
 
 
 async def _ensure_ledger(conn: Any, schema: str) -> None:
+    # A service's role owns its schema but may not create one (CREATE on the database), and
+    # CREATE SCHEMA IF NOT EXISTS asks for that right even when the schema exists.
+    if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)}")
     await conn.execute(
-        f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)};"
         f"CREATE TABLE IF NOT EXISTS {_quoted(schema)}.schema_migrations ("
         " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
         " applied_at timestamptz NOT NULL DEFAULT now())"

@@ -14,7 +14,7 @@ class AuditSettings(ServiceSettings):
 
     service_name: str = "npo-audit"
     http_port: int = 8104
-    db_schema: str = "audit"
+    db_schema: str = "npo_audit"  # its database role's schema (npo_platform.acl)
     consumer_group: str = "npo-audit"
     # The HTTP process also runs the consumers unless a separate worker (`npo audit worker`) does.
     run_consumers: bool = True

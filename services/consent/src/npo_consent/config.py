@@ -14,7 +14,7 @@ class ConsentSettings(ServiceSettings):
 
     service_name: str = "npo-consent"
     http_port: int = 8103
-    db_schema: str = "consent"
+    db_schema: str = "npo_consent"  # its database role's schema (npo_platform.acl)
     consumer_group: str = "npo-consent"
     relay_interval_s: float = 1.0  # the relay also runs at once after every change
     expiry_interval_s: float = 5.0
