@@ -58,6 +58,12 @@ def spawn_detached(command: Sequence[str], log_file: Path, pid_file: Path,
     return process.pid
 
 
+def spawned_alive(pid: int) -> bool:
+    """Whether a server this process spawned (``spawn_detached``) is still running."""
+    child = _children.get(pid)
+    return child is not None and child.poll() is None
+
+
 def find_process(pid_file: Path, marker: str) -> psutil.Process | None:
     """The live process named in ``pid_file`` if its command line contains ``marker``.
 

@@ -84,8 +84,8 @@ def start(settings: PlatformSettings, service: Service, timeout: float = 60.0) -
             os.environ.setdefault(variable, str(path.resolve()))
     started = processes.spawn_detached(service.command, log, pid, environment(settings, service))
 
-    def alive() -> bool:
-        return processes.find_process(pid, service.command[0]) is not None
+    def alive() -> bool:  # the child itself: until it has exec'd, its command line is ours
+        return processes.spawned_alive(started)
 
     if not processes.wait_until(lambda: healthy(service), alive, timeout):
         raise LaunchError(f"{service.name} (pid {started}) did not become healthy:\n"
