@@ -14,7 +14,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from npo_deploy import compose, credentials, infra, k8s, stack
+from npo_deploy import compose, credentials, demo, infra, k8s, stack
 from npo_deploy.processes import LaunchError
 from npo_deploy.tokens import demo_people, token_app
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
@@ -104,14 +104,13 @@ def up_all(
     if announce and indexed == 0:
         console.print("Announcing the simulated population's engagements to the index…")
         npo = str(Path(sys.executable).parent / "npo")
-        subprocess.run([npo, "simulate", "--no-serve", "--rate", "0"], check=True)
+        quiet = {**os.environ, "NPO_LOG_LEVEL": "WARNING"}  # its clients' connection logs
+        subprocess.run([npo, "simulate", "--no-serve", "--rate", "0"], check=True, env=quiet)
     elif announce:
         console.print(f"the index already holds {indexed:,} engagements: not announcing again "
                       "(`npo simulate --no-serve --rate 0` does)")
-    _print_tokens(settings, services)
-    for service in services:
-        console.print(f"{service.name:<10} {service.url}/docs")
-    console.print(f"the system is up in {time.monotonic() - began:.1f} s; `npo down` stops it")
+    _welcome(settings, services)
+    console.print(f"The system is up in {time.monotonic() - began:.1f} s; `npo down` stops it.")
 
 
 def _indexed_engagements(settings: PlatformSettings, services: list[stack.Service]) -> int:
@@ -131,13 +130,6 @@ def _indexed_engagements(settings: PlatformSettings, services: list[stack.Servic
         return 0
 
 
-# Where each role's web view is: (service, page under /ui/).
-VIEWS = {
-    Role.CLINICIAN: ("query", ""), Role.COMPLIANCE_OFFICER: ("audit", ""),
-    Role.PATIENT: ("audit", "patient.html"), Role.OPERATOR: ("index", ""),
-}
-
-
 def _demo_patient() -> str | None:
     """A simulated patient with records at several producers (``npo demo-patient``)."""
     npo = str(Path(sys.executable).parent / "npo")
@@ -145,20 +137,28 @@ def _demo_patient() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _print_tokens(settings: PlatformSettings, services: list[stack.Service]) -> None:
-    """A ready-to-use development token per role (8 hours), signed by the local issuer, and the
-    role's web view with the token in the URL fragment (which a browser never sends)."""
-    private, _ = ensure_local_keypair(settings.keys_dir)
+def _welcome(settings: PlatformSettings, services: list[stack.Service]) -> None:
+    """A development token per role (8 hours, the local issuer's) written to the tokens file,
+    the demo patient readable by the demo clinician, and the short block that says so."""
     patient = _demo_patient()
+    if patient is None:
+        console.print("[yellow]no simulated patient found (`npo demo-patient`): no demo state[/yellow]")
+        return
+    key = ensure_local_keypair(settings.keys_dir)[0].read_bytes()
+    people = demo_people(patient)
+    tokens = {role: issue_token(key, who, timedelta(hours=8)) for role, who in people.items()}
     urls = {s.name: s.url for s in services}
-    for role, who in (demo_people(patient) if patient else demo_people()).items():
-        token = issue_token(private.read_bytes(), who, timedelta(hours=8))
-        console.print(f"[bold]{role.value}[/bold] ({who.name}) token:\n{token}", soft_wrap=True)
-        service, page = VIEWS.get(role, ("", ""))
-        if service in urls:
-            console.print(f"  view: {urls[service]}/ui/{page}#token={token}", soft_wrap=True)
-    if patient:
-        console.print(f"a simulated patient with records at several producers: {patient}")
+    links = demo.views(urls)
+    path = settings.state_dir / demo.TOKENS_FILE
+    demo.write_tokens(path, tokens, links)
+    try:
+        demo.prepare(urls["consent"], people[Role.CLINICIAN], tokens[Role.CLINICIAN], patient)
+    except (httpx.HTTPError, KeyError) as error:
+        console.print(f"[red]registering the demo relation and consent failed:[/red] {error!r}")
+    block = demo.summary(links=links, people=people, tokens_path=path, query_url=urls.get("query", ""),
+                         patient=patient, ports={s.name: s.port for s in services})
+    for line in block:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("down")
