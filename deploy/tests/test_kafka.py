@@ -139,6 +139,7 @@ def test_a_data_dir_formatted_without_users_is_refused_with_advice(tmp_path: Pat
     (broker.data_dir / "meta.properties").write_text(
         "version=1\nnode.id=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\ndirectory.id=AAAAAAAAAAAAAAAAAAAAAQ\n"
     )
-    with pytest.raises(LaunchError, match="without the SCRAM users"):
+    with pytest.raises(LaunchError, match="without the SCRAM users") as refused:
         kafka.start(broker, timeout=60)
+    assert str(refused.value).endswith(f"run: npo down && rm -rf {broker.data_dir} && make up")
     assert kafka.find(broker) is None

@@ -78,7 +78,7 @@ def up(kafka_nodes: int | None = KAFKA_NODES) -> None:
     try:
         started = infra.up(settings, console)
     except LaunchError as error:
-        console.print(f"[red]npo infra up failed:[/red] {error}")
+        console.print(f"[red]npo infra up failed:[/red] {error}", soft_wrap=True)  # advice to paste
         raise typer.Exit(1) from error
     for name, fresh in started.items():
         console.print(f"{name}: {'started' if fresh else 'already running'}")

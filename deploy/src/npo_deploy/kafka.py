@@ -258,11 +258,15 @@ _USERS_MARKER = "npo-scram-users"
 
 
 def _check_users(nodes: tuple[LocalKafka, ...]) -> None:
-    """A locked node's data dir must hold its users: one formatted before the lockdown cannot."""
-    for node in nodes:
-        if node.secrets is not None and not (node.home / _USERS_MARKER).exists():
-            raise LaunchError(f"{node.data_dir} was formatted without the SCRAM users the locked "
-                              f"broker needs; remove it (local data only) and start again")
+    """A locked node's data dir must hold its users: one formatted before the lockdown cannot.
+    The advice is one line to paste: the broker's local data goes (events still in it with
+    it), the database keeps its own (``npo up`` hands old schemas to the service roles)."""
+    old = [str(node.data_dir) for node in nodes
+           if node.secrets is not None and not (node.home / _USERS_MARKER).exists()]
+    if old:
+        raise LaunchError(f"{' '.join(old)} was formatted without the SCRAM users the locked broker "
+                          f"needs (a state dir from before the lockdown); run: "
+                          f"npo down && rm -rf {' '.join(old)} && make up")
 
 
 def find(broker: LocalKafka) -> psutil.Process | None:

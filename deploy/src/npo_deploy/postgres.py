@@ -202,11 +202,59 @@ async def _ensure_service_schemas(server: LocalPostgres) -> None:
                                  "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         for principal in acl.SERVICES:
             role = credentials.service_role(principal)
+            await _rename_legacy_schema(connection, role)
             await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{role}" AUTHORIZATION "{role}";'
                                      f'GRANT TEMPORARY ON DATABASE "{server.database}" TO "{role}";'
                                      f'GRANT "{role}" TO "{server.user}"')
+            await adopt_schema(connection, role, role)
     finally:
         await connection.close()
+
+
+# Schemas of a state dir from before the lockdown whose names were not yet their roles'.
+_LEGACY_SCHEMAS = {"npo_audit": "audit", "npo_consent": "consent"}
+
+
+async def _rename_legacy_schema(connection: asyncpg.Connection[asyncpg.Record], role: str) -> None:
+    legacy = _LEGACY_SCHEMAS.get(role)
+    present = {row[0] for row in await connection.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1::text[])", [role, legacy])}
+    if legacy in present and role not in present:
+        await connection.execute(f'ALTER SCHEMA "{legacy}" RENAME TO "{role}"')
+
+
+# A state dir from before the lockdown: its services connected as the database's owner, who
+# created their schemas and everything in them; each role takes over its own (data kept).
+_ADOPT = """
+DO $$
+DECLARE item record;
+BEGIN
+  EXECUTE format('ALTER SCHEMA %I OWNER TO %I', '{schema}', '{role}');
+  FOR item IN SELECT c.oid::regclass AS name FROM pg_class c
+      WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+        AND c.relowner <> '{role}'::regrole LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', item.name, '{role}');
+  END LOOP;
+  FOR item IN SELECT c.oid::regclass AS name FROM pg_class c
+      WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind = 'S'
+        AND c.relowner <> '{role}'::regrole
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')) LOOP
+    EXECUTE format('ALTER SEQUENCE %s OWNER TO %I', item.name, '{role}');
+  END LOOP;
+  FOR item IN SELECT p.oid::regprocedure AS name FROM pg_proc p
+      WHERE p.pronamespace = '{schema}'::regnamespace AND p.proowner <> '{role}'::regrole LOOP
+    EXECUTE format('ALTER ROUTINE %s OWNER TO %I', item.name, '{role}');
+  END LOOP;
+END $$"""
+
+
+async def adopt_schema(connection: asyncpg.Connection[asyncpg.Record], schema: str, role: str) -> None:
+    """Make ``role`` the owner of ``schema`` and of everything in it when another role owns the
+    schema (names are the code's own, never input: DDL takes no parameters)."""
+    owner = await connection.fetchval("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1",
+                                      schema)
+    if owner is not None and owner != role:
+        await connection.execute(_ADOPT.format(schema=schema, role=role))
 
 
 # Every connection, local or over TCP, with a SCRAM password: no trust, no peer.
