@@ -181,6 +181,25 @@ def register_relation_and_consent(browser: WebDriver) -> None:
     wait(browser, lambda d: in_force(d, "consent"), "the consent was not registered")
 
 
+def assert_named(browser: WebDriver, nation: Nation, others: list[Organisation]) -> None:
+    """Care givers, units and the reader by name, each name's HSA-id on hover (title)."""
+    reading = css(browser, tid("reading-as"))[0]
+    assert "Dr Lisa Lind" in reading.text
+    assert "Vårdcentralen Östergötland" in reading.text
+    assert "Region Östergötland" in reading.text
+    assert {e.get_attribute("title") for e in reading.find_elements(By.CSS_SELECTOR, "[data-hsa]")} == {
+        "SE2321000503-L001", "SE2321000503-VE001", DEMO_GIVER}
+    assert "Vårdcentralen Östergötland" in visible_text(browser, "[data-testid=standing-table] caption")
+    producers = {e.get_attribute("title"): e.text for e in css(browser, f"{tid('producer-name')} [data-hsa]")}
+    assert any(producers.get(o.care_giver) == o.name for o in others), producers
+    shown = css(browser, f"{tid('record-unit')} [data-hsa]")
+    assert shown, "no record names where it was documented"
+    for name in shown:
+        hsa = str(name.get_attribute("title"))
+        assert name.text == (nation.name_of(hsa) or hsa), hsa
+    assert any(nation.name_of(str(n.get_attribute("title"))) for n in shown), "every record by its code"
+
+
 # ---- tests ------------------------------------------------------------------------------------
 
 def test_a_malformed_personnummer_is_explained_before_anything_is_asked(
@@ -220,6 +239,7 @@ def test_the_overview_streams_in_as_consent_allows_and_tells_that_blocked_inform
                    "no producer answered after relation and consent")
     answered = [text for status, text in statuses(browser) if status == "DataFromSource"]
     assert any(o.logical_address in text for o in others for text in answered)
+    assert_named(browser, nation, others)
     records = css(browser, tid("record"))
     assert records, "no records listed"
     groups = [g.get_attribute("data-category") for g in css(browser, tid("record-group"))]
@@ -241,6 +261,8 @@ def test_the_overview_streams_in_as_consent_allows_and_tells_that_blocked_inform
     assert blocked.care_giver not in page
     units = {r.care_unit for r in nation.producers_of(nation.patient)[blocked]}
     assert not any(unit in page for unit in units)
+    assert blocked.name not in page  # not by name either
+    assert not any(str(nation.name_of(unit)) in page for unit in units)
     [row] = [text for _, text in statuses(browser) if "Not shown (blocked)" in text]
     assert row.startswith("Not shown Not shown (blocked)")  # no category, no producer
     screenshot("blocked-information-exists")

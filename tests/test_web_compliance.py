@@ -128,9 +128,13 @@ def test_the_officer_searches_the_patients_accesses_and_pages_and_exports(
     row = wait.until(ec.presence_of_element_located(
         (By.CSS_SELECTOR, f"[data-testid=result-row][data-event-id='{accesses.read}']")))
     assert "Dr Lisa Lind" in row.text
-    unit = nation.people[Role.CLINICIAN].care_unit
-    assert unit
-    assert unit in row.text
+    clinician = nation.people[Role.CLINICIAN]
+    assert clinician.care_unit
+    assert clinician.care_giver
+    named = {e.get_attribute("title"): e.text for e in row.find_elements(By.CSS_SELECTOR, "[data-hsa]")}
+    assert named == {clinician.sub: "Dr Lisa Lind", clinician.care_unit: "Vårdcentralen Östergötland",
+                     clinician.care_giver: "Region Östergötland"}  # names, the HSA-ids on hover
+    assert clinician.care_unit not in row.text
     limit.clear()
     limit.send_keys("25")
     Select(browser.find_element(By.ID, "s-basis")).select_by_value("consent")
@@ -162,6 +166,7 @@ def test_the_live_stream_shows_an_access_made_while_the_page_is_open_and_can_pau
     entry = wait.until(ec.presence_of_element_located(
         (By.CSS_SELECTOR, f"[data-testid=live-entry][data-event-id='{fresh}']")))
     assert "Dr Lisa Lind" in entry.text
+    assert "Vårdcentralen Östergötland" in entry.text
     screenshot("live")
 
     browser.find_element(By.CSS_SELECTOR, "[data-testid=live-pause]").click()

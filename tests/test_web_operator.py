@@ -135,6 +135,9 @@ def test_coverage_per_organisation_and_category_is_the_simulated_nations(
     ostergotland = country.by_name("Region Östergötland")
     share = len(expected[ostergotland.care_giver] & set(range(1, 12))) / 11
     assert shares["Region Östergötland"] == f"{round(share * 100)} %"
+    heading = browser.find_element(By.CSS_SELECTOR, f"tr[data-hsa='{ostergotland.care_giver}'] th")
+    assert heading.text == "Region Östergötland"  # by name, the HSA-id on hover
+    assert heading.get_attribute("title") == ostergotland.care_giver
     consumers = len(country.organisations) - len(expected)
     assert f"{consumers} consume only" in browser.find_element(
         By.CSS_SELECTOR, "[data-testid=coverage-summary]").text

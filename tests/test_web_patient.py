@@ -24,12 +24,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 from npo_bench.nation import Nation, running_nation
 from npo_deploy.fhir_validator import FhirValidator
 from npo_platform.identity import Principal, Role
+from npo_simulator.organisations import nation as nation_of_simulator
 
 pytestmark = pytest.mark.integration
 WAIT_S = 20
-EMERGENCY_DOCTOR = Principal(
-    sub="SE2321000016-N002", name="Dr Nora Nöd", roles=frozenset({Role.CLINICIAN}),
-    care_unit="SE2321000016-AKM2", care_giver="SE2321000016-RG02", assignment="A8", purpose="care",
+SKANE = nation_of_simulator().by_name("Region Skåne")
+EMERGENCY_DOCTOR = Principal(  # at a unit of the directory: named on the patient's page
+    sub=SKANE.hsa_id("N002"), name="Dr Nora Nöd", roles=frozenset({Role.CLINICIAN}),
+    care_unit=SKANE.care_unit(2), care_giver=SKANE.care_giver, assignment="A8", purpose="care",
 )
 
 STRANGER = Principal(  # a clinician with no relation to the patient: refused, and logged
@@ -94,6 +96,12 @@ def _open(browser: webdriver.Chrome, nation: Nation, who: Role) -> WebDriverWait
     return wait
 
 
+def _hsa(row: Any, cell: str) -> str:
+    """The HSA-id behind the name a row's cell shows."""
+    found = row.find_element(By.CSS_SELECTOR, f"[data-testid={cell}] [data-hsa]")
+    return str(found.get_attribute("data-hsa"))
+
+
 def _assert_quiet_console(browser: webdriver.Chrome) -> None:
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]  # type: ignore[no-untyped-call]
     assert not severe, severe
@@ -110,10 +118,21 @@ def test_the_patient_sees_who_read_their_record_when_and_why(
     rows = wait.until(lambda b: (found := b.find_elements(By.CSS_SELECTOR, "[data-testid=extract-row]"))
                       and len(found) >= 3 and found)
     units = (str(clinician.care_unit), str(EMERGENCY_DOCTOR.care_unit), str(STRANGER.care_unit))
-    by_unit = {next(u for u in units if u in r.text): r for r in rows}
+    by_unit = {_hsa(r, "extract-care-unit"): r for r in rows}
     mine = by_unit[units[0]]
     assert clinician.care_giver
-    assert clinician.care_giver in mine.text
+    # Care giver and unit by name, the HSA-id on hover; a unit the directory lacks by its code.
+    giver = mine.find_element(By.CSS_SELECTOR, "[data-testid=extract-care-giver] [data-hsa]")
+    unit = mine.find_element(By.CSS_SELECTOR, "[data-testid=extract-care-unit] [data-hsa]")
+    assert giver.text == nation.name_of(clinician.care_giver)
+    assert giver.get_attribute("title") == clinician.care_giver
+    assert (unit.text, unit.get_attribute("title")) == (nation.name_of(units[0]), units[0])
+    assert giver.text == "Region Östergötland"
+    assert unit.text == "Vårdcentralen Östergötland"
+    assert clinician.care_unit not in mine.text
+    assert "Akutmottagningen Skåne" in by_unit[units[1]].text
+    assert nation.name_of(units[2]) is None
+    assert units[2] in by_unit[units[2]].text  # not in the directory: its code
     stamp = mine.find_element(By.CSS_SELECTOR, "time")
     assert stamp.get_attribute("datetime") == read["access_time"]
     assert stamp.text.startswith(read["access_time"][:4])  # a readable local time, not empty
@@ -132,6 +151,7 @@ def test_the_patient_sees_who_read_their_record_when_and_why(
     assert "Patient Data Act" in page
     assert nation.patient not in browser.page_source
     assert not browser.find_elements(By.CSS_SELECTOR, "main input, main textarea")  # no patient field
+    assert clinician.name not in page  # care giver and unit, as the law's extract: not the person
     screenshot("extract")
     _assert_quiet_console(browser)
 

@@ -32,6 +32,7 @@ from npo_audit.main import create_app as audit_app
 from npo_consent.config import ConsentSettings
 from npo_consent.main import ConsentTopics
 from npo_consent.main import create_app as consent_app
+from npo_deploy.processes import free_port
 from npo_deploy.testing import serve
 from npo_deploy.tokens import demo_people
 from npo_index.config import IndexSettings
@@ -48,7 +49,7 @@ from npo_query.main import Parts
 from npo_query.main import create_app as query_app
 from npo_simulator.cli import producer_sinks
 from npo_simulator.config import SimulatorSettings
-from npo_simulator.directory import directory_json
+from npo_simulator.directory import directory, directory_json
 from npo_simulator.organisations import Organisation
 from npo_simulator.server import create_app as simulator_app
 from npo_simulator.simulation import announce_population
@@ -101,6 +102,13 @@ class Nation:
         placed by the patient or by the care giver holding the information."""
         sub = f"patient-{uuid.uuid5(uuid.NAMESPACE_OID, patient).hex[:12]}"
         return Principal(sub=sub, name="Patient", roles=frozenset({Role.PATIENT}), patient=patient)
+
+    def name_of(self, hsa_id: str) -> str | None:
+        """The name the pages show for a care giver, care unit or person of the nation's
+        directory (what the index serves them); None when the directory lacks it."""
+        document = directory(self.source.nation)
+        entries = [*document["organisations"], *document["care_units"], *document["people"]]
+        return next((str(entry["name"]) for entry in entries if entry["hsa_id"] == hsa_id), None)
 
     def producers_of(self, patient: str) -> dict[Organisation, list[Any]]:
         """The organisations holding (readable, non social-services) records of ``patient``."""
@@ -168,15 +176,17 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
     async with AsyncExitStack() as exits:
         sim_url = await exits.enter_async_context(serve(wrap(simulator_app(
             SimulatorSettings(**common, population=population, seed=seed), source))))
+        index_port = free_port()  # the audit's pages read names from the index, started after it
         audit_url = await exits.enter_async_context(serve(audit_app(AuditSettings(
             **common, db_schema=f"audit_{run}", consumer_group=f"audit-{run}",
-            access_topic=topics.access, consent_topic=topics.consent))))
+            access_topic=topics.access, consent_topic=topics.consent,
+            index_url=f"http://127.0.0.1:{index_port}"))))
         directory = state / f"directory-{run}.json"  # the operator view's reference data
         directory.write_text(directory_json(source.nation), encoding="utf-8")
         index_url = await exits.enter_async_context(serve(index_app(IndexSettings(
             **common, db_schema=f"idx_{run}", consumer_group=f"idx-{run}",
             updates_topic=topics.updates, changes_topic=topics.changes, audit_url=audit_url,
-            directory_file=directory))))
+            directory_file=directory)), port=index_port))
         consent_topics = ConsentTopics(replace(ACCESS_EVENTS, name=topics.access),
                                        replace(CONSENT_EVENTS, name=topics.consent))
         consent_url = await exits.enter_async_context(serve(consent_app(ConsentSettings(

@@ -18,12 +18,14 @@ and the file says so (``inhabitants_basis``).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from npo_simulator.organisations import Kind, Nation, Organisation, nation
+from npo_simulator.organisations import UNITS, Kind, Nation, Organisation, nation
+from npo_simulator.staff import STAFF
 
 REGION_BASIS = "approximate 2023 figures of the simulated nation (simulator data/regions.csv)"
 MUNICIPALITY_BASIS = (
@@ -50,27 +52,41 @@ def _entry(country: Nation, org: Organisation) -> dict[str, Any]:
     return entry
 
 
+def _units(org: Organisation) -> list[dict[str, Any]]:
+    return [{"hsa_id": org.care_unit(n), "name": org.care_unit_name(n), "care_giver": org.care_giver}
+            for n in range(1, UNITS + 1)]
+
+
 def directory(country: Nation | None = None) -> dict[str, Any]:
-    """The directory document: every care giver of the nation, regions first."""
+    """The directory document: every care giver of the nation (regions first), their care
+    units, and the named staff."""
     country = country or nation()
     return {
         "source": "npo-simulator: the simulated nation (HSA catalogue and SCB figures in production)",
         "inhabitants_basis": {"region": REGION_BASIS, "municipality": MUNICIPALITY_BASIS},
         "organisations": [_entry(country, o) for o in country.organisations],
+        "care_units": [unit for o in country.organisations for unit in _units(o)],
+        "people": [asdict(person) for person in STAFF],
     }
 
 
+_LISTS = ("organisations", "care_units", "people")
+
+
 def directory_json(country: Nation | None = None) -> str:
-    """The document as JSON text, one organisation per line (diff-friendly)."""
+    """The document as JSON text, one entry per line (diff-friendly)."""
     document = directory(country)
-    rows = ",\n".join("  " + json.dumps(o, ensure_ascii=False) for o in document.pop("organisations"))
+    lists = {name: document.pop(name) for name in _LISTS}
     head = json.dumps(document, ensure_ascii=False, indent=1)[:-2]
-    return f'{head},\n "organisations": [\n{rows}\n ]\n}}\n'
+    parts = [",\n".join("  " + json.dumps(entry, ensure_ascii=False) for entry in entries)
+             for entries in lists.values()]
+    body = ",\n".join(f' "{name}": [\n{rows}\n ]' for name, rows in zip(lists, parts, strict=True))
+    return f"{head},\n{body}\n}}\n"
 
 
 def export(
     out: Annotated[Path, typer.Option(help="where to write the directory JSON")],
 ) -> None:
-    """Write the simulated nation's organisation directory (care givers, inhabitants) as JSON."""
+    """Write the simulated nation's directory (care givers, inhabitants, care units, staff) as JSON."""
     out.write_text(directory_json(), encoding="utf-8")
     typer.echo(f"wrote {out} ({len(nation().organisations)} care givers)")

@@ -41,6 +41,18 @@ class Kind(StrEnum):
     PRIVATE = "private"
 
 
+# Each organisation's care units (a record names the unit that documented it): a kind of unit
+# per number, followed by where it is (``Organisation.place``).
+UNIT_KINDS = {
+    Kind.REGION: ("Vårdcentralen", "Akutmottagningen", "Medicinkliniken", "Kirurgkliniken", "Klinisk kemi"),
+    Kind.MUNICIPALITY: ("Hemsjukvården", "Särskilt boende", "Rehabiliteringen", "Korttidsboendet",
+                        "Dagverksamheten"),
+    Kind.PRIVATE: ("Mottagningen", "Laboratoriet", "Hemsjukvården", "Specialistmottagningen",
+                   "Provtagningen"),
+}
+UNITS = 5
+
+
 class SocialServices(StrEnum):
     """Where a municipality's social-services records (SoL) reach the national platform."""
 
@@ -83,6 +95,15 @@ class Organisation:
 
     def care_unit(self, n: int) -> str:
         return self.hsa_id(f"VE{n:03d}")
+
+    def care_unit_name(self, n: int) -> str:
+        """``Medicinkliniken Östergötland``, ``Hemsjukvården Motala`` …"""
+        return f"{UNIT_KINDS[self.kind][n - 1]} {self.place}"
+
+    @property
+    def place(self) -> str:
+        """Its name without the kind of organisation: ``Östergötland``, ``Motala`` …"""
+        return self.name.removeprefix("Region ").removesuffix(" kommun").removesuffix(" AB")
 
     @property
     def holds_social_services(self) -> bool:

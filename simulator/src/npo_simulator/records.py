@@ -20,7 +20,14 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from npo_simulator.organisations import SOCIAL_SERVICES_SERVED_AS, Kind, Nation, Organisation, SocialServices
+from npo_simulator.organisations import (
+    SOCIAL_SERVICES_SERVED_AS,
+    UNITS,
+    Kind,
+    Nation,
+    Organisation,
+    SocialServices,
+)
 from npo_simulator.population import REFERENCE_DATE, Person
 
 HISTORY_YEARS = 5
@@ -121,7 +128,7 @@ class _Plan:
     ) -> datetime:
         """Records of one visit or stay at ``org``; returns when it ended."""
         start = at or self._when(after)
-        unit = org.care_unit(self.rng.randint(1, 5))
+        unit = org.care_unit(self.rng.randint(1, UNITS))
         for offset, category in enumerate(categories):
             if category in org.publishes or (category == SOCIAL_SERVICES and org.holds_social_services):
                 spread = timedelta(hours=offset * self.rng.randint(1, 12))

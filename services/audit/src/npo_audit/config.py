@@ -26,5 +26,6 @@ class AuditSettings(ServiceSettings):
     office_start_hour: int = 7
     office_end_hour: int = 18
     max_export: int = 100_000
+    index_url: str = "http://127.0.0.1:8101"  # where the pages' browsers read the directory's names
     # How long a FHIR search's paging link (an encrypted continuation token) stays valid.
     fhir_page_ttl_s: int = 3600

@@ -175,7 +175,7 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
     app.include_router(router)
     app.include_router(statistics_router)
     app.include_router(fhir_search_router)
-    mount_web(app, WEB_PAGES, service="audit", links={})
+    mount_web(app, WEB_PAGES, service="audit", links={"index": config.index_url})
     return app
 
 

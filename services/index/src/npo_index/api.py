@@ -23,7 +23,7 @@ from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 from npo_producer import EngagementProducer
 
-from .directory import Directory
+from .directory import Directory, Names, names
 from .domain import ControllerCoverage, Record, coverage_report
 from .service import NotOwner, find_engagements, publish_transactions
 from .store import FindQuery, IndexStore
@@ -33,6 +33,9 @@ router = APIRouter()
 READER_ROLES = (Role.SYSTEM, Role.OPERATOR, Role.ADMIN)
 ReaderClaims = Annotated[Claims, Depends(require_roles(*READER_ROLES))]
 OperatorOrAdmin = Annotated[Claims, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
+# Whoever a page serves: the names it shows in place of codes.
+PAGE_ROLES = (Role.CLINICIAN, Role.COMPLIANCE_OFFICER, Role.PATIENT, Role.OPERATOR, Role.ADMIN)
+PageReader = Annotated[Claims, Depends(require_roles(*PAGE_ROLES))]
 _CONTENT_TIME = r"^[0-9]{14}$"
 _KEY_HEX = 64  # a page token: the last engagement's key (32 bytes) and its service domain, in hex
 _ServiceDomain = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
@@ -249,3 +252,13 @@ async def get_directory(request: Request, _: OperatorOrAdmin) -> DirectoryAnswer
     if found is None:
         raise Problem(404, "directory.not_configured", "The index has no directory (INDEX_DIRECTORY_FILE).")
     return DirectoryAnswer(directory=found, categories=_categories())
+
+
+@router.get("/directory/names", tags=["statistics"])
+async def get_names(request: Request, claims: PageReader) -> Names:
+    """Care givers', care units' and staff's names by HSA-id (staff not for patients); empty
+    without a directory, so a page shows its codes."""
+    found: Directory | None = request.app.state.directory
+    if found is None:
+        return Names(care_givers={}, care_units={}, people={})
+    return names(found, with_people=bool(set(claims.roles) & set(PAGE_ROLES) - {Role.PATIENT}))

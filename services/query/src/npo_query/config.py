@@ -26,6 +26,7 @@ class QuerySettings(ServiceSettings):
     index_url: str = "http://127.0.0.1:8101"
     consent_url: str = "http://127.0.0.1:8103"
     consent_public_url: str | None = None  # where browsers reach it, when not consent_url
+    index_public_url: str | None = None  # where browsers reach the index (names), when not index_url
     # The system HSA-id this deployment reads for (the routing table's consumer system).
     consumer_system: str = "SE5565594230-NPOVIEW"
     # The query service's own HSA-id, the subject of its system tokens.

@@ -72,7 +72,8 @@ def create_app(settings: QuerySettings | None = None, *, parts: Parts | None = N
                              token_verifier=token_verifier)
     for router in (api.router, api.push_router, api_routing.router):
         app.include_router(router)
-    browser_links = {"consent": config.consent_public_url or config.consent_url}
+    browser_links = {"consent": config.consent_public_url or config.consent_url,
+                     "index": config.index_public_url or config.index_url}  # the directory's names
     mount_web(app, WEB_PAGES, service="query", links=browser_links)
     return app
 

@@ -1,5 +1,5 @@
 // The compliance officer's page: search, live stream, sample-check queue, chain verification.
-import { el, session } from "./assets/npo.js";
+import { el, loadNames, session } from "./assets/npo.js";
 import { chainsSection } from "./chains.js";
 import { liveSection } from "./live.js";
 import { queueSection } from "./queue.js";
@@ -9,6 +9,7 @@ const ROLE = "compliance_officer";
 const who = session([ROLE]);
 const main = document.querySelector("main");
 if (who && (who.roles ?? []).includes(ROLE)) {
+  await loadNames();
   main.replaceChildren(searchSection(), liveSection(), queueSection(), chainsSection());
 } else if (who) {
   main.replaceChildren(el("p", { class: "notice", "data-testid": "refused" },

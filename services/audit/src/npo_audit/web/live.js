@@ -1,5 +1,5 @@
 // The live stream: POST /audit/stream (server-sent events), newest first, bounded, pausable.
-import { el, formatTime, problemNode, say, stream } from "./assets/npo.js";
+import { el, formatTime, named, problemNode, say, stream } from "./assets/npo.js";
 import { BASES, OUTCOMES, flagPills, label } from "./labels.js";
 
 const KEEP = 50;  // entries shown; older ones drop off the end
@@ -8,7 +8,8 @@ const RETRY_MS = 3000;
 function entry(item) {
   return el("li", { "data-testid": "live-entry", "data-event-id": item.event_id, class: item.flags.length ? "flagged" : "" },
     el("time", { datetime: item.event_time }, formatTime(item.event_time)), " ",
-    el("strong", {}, item.user_name || item.user_hsa_id), item.care_unit ? ` (${item.care_unit}) · ` : " · ",
+    el("strong", {}, named("people", item.user_hsa_id, item.user_name)),
+    item.care_unit ? [" (", named("care_units", item.care_unit), ") · "] : " · ",
     item.kind === "access" ? `${label(BASES, item.basis)}, ${label(OUTCOMES, item.outcome)}` : item.kind,
     ` · patient ${item.patient_id || "–"} `, flagPills(item.flags));
 }

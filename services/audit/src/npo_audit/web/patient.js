@@ -1,6 +1,6 @@
 // The patient's own log extract (POST /audit/extract): the patient comes from the token, so the
 // page has no patient field and can show no one else's log.
-import { api, el, formatTime, problemNode, say, session } from "./assets/npo.js";
+import { api, el, formatTime, loadNames, named, problemNode, say, session } from "./assets/npo.js";
 
 const ROLE = "patient";
 const PAGE = 100;
@@ -58,7 +58,8 @@ function accessRow(item) {
     el("li", {}, el("span", { lang: "sv" }, c.sv), " ", el("span", { lang: "en", class: "muted" }, `(${c.en})`))));
   return el("tr", { "data-testid": "extract-row" },
     el("th", { scope: "row" }, el("time", { datetime: item.access_time }, formatTime(item.access_time))),
-    el("td", {}, item.care_giver), el("td", {}, item.care_unit), el("td", {}, done(item)),
+    el("td", { "data-testid": "extract-care-giver" }, named("care_givers", item.care_giver)),
+    el("td", { "data-testid": "extract-care-unit" }, named("care_units", item.care_unit)), el("td", {}, done(item)),
     el("td", {}, item.resource_names.length > 3 ? el("details", {}, el("summary", {},
       `${item.resource_names.length} slags information · kinds of information`), kinds) : kinds),
     el("td", {}, why(item)));
@@ -123,6 +124,7 @@ function fhirSection() {
 const who = session([ROLE]);
 const main = document.querySelector("main");
 if (who && (who.roles ?? []).includes(ROLE)) {
+  await loadNames();
   main.replaceChildren(explanation(), extractSection(), fhirSection());
 } else if (who) {
   main.replaceChildren(el("p", { class: "notice", role: "alert", "data-testid": "refused" },

@@ -1,14 +1,14 @@
 // The sample-check queue: flagged accesses not yet followed up (POST /audit/flags/search),
 // one opened at a time with its record, a review note and a conclusion (POST /audit/reviews).
-import { api, el, problemNode, say } from "./assets/npo.js";
+import { api, el, named, problemNode, say } from "./assets/npo.js";
 import { BASES, CONCLUSIONS, OUTCOMES, RULES, field, label, options, row, table, when } from "./labels.js";
 
 const PAGE = 50;
 
 function recordFacts(item) {
   const facts = [["Time", when(item.event_time)], ["Patient", item.patient_id],
-    ["User", `${item.user_name} (${item.user_hsa_id})`], ["Care unit", item.care_unit],
-    ["Care giver", item.care_giver], ["Basis", label(BASES, item.basis)],
+    ["User", named("people", item.user_hsa_id, item.user_name)], ["Care unit", named("care_units", item.care_unit)],
+    ["Care giver", named("care_givers", item.care_giver)], ["Basis", label(BASES, item.basis)],
     ["Outcome", label(OUTCOMES, item.outcome)], ["Emergency reason", item.emergency_reason],
     ["Categories", item.categories.join(", ")], ["Flags", item.flags.map((f) => label(RULES, f)).join(", ")]];
   return el("dl", { class: "facts" }, facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
@@ -37,7 +37,8 @@ function reviewForm(flag, onSaved) {
 
 function reviewsTable(items) {
   return table("Latest reviews (from the log's review chain)", ["Time", "Reviewer", "Subject", "Conclusion", "Note"],
-    items.map((r) => row({ "data-testid": "review-row" }, when(r.event_time), r.review?.reviewer_name ?? r.user_hsa_id,
+    items.map((r) => row({ "data-testid": "review-row" }, when(r.event_time),
+      named("people", r.user_hsa_id, r.review?.reviewer_name),
       r.subject, label(CONCLUSIONS, r.review?.conclusion), r.review?.note ?? "")));
 }
 
@@ -78,7 +79,8 @@ export function queueSection() {
 
   function flagRow(flag) {
     return row({ "data-testid": "queue-row", "data-rule": flag.rule, "data-event-id": flag.event_id },
-      label(RULES, flag.rule), when(flag.event_time), flag.patient_id, flag.user_hsa_id, flag.care_unit, flag.detail,
+      label(RULES, flag.rule), when(flag.event_time), flag.patient_id, named("people", flag.user_hsa_id),
+      named("care_units", flag.care_unit), flag.detail,
       el("span", { class: flag.reviewed ? "status ok" : "status warn" }, flag.reviewed ? "Reviewed" : "To review"),
       flag.reviewed ? "" : el("button", { type: "button", class: "secondary", "data-testid": "open-flag",
         "aria-label": `Open flag ${flag.flag_id}`, onclick: () => open(flag) }, "Open"));

@@ -1,5 +1,5 @@
 // Compliance search: every filter of POST /audit/search, keyset paging, export.
-import { api, el, formValues, problemNode, say } from "./assets/npo.js";
+import { api, el, formValues, named, problemNode, say } from "./assets/npo.js";
 import {
   BASES, CONCLUSIONS, OUTCOMES, RULES, field, flagPills, instant, label, options, row, table, when,
 } from "./labels.js";
@@ -49,8 +49,8 @@ function details(item) {
 function resultRow(item) {
   return row({ "data-testid": "result-row", "data-event-id": item.event_id }, when(item.event_time),
     item.patient_id,
-    [item.user_name, item.user_name ? el("br") : "", el("span", { class: "muted" }, item.user_hsa_id)],
-    [item.care_unit, el("br"), el("span", { class: "muted" }, item.care_giver)],
+    named("people", item.user_hsa_id, item.user_name),
+    [named("care_units", item.care_unit), el("br"), el("span", { class: "muted" }, named("care_givers", item.care_giver))],
     label(BASES, item.basis), label(OUTCOMES, item.outcome), details(item), flagPills(item.flags));
 }
 

@@ -85,7 +85,7 @@ function matrix(rows) {
     }, String(c.number))),
     el("th", { scope: "col" }, "1–11"));
   const body = rows.map((row) => el("tr", { "data-hsa": row.hsa },
-    el("th", { scope: "row" }, row.name), el("td", {}, KINDS[row.kind] ?? "unknown"),
+    el("th", { scope: "row", title: row.hsa }, row.name), el("td", {}, KINDS[row.kind] ?? "unknown"),
     state.categories.map((c) => {
       const yes = row.categories.has(c.number);
       return el("td", { class: yes ? "yes" : "no", "data-category": c.number },

@@ -1,7 +1,7 @@
 // The clinician's view: find a patient, see and register the standing (relation, consent,
 // emergency access), read the overview as producers answer, hear of new information.
 // The personnummer stays in this page's memory and in request bodies, never in a URL.
-import { el, problemNode, say, session } from "./assets/npo.js";
+import { el, loadNames, named, problemNode, say, session } from "./assets/npo.js";
 import { createStanding } from "./standing.js";
 import { createOverview } from "./overview.js";
 import { createLive } from "./live.js";
@@ -96,12 +96,15 @@ function start(claims) {
   }
 
   main.replaceChildren(
-    el("p", { class: "muted" },
-      `Reading as ${claims.name ?? claims.sub} at care unit ${claims.care_unit ?? "?"} ` +
-      `(care giver ${claims.care_giver ?? "?"}), purpose ${claims.purpose ?? "?"}.`),
+    el("p", { class: "muted", "data-testid": "reading-as" },
+      "Reading as ", named("people", claims.sub, claims.name), " at ", named("care_units", claims.care_unit),
+      " (", named("care_givers", claims.care_giver), `), purpose ${claims.purpose ?? "?"}.`),
     searchSection(choose), patientArea);
   document.querySelector("#pnr").focus();
 }
 
 const claims = session(["clinician"]);
-if (claims) start(claims);
+if (claims) {
+  await loadNames();
+  start(claims);
+}

@@ -3,7 +3,7 @@
 // first), then the summary. Withheld producers are listed, never hidden; a block shows only
 // *that* blocked information exists (one row with no producer nor category). Refused for want
 // of a patient relation, the page says what to do.
-import { api, el, problemNode, stream } from "./assets/npo.js";
+import { api, el, named, problemNode, stream } from "./assets/npo.js";
 import { recordsView } from "./records.js";
 
 const STATUS_CLASS = {
@@ -24,13 +24,15 @@ function categories() {
 }
 
 function producerRow(p, names) {
-  const where = p.logicalAddress ?? "Not shown (blocked)";
+  const where = p.dataController ? named("care_givers", p.dataController)
+    : (p.logicalAddress ?? "Not shown (blocked)");
   const category = p.category ? (names[p.category] ?? p.category) : "Not shown";
   const cause = p.cause ? `${CAUSE_TEXT[p.cause] ?? p.cause} (${p.cause})` : "";
   const http = p.httpStatus ? ` HTTP ${p.httpStatus}` : "";
   return el("tr", { "data-testid": "producer-row", "data-status": p.status },
     el("td", {}, category),
-    el("td", {}, where, p.dataController ? el("div", { class: "muted" }, p.dataController) : ""),
+    el("td", { "data-testid": "producer-name" }, where,
+      p.dataController && p.logicalAddress ? el("div", { class: "muted" }, p.logicalAddress) : ""),
     el("td", {}, el("span", { class: `status ${STATUS_CLASS[p.status] ?? ""}` }, p.status)),
     el("td", {}, cause + http),
     el("td", {}, p.status === "DataFromSource" ? String(p.recordCount) : "—"),

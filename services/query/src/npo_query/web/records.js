@@ -1,6 +1,6 @@
 // Records of the overview, grouped by category, newest first within each group; records are
 // added as producers answer and put in the server's final order when the summary arrives.
-import { el } from "./assets/npo.js";
+import { el, named } from "./assets/npo.js";
 
 /** yyyyMMddHHmmss → "yyyy-MM-dd HH:mm". */
 export function recordTime(value) {
@@ -20,6 +20,14 @@ export function gist(document) {
   return texts.join(" · ");
 }
 
+/** Where a record was documented (its accountable professional's unit and care giver), by name. */
+function documentedAt(record) {
+  const who = record.document?.header?.accountableHealthcareProfessional ?? {};
+  const unit = who.healthcareProfessionalCareUnitHSAId, giver = who.healthcareProfessionalCareGiverHSAId;
+  return el("td", { "data-testid": "record-unit" }, unit ? named("care_units", unit) : "",
+    giver ? el("div", { class: "muted" }, named("care_givers", giver)) : (unit ? "" : record.logicalAddress));
+}
+
 const key = (r) => `${r.documentId}\u0000${r.sourceSystem}`;
 const newestFirst = (a, b) => b.time.localeCompare(a.time) || key(a).localeCompare(key(b));
 
@@ -37,7 +45,7 @@ export function recordsView(names) {
         "data-category": category },
       el("h4", {}, names[category] ?? category),
       el("table", {},
-        el("thead", {}, el("tr", {}, ["Time", "Record", "Producer", "Source system"]
+        el("thead", {}, el("tr", {}, ["Time", "Record", "Care unit (care giver)", "Source system"]
           .map((h) => el("th", { scope: "col" }, h)))),
         body));
       found = { section, body, records: [] };
@@ -52,8 +60,8 @@ export function recordsView(names) {
     const sorted = rank ? [...g.records].sort((a, b) => rank.get(key(a)) - rank.get(key(b)))
       : [...g.records].sort(newestFirst);
     g.body.replaceChildren(...sorted.map((r) => el("tr", { "data-testid": "record" },
-      el("td", {}, recordTime(r.time)), el("td", {}, gist(r.document)),
-      el("td", {}, r.logicalAddress), el("td", {}, r.sourceSystem))));
+      el("td", {}, recordTime(r.time)), el("td", {}, gist(r.document)), documentedAt(r),
+      el("td", {}, el("span", { class: "muted" }, r.sourceSystem)))));
   }
 
   function add(records) {

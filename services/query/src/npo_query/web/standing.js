@@ -1,6 +1,6 @@
 // The reader's standing with the chosen patient (consent service: POST /v1/standing) and the
 // forms that change it: a patient relation, a consent for the reader's unit, emergency access.
-import { api, el, formatTime, formValues, problemNode } from "./assets/npo.js";
+import { api, el, formatTime, formValues, nameOf, problemNode } from "./assets/npo.js";
 
 const CONSENT_DAYS = 30;
 
@@ -25,7 +25,7 @@ function row(label, record, testid, inForceText) {
 
 function table(standing) {
   return el("table", { "data-testid": "standing-table" },
-    el("caption", {}, `Your unit ${standing.care_unit} with this patient`),
+    el("caption", { title: standing.care_unit }, `Your unit ${nameOf("care_units", standing.care_unit)} with this patient`),
     el("tbody", {},
       row("Patient relation", standing.relation, "standing-relation", "In force"),
       row("Consent", standing.consent, "standing-consent",
@@ -90,7 +90,8 @@ export function createStanding(claims, { onChange }) {
   function relationForm() {
     const form = el("form", { "data-testid": "relation-form", "aria-labelledby": "relation-title" },
       el("h3", { id: "relation-title" }, "Patient relation"),
-      el("p", { class: "muted" }, `Registers that the patient is in care at ${claims.care_unit}.`),
+      el("p", { class: "muted", title: claims.care_unit },
+        `Registers that the patient is in care at ${nameOf("care_units", claims.care_unit)}.`),
       el("button", { type: "submit" }, "Register relation"));
     return command(form, "/v1/relations", () => ({}), "Patient relation registered.");
   }
@@ -98,8 +99,8 @@ export function createStanding(claims, { onChange }) {
   function consentForm() {
     const form = el("form", { "data-testid": "consent-form", "aria-labelledby": "consent-title" },
       el("h3", { id: "consent-title" }, "Consent"),
-      el("p", { class: "muted" }, `The patient consents to ${claims.care_unit} reading other ` +
-        "care givers' information."),
+      el("p", { class: "muted", title: claims.care_unit }, `The patient consents to ` +
+        `${nameOf("care_units", claims.care_unit)} reading other care givers' information.`),
       el("label", { for: "consent-to" }, "Valid to (inclusive)",
         dateInput("consent-to", "valid_to", CONSENT_DAYS)),
       el("button", { type: "submit" }, "Register consent"));

@@ -89,7 +89,9 @@ export function config() {
 /** Base URL of a named service ("" for the one serving this page). */
 export async function base(name) {
   if (!name) return "";
-  const url = (await config()).links[name];
+  const { service, links } = await config();
+  if (name === service) return "";
+  const url = links[name];
   if (!url) throw new Error(`no link to the ${name} service is configured`);
   return url;
 }
@@ -160,6 +162,41 @@ export async function stream(service, path, { body, signal, method = "POST" }, o
       onEvent(message);
     }
   }
+}
+
+// ---- names ----------------------------------------------------------------------------------
+
+const NO_NAMES = { care_givers: {}, care_units: {}, people: {} };
+let names = NO_NAMES;
+let namesPromise = null;
+
+/**
+ * Load the directory's names by HSA-id (the index's GET /directory/names) once; a page awaits
+ * it before it renders. Without the index the names stay empty and the pages show codes.
+ */
+export function loadNames() {
+  namesPromise ??= api("index", "/directory/names")
+    .then((found) => { names = { ...NO_NAMES, ...found }; })
+    .catch(() => { names = NO_NAMES; });
+  return namesPromise;
+}
+
+/**
+ * A care giver's, care unit's or person's name (`kind`: "care_givers", "care_units",
+ * "people"), its HSA-id on hover; `known` (a name the record itself carries) comes first; the
+ * code itself when neither knows it.
+ */
+export function named(kind, id, known) {
+  if (!id) return "";
+  const entry = names[kind]?.[id];
+  const text = known || (typeof entry === "string" ? entry : entry?.name);
+  return el("span", { title: id, "data-hsa": id, class: text ? "named" : "code" }, text || id);
+}
+
+/** The name alone, as text (for sentences and captions); the code when unknown. */
+export function nameOf(kind, id) {
+  const entry = names[kind]?.[id];
+  return (typeof entry === "string" ? entry : entry?.name) || id || "";
 }
 
 // ---- DOM ------------------------------------------------------------------------------------
