@@ -194,3 +194,13 @@ async def test_error_rate_is_honoured_within_tolerance(client: httpx.AsyncClient
     assert set(statuses) == {200, 502}
     # Binomial(600, 0.3): mean 180, standard deviation 11.2; four deviations either side.
     assert 135 <= errors <= 225, errors
+
+
+def test_the_population_is_looked_up_by_patient_before_the_first_request() -> None:
+    """Built lazily, the lookup took the first overview seconds for 100,000 people (`npo up`):
+    long enough for the query's producer timeout to report the producers failed."""
+    source = RecordSource(500, seed=3)
+    assert "_people" not in vars(source)
+    app = create_app(SimulatorSettings(population=500, seed=3), source)
+    assert app.state.records is source
+    assert "_people" in vars(source)

@@ -102,15 +102,26 @@ def up_all(
         raise typer.Exit(1) from error
     indexed = _indexed_engagements(settings, services)
     if announce and indexed == 0:
-        console.print("Announcing the simulated population's engagements to the index…")
-        npo = str(Path(sys.executable).parent / "npo")
-        quiet = {**os.environ, "NPO_LOG_LEVEL": "WARNING"}  # its clients' connection logs
-        subprocess.run([npo, "simulate", "--no-serve", "--rate", "0"], check=True, env=quiet)
+        _announce()
     elif announce:
         console.print(f"the index already holds {indexed:,} engagements: not announcing again "
                       "(`npo simulate --no-serve --rate 0` does)")
     _welcome(settings, services)
     console.print(f"The system is up in {time.monotonic() - began:.1f} s; `npo down` stops it.")
+
+
+def _announce() -> None:
+    """The simulated population's engagements to the index (``npo simulate``), its progress
+    under a spinner and its last line kept: a fresh state dir takes a couple of minutes."""
+    npo = str(Path(sys.executable).parent / "npo")
+    quiet = {**os.environ, "NPO_LOG_LEVEL": "WARNING"}  # its clients' connection logs
+    with console.status("Announcing the simulated population's engagements to the index…"):
+        done = subprocess.run([npo, "simulate", "--no-serve", "--rate", "0"], env=quiet,
+                              capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        console.print(f"[red]announcing failed:[/red]\n{done.stdout}{done.stderr}", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "announced")
 
 
 def _indexed_engagements(settings: PlatformSettings, services: list[stack.Service]) -> int:

@@ -124,7 +124,7 @@ def create_app(settings: SimulatorSettings | None = None, source: RecordSource |
     config = settings or SimulatorSettings()
     app = create_service_app(config, title="NPO simulated producers", distribution="npo-simulator",
                              **kwargs)
-    app.state.records = source or RecordSource(config.population, config.seed)
+    app.state.records = (source or RecordSource(config.population, config.seed)).load()
     app.state.behaviour = BehaviourBook(config.seed)
     app.include_router(router)
     app.include_router(riv_router)

@@ -31,6 +31,12 @@ class RecordSource:
     def people(self) -> list[Person]:
         return list(self._people.values())
 
+    def load(self) -> RecordSource:
+        """Build the lookup by patient now, not at the first request: for 100,000 people it
+        takes seconds, and producers that slow on a first overview read as failed to it."""
+        _ = self._people
+        return self
+
     def person(self, patient_id: str) -> Person | None:
         return self._people.get(patient_id)
 
