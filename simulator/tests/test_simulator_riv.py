@@ -14,10 +14,12 @@ import typer
 from test_server import PUBLIC, SOURCE, busy_patient, token
 from typer.testing import CliRunner
 
+from npo_platform.categories import by_key
 from npo_platform.identity import Role, TokenVerifier
 from npo_rivta import wsdl
 from npo_rivta.headers import logical_address_header
-from npo_rivta.records import CARE_DOCUMENTATION, READ_CONTRACTS, ReadContract, documents, request
+from npo_rivta.read_contracts import CARE_DOCUMENTATION, READ_CONTRACTS
+from npo_rivta.records import ReadContract, documents, request
 from npo_rivta.soap import envelope, read_envelope, read_fault
 from npo_rivta.xml import parse
 from npo_simulator.config import SimulatorSettings
@@ -55,15 +57,15 @@ async def _json(client: httpx.AsyncClient, category: str, address: str, patient:
 async def test_a_contract_answers_the_same_records_as_the_json_contract(
     sim: httpx.AsyncClient, contract: ReadContract
 ) -> None:
-    number = {"notes": 8, "laboratory": 4}[contract.category]
+    number = by_key(contract.category).number
     person, address = next(
         (p, r.producer.logical_address) for p in SOURCE.population for r in SOURCE.histories.of(p)
-        if r.category == number and r.producer.kind is Kind.REGION)
+        if r.category == number)
     answer = await _soap(sim, contract, address, person.patient_id)
     assert answer.status_code == 200, answer.text
     body = read_envelope(parse(answer.content)).body
     assert wsdl.schema_errors(contract.interaction, body) == []
-    found = documents(contract, body)
+    found = documents(contract, body, person.patient_id)
     assert found
     assert found == await _json(sim, contract.category, address, person.patient_id)
 

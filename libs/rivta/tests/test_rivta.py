@@ -8,10 +8,11 @@ import pytest
 import xmlschema
 from lxml import etree
 
+from npo_platform.categories import CATEGORIES, by_key
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.identifiers import make_personnummer
 from npo_rivta import engagementindex as ei
-from npo_rivta import wsdl
+from npo_rivta import records, wsdl
 from npo_rivta.contracts import (
     ENGAGEMENT_INDEX_INTERACTIONS,
     FIND_CONTENT,
@@ -29,6 +30,8 @@ from npo_rivta.headers import (
     processing_status,
     processing_status_header,
 )
+from npo_rivta.read_contracts import READ_CONTRACTS
+from npo_rivta.records import ReadContract
 from npo_rivta.soap import SoapFault, envelope, fault, read_envelope, read_fault
 from npo_rivta.xml import XmlRejected, parse
 
@@ -153,58 +156,82 @@ def test_platform_headers_keep_well_formed_values_and_give_a_missing_correlation
     assert len(odd.correlation_id) == 32
 
 
-def test_a_document_survives_both_read_contracts_and_their_schemas() -> None:
-    from npo_rivta import records
-
-    header = {"documentId": "D1", "sourceSystemHSAId": "SE2321000016-S",
-              "patientId": {"id": "191212121212", "type": records.PERSONNUMMER_OID},
-              "accountableHealthcareProfessional": {
-                  "authorTime": "20250101120000", "healthcareProfessionalCareUnitHSAId": "U",
-                  "healthcareProfessionalCareGiverHSAId": "G"},
-              "approvedForPatient": True}
-    bodies = {
-        "notes": {"clinicalDocumentNote": {"clinicalDocumentNoteTitle": "Epikris",
-                                           "clinicalDocumentNoteText": "text"}},
-        "laboratory": {"resultattyp": {"code": "DEF"}, "laboratorieid": {"root": "1", "extension": "U"},
-                       "svarsrapportid": {"root": "1", "extension": "D1"},
-                       "svarstidpunkt": "20250101120000", "ansvarigtLabb": {"orgUnit": {"x": "U"}},
-                       "svarsmottagare": {"orgUnit": {"x": "U"}},
-                       "svarsgrupp": [{"discipline": {"code": "a"}}, {"discipline": {"code": "b"}}]},
-    }
-    for category, contract in records.READ_CONTRACTS.items():
-        document = {"header": header, "body": bodies[category]}
-        answer = records.answer(contract, [document])
-        assert wsdl.schema_errors(contract.interaction, answer) == []
-        xmlschema.XMLSchema(str(wsdl._SCHEMAS / contract.interaction.schema)).validate(
-            etree.tostring(answer).decode())
-        assert records.documents(contract, etree.fromstring(etree.tostring(answer))) == [document]
-        coordination = make_personnummer(date(1980, 5, 17), 42, coordination=True)
-        question = records.request(contract, coordination, source_system="S")
-        assert wsdl.schema_errors(contract.interaction, question) == []
-        assert records.asked(contract, question) == records.Asked(coordination, "S")
-        assert records.patient_type(coordination) == records.SAMORDNINGSNUMMER_OID
-        assert records.patient_type("191212121212") == records.PERSONNUMMER_OID
+_LAB = {"resultattyp": {"code": "DEF"}, "laboratorieid": {"root": "1", "extension": "U"},
+        "svarsrapportid": {"root": "1", "extension": "D1"}, "svarstidpunkt": "20250101120000",
+        "ansvarigtLabb": {"orgUnit": {"x": "U"}}, "svarsmottagare": {"orgUnit": {"x": "U"}}}
+# The smallest body each contract's schema accepts (its mandatory elements), by category.
+MINIMAL_BODIES: dict[str, dict[str, object]] = {
+    "notes": {}, "laboratory": _LAB, "diagnoses": {"typeOfDiagnosis": "Huvuddiagnos"},
+    "medications": {"medicationPrescription": {"prescriptionStatus": "Active"}},
+    "imaging": {"typeOfResult": "DEF", "resultTime": "20250101120000", "resultReport": "r"},
+    "consultations": {"referralOutcomeTypeCode": "SR", "referralOutcomeText": "t",
+                      "referral": {"referralId": "R"}},
+    "alerts": {"typeOfAlertInformation": {"code": "upp"},
+               "validityTimePeriod": {"start": "20250101120000"}},
+    "care_contacts": {}, "vaccinations": {"registrationRecord": {"x": "y"},
+                                          "administrationRecord": {"a": "1"}},
+    "functional_status": {"assessmentCategory": "pad-pad"}, "care_plans": {},
+    "maternity": {}, "ecg": {},
+    "referral_flow": {"statusCode": {"code": "2"}, "eventTime": "20250101120000",
+                      "request": {"id": "R"}},
+}
+HEADER = {"documentId": "D1", "sourceSystemHSAId": "SE2321000016-S",
+          "patientId": {"id": "191212121212", "type": "1.2.752.129.2.1.3.1"},
+          "accountableHealthcareProfessional": {
+              "authorTime": "20250101120000", "healthcareProfessionalCareUnitHSAId": "U",
+              "healthcareProfessionalCareGiverHSAId": "G"},
+          "approvedForPatient": True}
 
 
-def test_fields_outside_the_contract_travel_whole_and_the_answer_stays_valid() -> None:
-    from npo_rivta import records
+def _valid(contract: ReadContract, element: etree._Element) -> None:
+    assert wsdl.schema_errors(contract.interaction, element) == []
+    xmlschema.XMLSchema(str(wsdl._SCHEMAS / contract.interaction.schema)).validate(
+        etree.tostring(element).decode())
 
-    header = {"documentId": "D1", "sourceSystemHSAId": "S", "socialServices": True,
-              "patientId": {"id": "191212121212", "type": records.PERSONNUMMER_OID},
-              "accountableHealthcareProfessional": {"authorTime": "20250101120000",
-                                                    "healthcareProfessionalCareUnitHSAId": "U",
-                                                    "healthcareProfessionalCareGiverHSAId": "G"},
-              "approvedForPatient": True}
+
+def test_every_category_with_a_national_contract_has_its_read_contract() -> None:
+    assert set(READ_CONTRACTS) == {c.key for c in CATEGORIES if not c.project_defined}
+    assert {c.interaction for c in READ_CONTRACTS.values()} == set(READ_INTERACTIONS)
+    for category, contract in READ_CONTRACTS.items():
+        assert contract.interaction.name == by_key(category).contract
+
+
+@pytest.mark.parametrize("contract", list(READ_CONTRACTS.values()), ids=lambda c: c.category)
+def test_a_document_survives_every_read_contract_and_its_schema(contract: ReadContract) -> None:
+    bodies = {**MINIMAL_BODIES, "notes": {"clinicalDocumentNote": {
+        "clinicalDocumentNoteTitle": "Epikris", "clinicalDocumentNoteText": "text"}},
+        "laboratory": {**_LAB, "svarsgrupp": [{"discipline": {"code": "a"}},
+                                              {"discipline": {"code": "b"}}]}}
+    document = {"header": HEADER, "body": bodies[contract.category]}
+    answer = records.answer(contract, [document])
+    _valid(contract, answer)
+    received = etree.fromstring(etree.tostring(answer))
+    assert records.documents(contract, received, "191212121212") == [document]
+    assert records.result_code(contract, received) == ("OK" if contract.result else None)
+    coordination = make_personnummer(date(1980, 5, 17), 42, coordination=True)
+    question = records.request(contract, coordination, source_system="S", care_units=["U"],
+                               care_givers=["G"])
+    _valid(contract, question)
+    assert records.asked(contract, question) == records.Asked(
+        coordination, records.SAMORDNINGSNUMMER_OID, "S", ("U",),
+        ("G",) if contract.asks.giver else ())
+    assert records.patient_type("191212121212") == records.PERSONNUMMER_OID
+
+
+@pytest.mark.parametrize("contract", list(READ_CONTRACTS.values()), ids=lambda c: c.category)
+def test_fields_outside_the_contract_travel_whole_and_the_answer_stays_valid(
+    contract: ReadContract,
+) -> None:
+    header = {**HEADER, "socialServices": True}
     extra = {"clinicalDocumentNoteTitle": "Biståndsbeslut", "legalBasis": "SoL",
              "relatives": [{"relation": "make/maka", "phone": "+46 73"}], "room": 7}
-    own = {"notes": {}, "laboratory": {
-        "resultattyp": {"code": "DEF"}, "laboratorieid": {"root": "1", "extension": "U"},
-        "svarsrapportid": {"root": "1", "extension": "D1"}, "svarstidpunkt": "20250101120000",
-        "ansvarigtLabb": {"orgUnit": {"x": "U"}}, "svarsmottagare": {"orgUnit": {"x": "U"}}}}
-    for category, contract in records.READ_CONTRACTS.items():
-        body = {**extra, **own[category]}  # the contract's own elements need not come first
-        answer = records.answer(contract, [{"header": header, "body": body}])
-        xmlschema.XMLSchema(str(wsdl._SCHEMAS / contract.interaction.schema)).validate(
-            etree.tostring(answer).decode())
-        [back] = records.documents(contract, etree.fromstring(etree.tostring(answer)))
-        assert back == {"header": header, "body": body}
+    # The contract's own elements need not come first; a body taken whole (ECG) keeps them all.
+    body = {**extra, **MINIMAL_BODIES[contract.category]}
+    answer = records.answer(contract, [{"header": header, "body": body}])
+    _valid(contract, answer)
+    [back] = records.documents(contract, etree.fromstring(etree.tostring(answer)), "191212121212")
+    assert back["header"] == header
+    if contract.body_elements:
+        assert back["body"] == body
+    else:  # taken whole: every field an element of the body, texts as text
+        assert back["body"] == {**body, "room": "7", "relatives": body["relatives"][0]}

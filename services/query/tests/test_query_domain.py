@@ -135,7 +135,7 @@ def test_a_decision_fetched_across_a_consent_event_is_not_cached() -> None:
 
 def test_the_local_stacks_routing_file_routes_every_simulated_producer() -> None:
     from npo_query.config import QuerySettings
-    from npo_rivta.records import CARE_DOCUMENTATION
+    from npo_rivta.read_contracts import CARE_DOCUMENTATION, DIAGNOSIS
     from npo_simulator.config import SimulatorSettings
     from npo_simulator.organisations import Kind, nation
 
@@ -145,11 +145,14 @@ def test_the_local_stacks_routing_file_routes_every_simulated_producer() -> None
     base = f"http://{simulator.http_host}:{simulator.http_port}"
     for org in nation().producers:
         # Regions speak RIV-TA for the categories with a read contract (npo routing's default).
-        expected = (f"{base}{CARE_DOCUMENTATION.interaction.path}" if org.kind is Kind.REGION
-                    else f"{base}/producers/{org.logical_address}")
-        assert table.endpoint(QuerySettings().consumer_system, org.logical_address, "notes") == expected
-        assert table.endpoint(QuerySettings().consumer_system, org.logical_address,
-                              "diagnoses") == f"{base}/producers/{org.logical_address}"
+        own = f"{base}/producers/{org.logical_address}"
+        region = org.kind is Kind.REGION
+        for category, contract in (("notes", CARE_DOCUMENTATION), ("diagnoses", DIAGNOSIS)):
+            expected = f"{base}{contract.interaction.path}" if region else own
+            assert table.endpoint(QuerySettings().consumer_system, org.logical_address,
+                                  category) == expected
+        # Project-defined categories have no national contract: JSON everywhere.
+        assert table.endpoint(QuerySettings().consumer_system, org.logical_address, "growth") == own
     # The municipalities' social-services addresses are declared so: the overview never calls them.
     assert table.social_services == frozenset(nation().social_services_addresses) != frozenset()
     assert not table.social_services & {o.logical_address for o in nation().producers}

@@ -3,9 +3,9 @@
 Every record has a header in the style of RIVTA's ``...Header`` types (documentId,
 sourceSystemHSAId, patientId, accountableHealthcareProfessional, approvedForPatient) and a body
 with a few realistic fields of its category. The project-defined categories (growth, forms,
-microbiology) follow the same pattern. Where the category has a national read contract this
-project speaks (notes, laboratory: ``npo_rivta.records``), the body is that contract's body as
-JSON, so the same record answers both protocols alike.
+microbiology) follow the same pattern. Where the category has a national read contract
+(``npo_rivta.read_contracts``: every category but those three), the body is that contract's body
+as JSON in its element order, so the same record answers both protocols alike.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from npo_platform.categories import by_number
-from npo_rivta.records import HSA_OID
+from npo_rivta.record_headers import HSA_OID
 from npo_simulator.records import Record
 
 Json = dict[str, Any]
@@ -31,6 +31,14 @@ _VACCINES = (("DTaP-IPV-Hib-HepB", "J07CA09"), ("MPR", "J07BD52"), ("Influensa",
 _NOTES = ("Inskrivningsanteckning", "Epikris", "Daganteckning", "Omvårdnadsanteckning",
           "Hemsjukvårdsanteckning")
 _ALERTS = ("Överkänslighet mot penicillin", "Behandling med antikoagulantia", "Smitta: MRSA")
+_SPECIALITIES = ("Kardiologi", "Ortopedi", "Neurologi", "Hudmottagningen")
+_PLAN_TEXT = "U2Ftb3JkbmFkIHbDpXJkcGxhbg=="  # base64 of "Samordnad vårdplan"
+ICD_10_SE = "1.2.752.116.1.1.1.1.3"
+KV_INFORMATIONSTYP = "1.2.752.129.2.2.2.1"
+KV_VARDKONTAKTTYP = "1.2.752.129.2.2.2.25"
+KV_STATUS_VARDBEGARAN = "1.2.752.129.2.2.2.43"
+ATC = "1.2.752.129.2.2.3.1.1"
+ICF = "1.2.752.116.1.1.3"
 
 
 def _time(record: Record) -> str:
@@ -41,16 +49,27 @@ def _pick(options: tuple[Any, ...], record: Record) -> Any:
     return options[record.variant % len(options)]
 
 
+def _cv(code: str, system: str, name: str) -> Json:
+    """A coded value (CVType) in the contracts' element order."""
+    return {"code": code, "codeSystem": system, "displayName": name}
+
+
 def _diagnosis(r: Record) -> Json:
+    """GetDiagnosis 2's body."""
     code, name = _pick(_DIAGNOSES, r)
-    return {"diagnosisCode": {"code": code, "codeSystem": "ICD-10-SE", "displayName": name},
-            "typeOfDiagnosis": "Huvuddiagnos" if r.variant % 3 == 0 else "Bidiagnos"}
+    return {"typeOfDiagnosis": "Huvuddiagnos" if r.variant % 3 == 0 else "Bidiagnos",
+            "diagnosisTime": _time(r), "diagnosisCode": _cv(code, ICD_10_SE, name)}
 
 
 def _medication(r: Record) -> Json:
+    """GetMedicationHistory 2's body: one prescription (its inner structure is carried whole)."""
     drug, dosage = _pick(_DRUGS, r)
-    return {"medicationPrescription": {"drug": {"name": drug}, "dosageInstruction": dosage,
-                                       "prescriptionStatus": "Active"}}
+    return {"medicationPrescription": {
+        "prescriptionId": {"root": HSA_OID, "extension": r.record_id},
+        "typeOfPrescription": "I", "prescriptionStatus": "Active", "startOfTreatment": _time(r),
+        "selfMedication": "false",
+        "drug": {"unstructuredDrugInformation": {"unstructuredInformation": drug}},
+        "dosage": {"dosageInstruction": dosage}}}
 
 
 def _microbiology(r: Record) -> Json:
@@ -76,12 +95,38 @@ def _lab(r: Record) -> Json:
 
 
 def _imaging(r: Record) -> Json:
-    return {"examinationSpeciality": _pick(_EXAMS, r), "resultReport": "Utan anmärkning."}
+    """GetImagingOutcome 1's body."""
+    return {"examinationSpeciality": {"originalText": _pick(_EXAMS, r)}, "typeOfResult": "DEF",
+            "resultTime": _time(r), "resultReport": "Utan anmärkning."}
+
+
+def _referral(r: Record) -> Json:
+    """GetReferralOutcome 3's body."""
+    return {"referralOutcomeTypeCode": "SR", "referralOutcomeTitle": _pick(_SPECIALITIES, r),
+            "referralOutcomeText": "Bedömning utförd, åter till remittenten.",
+            "referral": {"referralId": f"R-{r.record_id}", "referralReason": "Bedömning",
+                         "referralAuthor": {"authorTime": _time(r)}}}
+
+
+def _alert(r: Record) -> Json:
+    """GetAlertInformation 2's body."""
+    return {"typeOfAlertInformation": _cv("upp", KV_INFORMATIONSTYP, _pick(_ALERTS, r)),
+            "validityTimePeriod": {"start": _time(r)}}
+
+
+def _care_contact(r: Record) -> Json:
+    """GetCareContacts 3's body."""
+    return {"careContactCode": _cv("1", KV_VARDKONTAKTTYP, "Besök"),
+            "careContactReason": "Kontroll",
+            "careContactOrgUnit": {"orgUnitHSAId": r.care_unit, "orgUnitName": r.producer.name},
+            "careContactTimePeriod": {"start": _time(r), "end": _time(r)}}
 
 
 def _vaccination(r: Record) -> Json:
+    """GetVaccinationHistory 2's body: the occasion and one administration."""
     name, atc = _pick(_VACCINES, r)
-    return {"vaccinationMedicalRecordBody": {"vaccineName": name, "vaccineCode": atc}}
+    return {"registrationRecord": {"careGiverOrg": {"orgUnitHSAId": r.producer.care_giver}},
+            "administrationRecord": {"vaccineName": name, "vaccineCode": _cv(atc, ATC, name)}}
 
 
 def _note(r: Record) -> Json:
@@ -90,8 +135,36 @@ def _note(r: Record) -> Json:
                                      "clinicalDocumentNoteText": "…"}}
 
 
-def _alert(r: Record) -> Json:
-    return {"alertInformationBody": {"typeOfAlertInformation": _pick(_ALERTS, r)}}
+def _functional_status(r: Record) -> Json:
+    """GetFunctionalStatus 2's body; its category is the engagement's categorization."""
+    category = by_number(10).categorizations[r.variant % 2]
+    if category == "pad-pad":
+        return {"assessmentCategory": category, "padl": {
+            "typeOfAssessment": {"originalText": "förflyttning"}, "assessment": "Klarar själv."}}
+    return {"assessmentCategory": category, "disability": {
+        "disabilityAssessment": _cv("b310", ICF, "Röst- och talfunktioner")}}
+
+
+def _care_plan(r: Record) -> Json:
+    """GetCarePlans 2's body."""
+    return {"content": {"mediaType": "text/plain", "value": _PLAN_TEXT}, "typeOfCarePlanEnum": "VP"}
+
+
+def _maternity(r: Record) -> Json:
+    """GetMaternityMedicalHistory 2's body (a registration record, carried whole)."""
+    return {"registrationRecord": {"lastMenstrualPeriod": _time(r)[:8]}}
+
+
+def _referral_flow(r: Record) -> Json:
+    """GetRequestActivities 2's body: one status of one referral."""
+    return {"statusCode": _cv("2", KV_STATUS_VARDBEGARAN, "Mottagen"), "eventTime": _time(r),
+            "request": {"id": f"R-{r.record_id}", "receivingOrganization": {
+                "name": _pick(_SPECIALITIES, r)}}}
+
+
+def _ecg(r: Record) -> Json:
+    """GetECGOutcome 1's body (carried whole)."""
+    return {"resultTime": _time(r), "resultReport": "Sinusrytm, normalt EKG."}
 
 
 def _generic(r: Record) -> Json:
@@ -99,8 +172,9 @@ def _generic(r: Record) -> Json:
 
 
 _BODIES: dict[int, Callable[[Record], Json]] = {
-    1: _diagnosis, 2: _medication, 3: _imaging, 4: _lab, 6: _alert, 8: _note, 9: _vaccination,
-    17: _microbiology,
+    1: _diagnosis, 2: _medication, 3: _imaging, 4: _lab, 5: _referral, 6: _alert,
+    7: _care_contact, 8: _note, 9: _vaccination, 10: _functional_status, 11: _care_plan,
+    13: _maternity, 14: _referral_flow, 16: _ecg, 17: _microbiology,
 }
 
 

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request, Response
 from npo_platform.categories import by_key
 from npo_platform.identity import BearerClaims
 from npo_rivta.headers import logical_address
-from npo_rivta.records import READ_CONTRACTS, ReadContract, answer, asked
+from npo_rivta.read_contracts import READ_CONTRACTS
+from npo_rivta.records import ReadContract, answer, asked
 from npo_rivta.soap import CONTENT_TYPE, SoapFault, envelope, fault, read_envelope
 from npo_rivta.xml import XmlRejected, parse
 from npo_simulator.behaviour import BehaviourBook, apply

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from npo_platform.categories import by_key
-from npo_rivta.records import READ_CONTRACTS
+from npo_rivta.read_contracts import READ_CONTRACTS
 from npo_simulator.organisations import Kind, Nation, nation
 
 CONSUMER_SYSTEM = "SE5565594230-NPOVIEW"  # the query service's own consumer system (its default)

@@ -60,10 +60,43 @@ FIND_CONTENT = Interaction(ENGAGEMENT_INDEX, "FindContent", 1, "FindContentRespo
                            "A patient's engagements of one service domain.")
 ENGAGEMENT_INDEX_INTERACTIONS = (UPDATE, PROCESS_NOTIFICATION, FIND_CONTENT)
 
-GET_CARE_DOCUMENTATION = Interaction(
-    "clinicalprocess:healthcond:description", "GetCareDocumentation", 2,
-    "GetCareDocumentationResponder_2.0.xsd", "A patient's notes (care documentation).")
-GET_LABORATORY_ORDER_OUTCOME = Interaction(
-    "clinicalprocess:healthcond:actoutcome", "GetLaboratoryOrderOutcome", 4,
-    "GetLaboratoryOrderOutcomeResponder_4.0.xsd", "A patient's laboratory results.")
-READ_INTERACTIONS = (GET_CARE_DOCUMENTATION, GET_LABORATORY_ORDER_OUTCOME)
+DESCRIPTION = "clinicalprocess:healthcond:description"
+ACTOUTCOME = "clinicalprocess:healthcond:actoutcome"
+PRESCRIPTION = "clinicalprocess:activityprescription:actoutcome"
+LOGISTICS = "clinicalprocess:logistics:logistics"
+REQUEST_STATUS = "crm:requeststatus"
+
+
+def _read(domain: str, name: str, major: int, doc: str) -> Interaction:
+    return Interaction(domain, name, major, f"{name}Responder_{major}.0.xsd", doc)
+
+
+GET_CARE_DOCUMENTATION = _read(DESCRIPTION, "GetCareDocumentation", 2,
+                               "A patient's notes (care documentation).")
+GET_DIAGNOSIS = _read(DESCRIPTION, "GetDiagnosis", 2, "A patient's diagnoses.")
+GET_ALERT_INFORMATION = _read(DESCRIPTION, "GetAlertInformation", 2,
+                              "A patient's alerts (uppmärksamhetsinformation).")
+GET_FUNCTIONAL_STATUS = _read(DESCRIPTION, "GetFunctionalStatus", 2,
+                              "A patient's functional status and ADL assessments.")
+GET_LABORATORY_ORDER_OUTCOME = _read(ACTOUTCOME, "GetLaboratoryOrderOutcome", 4,
+                                     "A patient's laboratory results.")
+GET_IMAGING_OUTCOME = _read(ACTOUTCOME, "GetImagingOutcome", 1, "A patient's imaging outcomes.")
+GET_REFERRAL_OUTCOME = _read(ACTOUTCOME, "GetReferralOutcome", 3,
+                             "A patient's consultation referral outcomes.")
+GET_ECG_OUTCOME = _read(ACTOUTCOME, "GetECGOutcome", 1, "A patient's ECG outcomes.")
+GET_MATERNITY_MEDICAL_HISTORY = _read(ACTOUTCOME, "GetMaternityMedicalHistory", 2,
+                                      "A patient's maternity care records.")
+GET_MEDICATION_HISTORY = _read(PRESCRIPTION, "GetMedicationHistory", 2,
+                               "A patient's medication history.")
+GET_VACCINATION_HISTORY = _read(PRESCRIPTION, "GetVaccinationHistory", 2,
+                                "A patient's vaccinations.")
+GET_CARE_CONTACTS = _read(LOGISTICS, "GetCareContacts", 3, "A patient's care contacts.")
+GET_CARE_PLANS = _read(LOGISTICS, "GetCarePlans", 2, "A patient's care plans.")
+GET_REQUEST_ACTIVITIES = _read(REQUEST_STATUS, "GetRequestActivities", 2,
+                               "The status flow of a patient's referrals.")
+READ_INTERACTIONS = (
+    GET_DIAGNOSIS, GET_MEDICATION_HISTORY, GET_IMAGING_OUTCOME, GET_LABORATORY_ORDER_OUTCOME,
+    GET_REFERRAL_OUTCOME, GET_ALERT_INFORMATION, GET_CARE_CONTACTS, GET_CARE_DOCUMENTATION,
+    GET_VACCINATION_HISTORY, GET_FUNCTIONAL_STATUS, GET_CARE_PLANS, GET_MATERNITY_MEDICAL_HISTORY,
+    GET_REQUEST_ACTIVITIES, GET_ECG_OUTCOME,
+)

@@ -18,7 +18,8 @@ from yarl import URL
 
 from npo_rivta import wsdl
 from npo_rivta.headers import ORIGINAL_CONSUMER, logical_address_header
-from npo_rivta.records import READ_CONTRACTS, ReadContract, documents, request
+from npo_rivta.read_contracts import READ_CONTRACTS
+from npo_rivta.records import ReadContract, documents, request, result_code
 from npo_rivta.soap import CONTENT_TYPE, SoapFault, envelope, read_envelope
 from npo_rivta.xml import XmlRejected, parse
 
@@ -51,19 +52,23 @@ class RivProducerClient(HttpProducerClient):
             if answer.status != 200:
                 raise _HttpFailure(answer.status)
             content = await answer.read()
-        into.append(_Page.model_construct(records=_documents(contract, content),
+        into.append(_Page.model_construct(records=_documents(contract, content, patient_id),
                                           continuation_token=None))
 
 
-def _documents(contract: ReadContract, content: bytes) -> list[dict[str, object]]:
+def _documents(contract: ReadContract, content: bytes, patient_id: str) -> list[dict[str, object]]:
+    """The answer's records; InvalidAnswer for anything but the contract's valid, successful
+    answer (a ``result`` of ERROR included)."""
     try:
         env = read_envelope(parse(content))
     except (XmlRejected, SoapFault):
         raise InvalidAnswer from None
-    if env.body.tag != contract.interaction.response or wsdl.schema_errors(
-            contract.interaction, env.body):
+    body = env.body
+    if body.tag != contract.interaction.response or wsdl.schema_errors(contract.interaction, body):
         raise InvalidAnswer
-    return documents(contract, env.body)
+    if result_code(contract, body) == "ERROR":
+        raise InvalidAnswer
+    return documents(contract, body, patient_id)
 
 
 @lru_cache(maxsize=10_000)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from npo_platform.categories import by_key
-from npo_rivta.records import READ_CONTRACTS
+from npo_rivta.read_contracts import READ_CONTRACTS
 
 ALL_CATEGORIES = "*"
 
