@@ -12,25 +12,20 @@ logical address/source system); what Inera has no code for keeps this project's
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from fastapi import APIRouter, Request, Response
-from fastapi.security import HTTPBearer
-from lxml import etree
-from opentelemetry import trace
+from fastapi import APIRouter, Request
 
 from npo_engagement import MAX_TRANSACTIONS, Code, InvalidUpdate, Violation
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
-from npo_platform.identity import Claims, Role, bearer_claims, require_roles
-from npo_platform.problems import Problem
+from npo_platform.identity import Role
 from npo_producer import EngagementProducer
 from npo_rivta import engagementindex as ei
 from npo_rivta import wsdl
 from npo_rivta.contracts import FIND_CONTENT, PROCESS_NOTIFICATION, UPDATE, Interaction
-from npo_rivta.headers import PlatformHeaders, logical_address
-from npo_rivta.soap import CONTENT_TYPE, FAULT_STATUS, Envelope, SoapFault, envelope, read_envelope
-from npo_rivta.xml import XmlRejected, parse
+from npo_rivta.endpoint import Answer, Call, Responder, serve
+from npo_rivta.headers import logical_address
+from npo_rivta.soap import Envelope, SoapFault
 
 from .api import READER_ROLES
 from .config import IndexSettings
@@ -40,19 +35,11 @@ from .store import FindQuery, IndexStore
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)  # SOAP: described by the WSDLs, not by OpenAPI
-_bearer = HTTPBearer(auto_error=False)
-Handler = Callable[[Request, Claims, Envelope], Awaitable[etree._Element]]
 
 
-@dataclass(frozen=True)
-class _Route:
-    interaction: Interaction
-    roles: tuple[Role, ...]
-    handler: Handler
-
-
-async def _update(request: Request, claims: Claims, env: Envelope) -> etree._Element:
-    transactions = _counted(ei.transactions(env.body, UPDATE))
+async def _update(call: Call) -> Answer:
+    request, claims = call.request, call.claims
+    transactions = _counted(ei.transactions(call.envelope.body, UPDATE))
     for tx in transactions:
         tx.engagement.owner = ""  # Update R6: this index owns what it is sent
     producer: EngagementProducer = request.app.state.producer_factory(claims.sub)
@@ -63,22 +50,23 @@ async def _update(request: Request, claims: Claims, env: Envelope) -> etree._Ele
         raise _ei_fault(error, transactions, _settings(request)) from None
     except NotOwner as error:
         raise SoapFault("producer.not_owner", str(error)) from None
-    return ei.result_response(UPDATE)
+    return Answer(ei.result_response(UPDATE))
 
 
-async def _process_notification(request: Request, claims: Claims, env: Envelope) -> etree._Element:
-    transactions = _counted(ei.transactions(env.body, PROCESS_NOTIFICATION))
-    target: Notifications = request.app.state.notifications
+async def _process_notification(call: Call) -> Answer:
+    transactions = _counted(ei.transactions(call.envelope.body, PROCESS_NOTIFICATION))
+    target: Notifications = call.request.app.state.notifications
     try:
         await publish_notification(target, transactions)
     except InvalidUpdate as error:
-        raise _ei_fault(error, transactions, _settings(request)) from None
-    return ei.result_response(PROCESS_NOTIFICATION)
+        raise _ei_fault(error, transactions, _settings(call.request)) from None
+    return Answer(ei.result_response(PROCESS_NOTIFICATION))
 
 
-async def _find_content(request: Request, claims: Claims, env: Envelope) -> etree._Element:
+async def _find_content(call: Call) -> Answer:
+    request = call.request
     settings = _settings(request)
-    asked = ei.find_content_request(env.body)
+    asked = ei.find_content_request(call.envelope.body)
     exact = {k: v for k, v in asked.filters.items() if v}  # an empty filter element asks nothing
     if exact.get("owner") == settings.riv_logical_address:
         exact["owner"] = "NA"  # this index's own records are stored without an owner
@@ -96,81 +84,13 @@ async def _find_content(request: Request, claims: Claims, env: Envelope) -> etre
     if found is None:
         raise SoapFault("EI000", "A technical error has occurred, error message: more than "
                         f"{settings.riv_find_content_max} engagements match; narrow the question.")
-    return ei.find_content_response(_engagement(r, settings.riv_logical_address) for r in found)
+    return Answer(ei.find_content_response(
+        _engagement(r, settings.riv_logical_address) for r in found))
 
 
-_ROUTES = (
-    _Route(UPDATE, (Role.PRODUCER,), _update),
-    _Route(PROCESS_NOTIFICATION, (Role.SYSTEM, Role.ADMIN), _process_notification),
-    _Route(FIND_CONTENT, READER_ROLES, _find_content),
-)
-
-
-def _post(route: _Route) -> Callable[[Request], Awaitable[Response]]:
-    async def post(request: Request) -> Response:
-        platform = PlatformHeaders.of(request.headers)
-        span = trace.get_current_span()
-        span.set_attribute("rivta.interaction", route.interaction.soap_action)
-        span.set_attribute("rivta.correlation_id", platform.correlation_id)
-        if platform.original_consumer:
-            span.set_attribute("rivta.original_consumer", platform.original_consumer)
-        answer_headers = {"x-skltp-correlation-id": platform.correlation_id}
-        try:
-            claims = await _claims(request, route.roles)
-            env = await _envelope(request, route.interaction)
-            answer = await route.handler(request, claims, env)
-        except SoapFault as fault:
-            log.info("riv %s refused: %s (consumer %s, correlation %s)", route.interaction.name,
-                     fault.code, platform.original_consumer, platform.correlation_id)
-            return Response(fault.to_bytes(), status_code=FAULT_STATUS, media_type=CONTENT_TYPE,
-                            headers=answer_headers)
-        return Response(envelope(answer), media_type=CONTENT_TYPE, headers=answer_headers)
-
-    return post
-
-
-def _get(route: _Route) -> Callable[[Request], Awaitable[Response]]:
-    async def get(request: Request) -> Response:
-        """``?wsdl``: the WSDL; ``?xsd=<name>``: one of the schemas it imports."""
-        location = str(request.url.remove_query_params(["wsdl", "xsd"]))
-        name = request.query_params.get("xsd")
-        if name is not None:
-            try:
-                return Response(wsdl.schema_bytes(name, base_url=location), media_type="text/xml")
-            except KeyError:
-                raise Problem(404, "schema.unknown", "No such schema here.") from None
-        if "wsdl" not in request.query_params:
-            raise Problem(404, "wsdl.ask", "Ask for ?wsdl (or POST a SOAP request).")
-        return Response(wsdl.wsdl_bytes(route.interaction, location), media_type="text/xml")
-
-    return get
-
-
-for _route in _ROUTES:
-    router.add_api_route(_route.interaction.path, _post(_route), methods=["POST"])
-    router.add_api_route(_route.interaction.path, _get(_route), methods=["GET"])
-
-
-async def _claims(request: Request, roles: Sequence[Role]) -> Claims:
-    """The token's claims as on every other route; its refusal becomes a fault with its code."""
-    try:
-        claims = await bearer_claims(request, await _bearer(request))
-        return await require_roles(*roles)(claims)
-    except Problem as problem:
-        raise SoapFault(problem.code, problem.detail) from None
-
-
-async def _envelope(request: Request, interaction: Interaction) -> Envelope:
+def _check(request: Request, interaction: Interaction, env: Envelope) -> None:
+    """Addressed to this index (EI003) and valid by the responder's schema (EI001)."""
     settings = _settings(request)
-    body = await _body(request, settings.riv_max_body_bytes)
-    try:
-        env = read_envelope(parse(body, max_bytes=settings.riv_max_body_bytes))
-    except XmlRejected as error:
-        raise SoapFault(error.code, error.detail) from None
-    action = request.headers.get("soapaction", "").strip().strip('"')
-    if env.body.tag != interaction.request or (action and action != interaction.soap_action):
-        raise SoapFault("soap.wrong_operation",
-                        f"this endpoint answers {interaction.soap_action} only")
     address = logical_address(env)
     if address != settings.riv_logical_address:
         raise SoapFault("EI003", f"Invalid routing. Logical address is {address or 'missing'} but "
@@ -180,21 +100,18 @@ async def _envelope(request: Request, interaction: Interaction) -> Envelope:
     if errors:
         raise SoapFault("EI001", "The payload does not follow the XML Schema, error message: "
                         + "; ".join(errors))
-    return env
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it exceeds ``limit`` (declared or streamed)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise SoapFault("xml.too_large", f"the message is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise SoapFault("xml.too_large", f"the message is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _max_bytes(request: Request) -> int:
+    return _settings(request).riv_max_body_bytes
+
+
+for _interaction, _roles, _handler in (
+    (UPDATE, (Role.PRODUCER,), _update),
+    (PROCESS_NOTIFICATION, (Role.SYSTEM, Role.ADMIN), _process_notification),
+    (FIND_CONTENT, READER_ROLES, _find_content),
+):
+    serve(router, Responder(_interaction, _roles, _handler, _check, _max_bytes, log))
 
 
 def _counted(transactions: list[EngagementTransaction]) -> list[EngagementTransaction]:
