@@ -1,7 +1,8 @@
 """The overview is the same whether producers speak this project's JSON contract or the
 national read contracts (RIV-TA): the same records and statuses, the same causes when a
-producer fails. Across the real services (tests/national.py), the routing switched at runtime
-through the query service's routing admin, as an operator would."""
+producer fails; and a consumer that speaks RIV-TA reads the same records through the aggregated
+contracts, with a ProcessingStatus per source. Across the real services (npo_bench.nation), the
+routing switched at runtime through the query service's routing admin, as an operator would."""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ from typing import Any
 import httpx
 import pytest
 
-from npo_bench.nation import Nation, running_nation
+from npo_bench.nation import Nation, audit_records, eventually, running_nation
+from npo_platform.categories import by_number
 from npo_platform.identity import Principal, Role
+from npo_rivta.headers import (
+    CORRELATION_ID,
+    ORIGINAL_CONSUMER,
+    CausingAgent,
+    StatusCode,
+    logical_address_header,
+    processing_status,
+)
+from npo_rivta.read_contracts import CARE_DOCUMENTATION, LABORATORY_ORDER_OUTCOME, READ_CONTRACTS
+from npo_rivta.records import ReadContract, documents, request
+from npo_rivta.soap import CONTENT_TYPE, envelope, read_envelope, read_fault
+from npo_rivta.xml import parse
 from npo_simulator.organisations import Kind, Organisation
 from npo_simulator.routing import routing_table
 
@@ -109,9 +123,11 @@ async def test_the_same_overview_whether_producers_speak_json_or_rivta(
         assert not riv_calls.calls
         await _speak(http, nation, tuple(Kind))  # every producer, municipalities included
         by_rivta = await _overview(http, nation, patient)
-        assert set(riv_calls.calls) == {
-            "/riv/clinicalprocess/healthcond/description/GetCareDocumentationResponder/2",
-            "/riv/clinicalprocess/healthcond/actoutcome/GetLaboratoryOrderOutcomeResponder/4"}
+        held = {by_number(r.category).key for rs in nation.producers_of(patient).values()
+                for r in rs}
+        assert set(riv_calls.calls) == {READ_CONTRACTS[c].interaction.path for c in held
+                                        if c in READ_CONTRACTS}
+        assert len(riv_calls.calls) > 2
         assert by_rivta == by_json
         categories = {r["category"] for r in by_rivta["records"]
                       if r["logicalAddress"] == region.logical_address}
@@ -131,3 +147,102 @@ async def test_the_same_overview_whether_producers_speak_json_or_rivta(
               for p in failing_rivta["producers"] if p["logicalAddress"] == region.logical_address}
     assert ("notes", "NoDataSynchFailed", "http_status", 503) in failed
     assert ("laboratory", "NoDataSynchFailed", "http_status", 503) in failed
+
+
+AGGREGATOR = "5565594230"  # the query's riv_logical_address (the national aggregating address)
+
+
+def _aggregated_patient(nation: Nation) -> tuple[str, Organisation, Organisation, Organisation]:
+    """A patient with notes at a region and one other producer, laboratory results at the same
+    region and one more: (patient, region, the other notes producer, the other laboratory)."""
+    for person in nation.source.people:
+        by_org = nation.producers_of(person.patient_id)
+        notes = [o for o, rs in by_org.items() if NOTES in {r.category for r in rs}]
+        labs = [o for o, rs in by_org.items() if LABORATORY in {r.category for r in rs}]
+        shared = [o for o in notes if o in labs and o.kind is Kind.REGION]
+        if len(notes) == 2 and len(labs) == 2 and shared:
+            [region] = shared
+            [other_notes] = [o for o in notes if o != region]
+            [other_lab] = [o for o in labs if o != region]
+            if other_notes != other_lab:
+                return person.patient_id, region, other_notes, other_lab
+    raise AssertionError("no patient with notes and laboratory results at two producers each")
+
+
+async def _riv(http: httpx.AsyncClient, nation: Nation, contract: ReadContract, patient: str,
+               reader: Principal = READER) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    data = envelope(request(contract, patient), [logical_address_header(AGGREGATOR)])
+    answer = await http.post(f"{nation.query}{contract.interaction.path}", content=data, headers={
+        **nation.headers(reader), "Content-Type": CONTENT_TYPE,
+        ORIGINAL_CONSUMER: "SE2321000016-JOURNAL", CORRELATION_ID: f"c-{contract.interaction.name}"})
+    env = read_envelope(parse(answer.content))
+    return answer, [] if read_fault(env) else documents(contract, env.body, patient)
+
+
+async def _json_documents(http: httpx.AsyncClient, nation: Nation, patient: str,
+                          category: str) -> list[dict[str, Any]]:
+    answer = await http.post(f"{nation.query}/v1/overview",
+                             json={"patientId": patient, "categories": [category]},
+                             headers=nation.headers(READER))
+    assert answer.status_code == 200, answer.text
+    return [r["document"] for r in answer.json()["records"]]
+
+
+async def test_a_rivta_consumer_reads_the_merged_records_with_a_status_per_source(
+    nation: Nation,
+) -> None:
+    patient, region, slow, blocked = _aggregated_patient(nation)
+    holder = Principal(sub="SE2321000016-H001", name="Holder", roles=frozenset({Role.CLINICIAN}),
+                       care_unit=blocked.care_unit(1), care_giver=blocked.care_giver,
+                       assignment="A1", purpose="care")
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    async with httpx.AsyncClient(timeout=30) as http:
+        for who, path, body in ((READER, "relations", {"patient_id": patient}),
+                                (READER, "consents", {"patient_id": patient, "care_unit": UNIT,
+                                                      "valid_to": later}),
+                                (holder, "blocks", {"patient_id": patient,
+                                                    "care_giver": blocked.care_giver})):
+            answer = await http.post(f"{nation.consent}/v1/{path}", json=body,
+                                     headers=nation.headers(who))
+            assert answer.status_code == 201, answer.text
+        await _speak(http, nation, tuple(Kind))  # the producers answer over RIV-TA too
+        await http.put(f"{nation.simulator}/admin/behaviour/{slow.logical_address}",
+                       json={"timeout": True, "hang_s": 30}, headers=nation.headers(Role.ADMIN))
+        notes, notes_documents = await _riv(http, nation, CARE_DOCUMENTATION, patient)
+        lab, lab_documents = await _riv(http, nation, LABORATORY_ORDER_OUTCOME, patient)
+        json_notes = await _json_documents(http, nation, patient, "notes")
+        json_lab = await _json_documents(http, nation, patient, "laboratory")
+        stranger = next(p.patient_id for p in nation.source.people
+                        if p.patient_id != patient and nation.producers_of(p.patient_id))
+        refused, nothing = await _riv(http, nation, CARE_DOCUMENTATION, stranger)
+        await http.delete(f"{nation.simulator}/admin/behaviour", headers=nation.headers(Role.ADMIN))
+        await _speak(http, nation, ())
+        logged = await eventually(lambda: audit_records(http, nation, patient),
+                                  lambda items: len(items) >= 4)
+        logged_refusal = await eventually(lambda: audit_records(http, nation, stranger),
+                                          lambda items: len(items) >= 1)
+
+    assert (notes.status_code, lab.status_code) == (200, 200)
+    assert notes_documents == json_notes  # the same records, in the same order
+    assert lab_documents == json_lab
+    assert notes_documents
+    assert lab_documents
+    notes_status = {s.logical_address: s for s in processing_status(read_envelope(parse(notes.content)))}
+    assert set(notes_status) == {region.logical_address, slow.logical_address}
+    assert notes_status[region.logical_address].status is StatusCode.DATA_FROM_SOURCE
+    timed_out = notes_status[slow.logical_address]
+    assert timed_out.status is StatusCode.NO_DATA_SYNCH_FAILED
+    assert timed_out.error is not None
+    assert (timed_out.error.causing_agent, timed_out.error.error_code) == (
+        CausingAgent.SERVICE_PRODUCER, 504)
+    lab_status = processing_status(read_envelope(parse(lab.content)))
+    assert [s.logical_address for s in lab_status] == [region.logical_address, AGGREGATOR]
+    assert lab_status[0].status is StatusCode.DATA_FROM_SOURCE
+    assert lab_status[1].status is StatusCode.NO_DATA_SYNCH_FAILED  # blocked information exists
+    for where in (blocked.logical_address, blocked.care_giver, blocked.source_system):
+        assert where not in lab.text  # never where
+    fault = read_fault(read_envelope(parse(refused.content)))
+    assert fault is not None
+    assert (refused.status_code, fault.code, nothing) == (500, "access.denied", [])
+    assert len(logged) == 4  # exactly one audit record per request (two RIV-TA, two JSON)
+    assert len(logged_refusal) == 1

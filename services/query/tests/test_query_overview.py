@@ -4,8 +4,6 @@ database; the index and consent service are in-memory fakes behind the query's P
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,12 +18,9 @@ from query_fixtures import (
     patient_with,
     query_app,
     running,
-    settings,
-    simulator,
     targets,
 )
 
-from npo_deploy.testing import TopicFactory
 from npo_platform.contracts.events_pb2 import (
     DATA_FROM_SOURCE,
     DENIED,
@@ -38,28 +33,6 @@ from npo_query.api import OverviewOut
 from npo_simulator.organisations import nation
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def sim() -> AsyncIterator[Simulator]:
-    async with simulator() as running_simulator:
-        yield running_simulator
-
-
-@pytest.fixture
-async def fresh(sim: Simulator) -> Simulator:
-    await sim.reset()
-    return sim
-
-
-@pytest.fixture
-def make(tmp_path: Path, kafka_bootstrap_servers: str, database_url: str, fresh: Simulator,
-         kafka_topic_factory: TopicFactory) -> Any:
-    def build(**overrides: Any) -> Any:
-        return settings(tmp_path, kafka_bootstrap_servers, database_url, fresh.url,
-                        kafka_topic_factory, **overrides)
-
-    return build
 
 
 def _index(patient: str) -> FakeIndex:

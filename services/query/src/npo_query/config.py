@@ -48,5 +48,10 @@ class QuerySettings(ServiceSettings):
     decision_cache_size: int = 10_000
     audit_timeout_s: float = 5.0  # bound on the broker's acks=all acknowledgement
     push_max_s: float = 3600.0  # a subscription never outlives this (or the reader's token)
+    # RIV-TA (riv.py): the national aggregating logical address the read contracts are addressed
+    # to (Inera's aggregating services answer to its organisation number; a call's
+    # LogicalAddress header must be this one) and the largest request accepted.
+    riv_logical_address: str = "5565594230"
+    riv_max_body_bytes: int = 1024 * 1024
     run_consumers: bool = True
     ensure_topics: bool = True

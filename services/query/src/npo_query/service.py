@@ -72,12 +72,16 @@ tracer = trace.get_tracer(__name__)
 
 @dataclass(frozen=True)
 class Reading:
-    """One reader asking for one patient's categories (keys, at least one)."""
+    """One reader asking for one patient's categories (keys, at least one). A call through the
+    national platform also names the reader's record system and the platform's correlation id
+    (both go into the access event)."""
 
     claims: Claims
     bearer: str  # the reader's own token, for the consent service
     patient_id: str
     categories: list[str]
+    consumer_system: str = ""  # the reader's system, when it says; else the configured one
+    correlation_id: str = ""
 
 
 class Refused(Exception):
@@ -294,9 +298,10 @@ class OverviewService:
         """Write the attempt's access event (with the plan's social-services targets, which the
         reader is never told of); its id, or ServiceUnavailable: no data may leave."""
         hidden = plan.hidden if plan else []
-        attempt = Attempt(reading.claims, self._consumer, reading.patient_id,
-                          reading.categories, decision, outcome, reason, [*results, *hidden],
-                          plan.called if requested and plan else ())
+        attempt = Attempt(reading.claims, reading.consumer_system or self._consumer,
+                          reading.patient_id, reading.categories, decision, outcome, reason,
+                          [*results, *hidden], plan.called if requested and plan else (),
+                          reading.correlation_id)
         try:
             return await self._auditor.record(attempt)
         except AuditUnavailable:
