@@ -107,6 +107,10 @@ def up_all(
         console.print(f"the index already holds {indexed:,} engagements: not announcing again "
                       "(`npo simulate --no-serve --rate 0` does)")
     _welcome(settings, services)
+    for service in services:
+        if service.name in RIV_ADDRESSES and service.riv_logical_address:
+            console.print(f"{RIV_ADDRESSES[service.name]}: {service.riv_logical_address}",
+                          markup=False, highlight=False)
     console.print(f"The system is up in {time.monotonic() - began:.1f} s; `npo down` stops it.")
 
 
@@ -139,6 +143,10 @@ def _indexed_engagements(settings: PlatformSettings, services: list[stack.Servic
         return sum(int(entry["engagements"]) for entry in answer.json())
     except (httpx.HTTPError, ValueError, KeyError):
         return 0
+
+
+# The services whose RIV-TA responders answer to a logical address of their own (README).
+RIV_ADDRESSES = {"index": "riv index logical address", "query": "riv aggregating logical address"}
 
 
 def _demo_patient() -> str | None:

@@ -38,6 +38,7 @@ LOCAL_DEFAULTS = {"CONSENT_WORKERS": "2", "QUERY_WORKERS": "2"}
 class Service:
     name: str
     port: int
+    riv_logical_address: str | None = None  # the address its RIV-TA responders answer to
 
     @property
     def url(self) -> str:
@@ -50,8 +51,9 @@ class Service:
 
 def services() -> list[Service]:
     """Every installed service, in start order."""
-    found = {e.name: e.load()().http_port for e in entry_points(group="npo.services")}
-    return [Service(name, found[name]) for name in sorted(found, key=_rank)]
+    found = {e.name: e.load()() for e in entry_points(group="npo.services")}
+    return [Service(name, found[name].http_port, getattr(found[name], "riv_logical_address", None))
+            for name in sorted(found, key=_rank)]
 
 
 def _rank(name: str) -> int:
