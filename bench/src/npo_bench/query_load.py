@@ -276,8 +276,12 @@ class ProducerProtocol(_LeanServer):
             self.bad_request()
             return
         self.ok(json.dumps({"contract": category, "result": {"resultCode": "OK"},
-                            "records": [_document(producer, patient, n) for n in range(2)],
+                            "records": self.records(producer, patient, category),
                             "continuationToken": None}).encode())
+
+    def records(self, producer: str, patient: str, category: str) -> list[dict[str, Any]]:
+        """The two records of one answer."""
+        return [_document(producer, patient, n) for n in range(2)]
 
 
 def _document(producer: str, patient: str, n: int) -> dict[str, Any]:

@@ -25,10 +25,13 @@ from typing import Any
 
 from lxml import etree
 
+from npo_platform.identifiers import InvalidPatientId, PatientId, PatientIdKind
 from npo_rivta.xml import text
 
 Json = dict[str, Any]
 HSA_OID = "1.2.752.129.2.1.4.1"  # the root of an HSA-id as an II
+PERSONNUMMER_OID = "1.2.752.129.2.1.3.1"
+SAMORDNINGSNUMMER_OID = "1.2.752.129.2.1.3.3"
 PROFESSIONAL = "accountableHealthcareProfessional"
 _PROFESSIONAL_ORDER = ("authorTime", "healthcareProfessionalHSAId", "healthcareProfessionalName",
                        "healthcareProfessionalRoleCode", "healthcareProfessionalOrgUnit",
@@ -37,6 +40,21 @@ _BOOLEANS = frozenset({"approvedForPatient", "nullified"})
 # The common header's own keys, carried by the JOL-style headers (the rest travel as extensions).
 CORE_FIELDS = frozenset({"documentId", "sourceSystemHSAId", "patientId", PROFESSIONAL,
                          "approvedForPatient"})
+
+
+def patient_type(patient_id: str) -> str:
+    """The OID of the id's kind (personnummer unless it is a valid samordningsnummer)."""
+    try:
+        kind = PatientId.parse(patient_id).kind
+    except InvalidPatientId:
+        return PERSONNUMMER_OID
+    return SAMORDNINGSNUMMER_OID if kind is PatientIdKind.SAMORDNINGSNUMMER else PERSONNUMMER_OID
+
+
+def _person(value: Mapping[str, Any]) -> dict[str, str]:
+    """A header's ``patientId`` with its type (the JSON record contract may leave it out)."""
+    patient = str(value.get("id", ""))
+    return {"id": patient, "type": str(value.get("type") or patient_type(patient))}
 
 
 @dataclass(frozen=True)
@@ -72,7 +90,7 @@ def summary(order: tuple[str, ...], source: str = "sourceSystemHSAId") -> Header
             if name == PROFESSIONAL:
                 _ordered(etree.SubElement(node, tag), value, _PROFESSIONAL_ORDER, ns)
             elif name == "patientId":
-                _ordered(etree.SubElement(node, tag), value, ("id", "type"), ns)
+                _ordered(etree.SubElement(node, tag), _person(value), ("id", "type"), ns)
             else:
                 append_json(node, tag, value, ns)
 
@@ -110,12 +128,15 @@ def _finder(node: etree._Element, ns: str) -> Callable[[str], str]:
 
 
 def _outcome_write(node: etree._Element, header: Mapping[str, Any], ns: str) -> None:
-    professional, patient = header[PROFESSIONAL], header["patientId"]
+    professional, patient = header[PROFESSIONAL], _person(header["patientId"])
     access = etree.SubElement(node, f"{{{ns}}}accessControlHeader")
-    ii(access, "accountableCareGiver", ns, HSA_OID, professional["healthcareProfessionalCareGiverHSAId"])
-    ii(access, "accountableCareUnit", ns, HSA_OID, professional["healthcareProfessionalCareUnitHSAId"])
+    ii(access, "accountableCareGiver", ns, HSA_OID,
+       professional.get("healthcareProfessionalCareGiverHSAId", ""))
+    ii(access, "accountableCareUnit", ns, HSA_OID,
+       professional.get("healthcareProfessionalCareUnitHSAId", ""))
     ii(etree.SubElement(access, f"{{{ns}}}patient"), "id", ns, patient["type"], patient["id"])
-    etree.SubElement(access, f"{{{ns}}}approvedForPatient").text = _bool(header["approvedForPatient"])
+    etree.SubElement(access, f"{{{ns}}}approvedForPatient").text = _bool(
+        header.get("approvedForPatient"))
     ii(etree.SubElement(node, f"{{{ns}}}source"), "systemId", ns, HSA_OID,
        header["sourceSystemHSAId"])
     record = etree.SubElement(node, f"{{{ns}}}record")
@@ -149,12 +170,13 @@ def _request_write(node: etree._Element, header: Mapping[str, Any], ns: str) -> 
     professional = header[PROFESSIONAL]
     access = etree.SubElement(node, f"{{{ns}}}accessControlHeader")
     ii(access, "accountableHealthcareProvider", ns, HSA_OID,
-       professional["healthcareProfessionalCareGiverHSAId"])
+       professional.get("healthcareProfessionalCareGiverHSAId", ""))
     unit = professional.get("healthcareProfessionalCareUnitHSAId")
     if unit:
         ii(access, "accountableCareUnit", ns, HSA_OID, unit)
     etree.SubElement(access, f"{{{ns}}}blockComparisonTime").text = professional["authorTime"]
-    etree.SubElement(access, f"{{{ns}}}approvedForPatient").text = _bool(header["approvedForPatient"])
+    etree.SubElement(access, f"{{{ns}}}approvedForPatient").text = _bool(
+        header.get("approvedForPatient"))
     ii(node, "sourceSystemId", ns, HSA_OID, header["sourceSystemHSAId"])
     record = etree.SubElement(node, f"{{{ns}}}record")
     ii(record, "id", ns, HSA_OID, header["documentId"])

@@ -24,25 +24,22 @@ from typing import Any
 
 from lxml import etree
 
-from npo_platform.identifiers import InvalidPatientId, PatientId, PatientIdKind
 from npo_rivta.contracts import Interaction
-from npo_rivta.record_headers import HSA_OID, HeaderShape, append_json, as_json
+from npo_rivta.record_headers import (
+    HSA_OID,
+    PERSONNUMMER_OID,
+    SAMORDNINGSNUMMER_OID,
+    HeaderShape,
+    append_json,
+    as_json,
+    patient_type,
+)
 from npo_rivta.xml import text
 
 Json = dict[str, Any]
-PERSONNUMMER_OID = "1.2.752.129.2.1.3.1"
-SAMORDNINGSNUMMER_OID = "1.2.752.129.2.1.3.3"
+__all__ = ["HSA_OID", "PERSONNUMMER_OID", "SAMORDNINGSNUMMER_OID", "patient_type"]  # re-exported
 EXTENSION_NS = "urn:npo:rivta:extension:1"
 EXTENSION = f"{{{EXTENSION_NS}}}field"
-
-
-def patient_type(patient_id: str) -> str:
-    """The OID of the id's kind (personnummer unless it is a valid samordningsnummer)."""
-    try:
-        kind = PatientId.parse(patient_id).kind
-    except InvalidPatientId:
-        return PERSONNUMMER_OID
-    return SAMORDNINGSNUMMER_OID if kind is PatientIdKind.SAMORDNINGSNUMMER else PERSONNUMMER_OID
 
 
 @dataclass(frozen=True)
