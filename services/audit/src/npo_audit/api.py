@@ -41,9 +41,7 @@ from .fhir import extract_audit_event
 from .service import record_review, verify_log
 from .service import search as search_page
 from .signing import RegisterKey
-from .store import AuditStore, SearchFilter
-from .store_pg_live import Live, RecordHub
-from .store_pg_search import AuditQueries
+from .store import AuditSearch, AuditStore, Live, LiveRecords, SearchFilter
 
 BasisName = Literal["own_care_giver", "consent", "emergency", "patient_self", "no_basis"]
 OutcomeName = Literal["allowed", "partial", "denied"]
@@ -55,8 +53,8 @@ INERA_EXTRACT_LIMIT = 10_000
 class AuditServices:
     settings: AuditSettings
     store: AuditStore
-    queries: AuditQueries  # the read side (only PostgreSQL adapts it: the FHIR search, statistics)
-    hub: RecordHub
+    queries: AuditSearch
+    hub: LiveRecords
     register_key: RegisterKey
 
 

@@ -23,7 +23,7 @@ from npo_platform.identity import Claims, Role, require_roles
 from npo_platform.problems import Problem
 
 from .api import Services
-from .store_pg_search import AuditQueries
+from .store import AuditSearch
 
 MAX_MONTHS = 60  # the log is kept five years
 Reader = Literal["care_giver", "care_unit"]
@@ -95,7 +95,7 @@ def _shift(moment: datetime, months: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
-async def count_searches(queries: AuditQueries, span: MonthRange, reader: Reader) -> SearchStatistics:
+async def count_searches(queries: AuditSearch, span: MonthRange, reader: Reader) -> SearchStatistics:
     rows = await queries.searches(span.start.date(), span.end.date(), reader)
     months = {m: MonthCount(month=m, searches=0, answered=0) for m in span.months}
     readers: list[ReaderCount] = []

@@ -27,7 +27,7 @@ from .api import AuditServices, Services
 from .fhir import audit_event
 from .fhir_search_pages import PageTokens
 from .fhir_search_params import PAGE, SearchError, parse
-from .store_pg_fhir import Found, Position, cursor_of, find
+from .store import Found, Position, cursor_of
 
 MAX_FORM_BYTES = 16 * 1024
 _MAX_FIELDS = 200
@@ -117,7 +117,7 @@ async def _answer(request: Request, svc: AuditServices, officer: Claims,
     else:
         search, position = parsed.search, Position()
         here = tokens.issue(officer.sub, search, position)
-    found = await find(svc.queries.pool, search, position)
+    found = await svc.queries.audit_events(search, position)
 
     def link(token: str) -> str:
         return f"{request.base_url}fhir/r4/AuditEvent?{urlencode({PAGE: token})}"

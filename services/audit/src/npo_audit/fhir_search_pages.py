@@ -20,8 +20,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from npo_platform.identity import ensure_secret
 
 from .fhir_search_params import AuditEventSearch, SearchError
-from .store import Cursor
-from .store_pg_fhir import Position
+from .store import Cursor, Position
 
 KEY_FILE = "audit-fhir-page.key"
 _VERSION = 1

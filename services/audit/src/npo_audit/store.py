@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .domain import Entry, Kind, Record, SearchKey
 from .domain_rules import REFUSED_ATTEMPTS_PER_HOUR, Flag, Person
 from .signing import Checkpoint
+
+if TYPE_CHECKING:
+    from .fhir_search_params import AuditEventSearch
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class FlagRow:
 
 
 class AuditSearch(Protocol):
-    """The read side: compliance search, flags, the patient's extract (store_pg_search.py)."""
+    """The read side: compliance search, flags, the patient's extract, the statistics and the
+    FHIR search (store_pg_search.py, only PostgreSQL adapts it)."""
 
     async def search(self, f: SearchFilter, limit: int, cursor: Cursor | None = None) -> list[Record]: ...
 
@@ -103,3 +107,43 @@ class AuditSearch(Protocol):
     async def find(self, event_id: str) -> Record | None: ...
 
     async def chain_range(self, chain: str, after_seq: int, to_seq: int) -> list[Record]: ...
+
+    async def searches(self, start: date, end: date,
+                       reader: Literal["care_giver", "care_unit"]) -> list[Any]:
+        """The operator's search statistics: the monthly rollup over [start, end)."""
+        ...
+
+    async def audit_events(self, search: AuditEventSearch, position: Position) -> Found:
+        """One page of the FHIR AuditEvent search from ``position``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page starts: after ``cursor`` going back in time, or (``backward``) the page just
+    newer than it; no cursor: the newest records."""
+
+    cursor: Cursor | None = None
+    backward: bool = False
+
+
+@dataclass(frozen=True)
+class Found:
+    records: list[Record]  # newest first
+    more: bool  # another page follows in the direction read
+
+
+def cursor_of(record: Record) -> Cursor:
+    return Cursor(record.entry.event_time, record.entry.event_id)
+
+
+@dataclass(frozen=True)
+class Live:
+    record: Record
+    rules: tuple[str, ...]
+
+
+class LiveRecords(Protocol):
+    """New records as writers commit them (store_pg_live.py listens for them)."""
+
+    def subscribe(self, keepalive_s: float = 15.0) -> AsyncIterator[Live | None]: ...

@@ -9,16 +9,15 @@ tables the rendering uses (``fhir.ACCESS_OUTCOMES``, ``fhir_consent``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from .domain import Kind, Record
+from .domain import Kind
 from .fhir import ACCESS_OUTCOMES, OTHER_ACCESS_OUTCOME
 from .fhir_consent import DONE_OUTCOME, REFUSED, REFUSED_OUTCOME
 from .fhir_search_params import AuditEventSearch
-from .store import Cursor
+from .store import Found, Position
 from .store_pg import row_record
 
 KINDS = [Kind.ACCESS.value, Kind.CONSENT.value]
@@ -33,25 +32,6 @@ def _outcome_code_sql() -> str:
 
 
 _OUTCOME_CODE = _outcome_code_sql()
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a page starts: after ``cursor`` going back in time, or (``backward``) the page just
-    newer than it; no cursor: the newest records."""
-
-    cursor: Cursor | None = None
-    backward: bool = False
-
-
-@dataclass(frozen=True)
-class Found:
-    records: list[Record]  # newest first
-    more: bool  # another page follows in the direction read
-
-
-def cursor_of(record: Record) -> Cursor:
-    return Cursor(record.entry.event_time, record.entry.event_id)
 
 
 def _where(search: AuditEventSearch, position: Position) -> tuple[str, list[Any]]:

@@ -12,21 +12,15 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from .domain import Record
+from .store import Live
 from .store_pg_search import AuditQueries
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Live:
-    record: Record
-    rules: tuple[str, ...]
 
 
 class RecordHub:

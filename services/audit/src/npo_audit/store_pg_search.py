@@ -4,13 +4,17 @@ operator's search statistics (the monthly rollup)."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
 from .domain import Record
-from .store import Cursor, FlagRow, SearchFilter
+from .store import Cursor, FlagRow, Found, Position, SearchFilter
 from .store_pg import row_record
+from .store_pg_fhir import find
+
+if TYPE_CHECKING:
+    from .fhir_search_params import AuditEventSearch
 
 
 def _where(f: SearchFilter, cursor: Cursor | None) -> tuple[str, list[Any]]:
@@ -56,8 +60,11 @@ class AuditQueries:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        """The read side's pool, for the FHIR search (store_pg_fhir.py)."""
+        """The read side's pool (tests count rows through it)."""
         return self._pool
+
+    async def audit_events(self, search: AuditEventSearch, position: Position) -> Found:
+        return await find(self._pool, search, position)
 
     async def search(self, f: SearchFilter, limit: int, cursor: Cursor | None = None) -> list[Record]:
         where, args = _where(f, cursor)
