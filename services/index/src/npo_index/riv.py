@@ -1,7 +1,7 @@
 """RIV-TA front end of the index: Update, ProcessNotification and FindContent over SOAP 1.1
 (RIVTABP21), one URL per responder, ``GET <url>?wsdl`` for its WSDL.
 
-Parse (safely), check, call the same use case as the JSON routes (``ingest.py``), render. Every
+Parse (safely), check, call the same use cases as the JSON routes (``service.py``), render. Every
 refusal is a SOAP fault with a stable code and changes nothing; the engagement index's own
 rules answer with Inera's EI codes in Inera's words (EI000 technical/count, EI001 schema, EI002
 duplicate, EI003 logical address not this index, EI004 field rules, EI005/EI006 reserved
