@@ -94,13 +94,15 @@ def _bundle(kind: str, entries: list[Resource], links: Sequence[tuple[str, str]]
 
 
 def searchset(matches: Iterable[Resource], *, links: Sequence[tuple[str, str]] = (),
-              outcome: Resource | None = None, **extra: Any) -> Resource:
+              outcome: Resource | None = None, outcomes: Iterable[Resource] = (),
+              total: int | None = None, **extra: Any) -> Resource:
     """A searchset Bundle: ``matches`` (search mode ``match``), then an OperationOutcome about the
-    search itself (mode ``outcome``) when given; ``links`` as (relation, url)."""
+    search itself (mode ``outcome``) when given, then ``outcomes`` (each an entry of its own, e.g.
+    one per source that could not answer); ``links`` as (relation, url)."""
     entries = [entry(r, search={"mode": "match"}) for r in matches]
-    if outcome is not None:
-        entries.append(entry(outcome, search={"mode": "outcome"}))
-    return _bundle("searchset", entries, links, None, extra)
+    for found in ([outcome] if outcome is not None else []) + list(outcomes):
+        entries.append(entry(found, search={"mode": "outcome"}))
+    return _bundle("searchset", entries, links, total, extra)
 
 
 @dataclass(frozen=True)

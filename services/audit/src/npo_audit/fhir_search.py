@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from npo_platform.fhir import FHIR_JSON, OutcomeIssue, operation_outcome, searchset
-from npo_platform.fhir_http import FhirProblem, FhirRoute
+from npo_platform.fhir import FHIR_JSON, searchset
+from npo_platform.fhir_http import FhirRoute
+from npo_platform.fhir_search import FORM, form_items, ignored_outcome, lenient
 from npo_platform.identity import Claims, ComplianceOfficerClaims
 
 from .api import AuditServices, Services
@@ -31,7 +32,6 @@ from .store import Found, Position, cursor_of
 
 MAX_FORM_BYTES = 16 * 1024
 _MAX_FIELDS = 200
-_FORM = "application/x-www-form-urlencoded"
 _TEXT: dict[str, Any] = {"type": "string", "maxLength": 500}
 _MANY: dict[str, Any] = {"type": "array", "items": _TEXT, "maxItems": 8}
 _FIELDS: dict[str, dict[str, Any]] = {
@@ -54,13 +54,14 @@ def page_tokens(request: Request) -> PageTokens:
 
 @router.post(
     "/AuditEvent/_search", response_class=JSONResponse, responses=_FHIR_ANSWERS,
-    openapi_extra={"requestBody": {"required": False, "content": {_FORM: {"schema": {
+    openapi_extra={"requestBody": {"required": False, "content": {FORM: {"schema": {
         "type": "object", "properties": {"patient": _TEXT, **_FIELDS}}}}}},
 )
 async def search_by_post(request: Request, svc: Services, officer: ComplianceOfficerClaims) -> JSONResponse:
     """Search the log's AuditEvents (parameters in the form body; ``patient`` only there)."""
     in_url = request.query_params.multi_items()
-    return await _answer(request, svc, officer, _without_patient(in_url) + await _form(request))
+    form = await form_items(request, max_bytes=MAX_FORM_BYTES, max_fields=_MAX_FIELDS)
+    return await _answer(request, svc, officer, _without_patient(in_url) + form)
 
 
 @router.get(
@@ -81,35 +82,9 @@ def _without_patient(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return items
 
 
-async def _form(request: Request) -> list[tuple[str, str]]:
-    body = await _body(request)
-    if not body:
-        return []
-    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != _FORM:
-        raise FhirProblem(415, "search.media_type", f"The search parameters come as {_FORM}.",
-                          "not-supported")
-    try:
-        return parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=_MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError):
-        raise SearchError("search.form_invalid", "The form body is not UTF-8 name=value pairs "
-                          f"(at most {_MAX_FIELDS}).", "structure") from None
-
-
-async def _body(request: Request) -> bytes:
-    """The body, refused once past MAX_FORM_BYTES (read no further; an OperationOutcome, where
-    FastAPI's own limit would answer plain text)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise FhirProblem(413, "request.too_large", f"A search form has at most {MAX_FORM_BYTES} "
-                              "bytes.", "too-long")
-    return bytes(body)
-
-
 async def _answer(request: Request, svc: AuditServices, officer: Claims,
                   items: list[tuple[str, str]]) -> JSONResponse:
-    parsed = parse(items, lenient=_lenient(request))
+    parsed = parse(items, lenient=lenient(request))
     tokens = page_tokens(request)
     if parsed.page_token is not None:
         search, position = tokens.open(parsed.page_token, officer.sub)
@@ -125,10 +100,7 @@ async def _answer(request: Request, svc: AuditServices, officer: Claims,
     links = [("self", link(here))]
     links += [(relation, link(tokens.issue(officer.sub, search, to)))
               for relation, to in _neighbours(found, position)]
-    ignored = None
-    if parsed.ignored:
-        ignored = operation_outcome([OutcomeIssue("warning", "not-supported", "ignored (handling=lenient): "
-                                                  + ", ".join(parsed.ignored), "search.parameter_ignored")])
+    ignored = ignored_outcome(parsed.ignored) if parsed.ignored else None
     bundle = searchset([audit_event(r) for r in found.records], links=links, outcome=ignored,
                        timestamp=datetime.now(UTC).isoformat())
     return JSONResponse(bundle, media_type=FHIR_JSON)
@@ -142,11 +114,3 @@ def _neighbours(found: Found, position: Position) -> list[tuple[str, Position]]:
     newer = found.more if position.backward else position.cursor is not None
     return ([("next", Position(cursor_of(found.records[-1])))] if older else []) + (
         [("previous", Position(cursor_of(found.records[0]), backward=True))] if newer else [])
-
-
-def _lenient(request: Request) -> bool:
-    """FHIR's ``Prefer: handling=lenient`` ignores unknown parameters; strict is the default here,
-    since a misspelt parameter ignored would widen a compliance search without a word."""
-    preferences = request.headers.get("prefer", "").replace(";", ",").split(",")
-    return any(p.strip().replace(" ", "") == "handling=lenient" for p in preferences)
-

@@ -9,38 +9,24 @@ never quote a value: it may be a personal identity number.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from npo_platform.fhir import HSA_ID_SYSTEM, PATIENT_ID_SYSTEMS, patient_id_system
-from npo_platform.fhir_http import FhirProblem
-from npo_platform.identifiers import InvalidPatientId, PatientId, is_hsa_id
+from npo_platform.fhir import HSA_ID_SYSTEM
+from npo_platform.fhir_search import SearchError, check_format, date_bound, patient_id, token
+from npo_platform.identifiers import is_hsa_id
 from npo_platform.telemetry import redact
+
+__all__ = ["PAGE", "AuditEventSearch", "Parsed", "SearchError", "parse"]
 
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
 MAX_ALTERNATIVES = 50
 OUTCOME_CODES = ("0", "4", "8", "12")
-# A date or time without an offset is Swedish time, as the compliance officers read it.
-LOCAL_ZONE = ZoneInfo("Europe/Stockholm")
-FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 _SEARCH_PARAMETERS = frozenset({"patient", "patient:identifier", "agent", "agent:identifier", "date",
                                 "outcome", "_count"})
 PAGE = "_page"  # the continuation token of this service's paging links
-_DATE = re.compile(
-    r"(?P<prefix>[a-z]{2})?(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:T(?P<H>\d{2}):(?P<M>\d{2})"
-    r"(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
-)
-
-
-class SearchError(FhirProblem):
-    """A search the service cannot run as asked: 400 with an OperationOutcome."""
-
-    def __init__(self, code: str, detail: str, issue_type: str = "value") -> None:
-        super().__init__(400, code, detail, issue_type)
 
 
 @dataclass(frozen=True)
@@ -73,8 +59,7 @@ def parse(items: Iterable[tuple[str, str]], *, lenient: bool = False) -> Parsed:
     search, token, ignored = AuditEventSearch(), None, []
     for name, value in items:
         if name == "_format":
-            if value not in FORMATS:
-                raise SearchError("search.format_unsupported", "Only JSON is offered.", "not-supported")
+            check_format(value)
         elif name == PAGE:
             if token is not None:
                 raise SearchError("search.page_repeated", "Give one _page.")
@@ -106,7 +91,7 @@ def _narrowed(search: AuditEventSearch, name: str, value: str) -> AuditEventSear
     if len(alternatives) > MAX_ALTERNATIVES:
         raise SearchError("search.too_many_values", f"At most {MAX_ALTERNATIVES} values per parameter.")
     if name == "patient":
-        found = frozenset(_patient(v) for v in alternatives)
+        found = frozenset(patient_id(v) for v in alternatives)
         return replace(search, patients=found if search.patients is None else search.patients & found)
     if name == "agent":
         return replace(search, agents=(*search.agents, frozenset(_agent(v) for v in alternatives)))
@@ -122,70 +107,18 @@ def _count(value: str, search: AuditEventSearch) -> int:
     return min(int(value), MAX_COUNT)  # FHIR: a server may return fewer than asked
 
 
-def _identifier(value: str, systems: Iterable[str]) -> str:
-    system, bar, found = value.rpartition("|")
-    if bar and system not in systems:
-        raise SearchError("search.system_unsupported", f"Identifier systems here: {', '.join(systems)}.")
-    return found
-
-
-def _patient(value: str) -> str:
-    found = _identifier(value, sorted(PATIENT_ID_SYSTEMS))
-    try:
-        PatientId.parse(found)
-    except InvalidPatientId:
-        raise SearchError("search.patient_invalid", "patient is a 12-digit personnummer or "
-                          "samordningsnummer (system|value).") from None
-    system = value.rpartition("|")[0]
-    if system and system != patient_id_system(found):
-        # Zero matches would read as "nobody accessed the record": refuse the mismatch instead.
-        raise SearchError("search.patient_system_mismatch", "The number is not of the system named.")
-    return found
-
-
 def _agent(value: str) -> str:
-    found = _identifier(value, [HSA_ID_SYSTEM])
+    found = token(value, frozenset({HSA_ID_SYSTEM}))
     if not is_hsa_id(found):
         raise SearchError("search.agent_invalid", f"agent is an HSA-id ({HSA_ID_SYSTEM}|value).")
     return found
 
 
 def _dated(search: AuditEventSearch, value: str) -> AuditEventSearch:
-    match = _DATE.fullmatch(value)
-    if match is None:
-        raise SearchError("search.date_invalid", "date is [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.f]][zone]]]].")
-    prefix = match["prefix"] or "eq"
-    if prefix not in ("eq", "ge", "gt", "le", "lt"):
-        raise SearchError("search.date_prefix_unsupported", "date prefixes here: eq, ge, gt, le, lt.",
-                          "not-supported")
-    start, end = _interval(match)
-    low = {"eq": start, "ge": start, "gt": end}.get(prefix)
-    high = {"eq": end, "le": end, "lt": start}.get(prefix)
-    if low is not None and (search.recorded_from is None or low > search.recorded_from):
-        search = replace(search, recorded_from=low)
-    if high is not None and (search.recorded_to is None or high < search.recorded_to):
-        search = replace(search, recorded_to=high)
+    bound = date_bound(value)
+    if bound.low is not None and (search.recorded_from is None or bound.low > search.recorded_from):
+        search = replace(search, recorded_from=bound.low)
+    if bound.high is not None and (search.recorded_to is None or bound.high < search.recorded_to):
+        search = replace(search, recorded_to=bound.high)
     return search
 
-
-def _interval(match: re.Match[str]) -> tuple[datetime, datetime]:
-    """The instants [start, end) the value names at its precision (a year, a day, a second…)."""
-    year, month, day = int(match["y"]), int(match["m"] or 1), int(match["d"] or 1)
-    try:
-        zone = (datetime.fromisoformat(f"2000-01-01T00:00{match['tz']}").tzinfo if match["tz"]
-                else LOCAL_ZONE)
-        if match["H"] is None:
-            start = datetime(year, month, day, tzinfo=zone)
-            following = ((year + 1, 1, 1) if match["m"] is None else
-                         (year + month // 12, month % 12 + 1, 1) if match["d"] is None else None)
-            end = (datetime(*following, tzinfo=zone) if following
-                   else datetime.combine(start.date() + timedelta(days=1), start.timetz()))
-            return start, end
-        fraction = match["f"] or ""
-        start = datetime(year, month, day, int(match["H"]), int(match["M"]), int(match["S"] or 0),
-                         int(fraction[:6].ljust(6, "0")), tzinfo=zone)
-        step = (timedelta(minutes=1) if match["S"] is None else
-                timedelta(microseconds=10 ** (6 - min(len(fraction), 6))))
-        return start, start + step
-    except (ValueError, OverflowError):
-        raise SearchError("search.date_invalid", "date names no real date or time.") from None
