@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -23,38 +24,27 @@ from query_fixtures import (
     query_app,
     running,
     settings,
-    simulator,
 )
 from riv_client import answer_of, message, post
 
 from npo_deploy import kafka
+from npo_deploy.kafka import LocalKafka
 from npo_deploy.testing import isolated_kafka
 from npo_platform.contracts import AccessEvent
 from npo_platform.contracts.events_pb2 import NOT_DELIVERED
 from npo_platform.kafka import EventPublisher
 from npo_platform.settings import kafka_client_options
+from npo_query.config import QuerySettings
 from npo_rivta.read_contracts import CARE_DOCUMENTATION
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with simulator() as running_simulator:
-        yield running_simulator
-
-
 async def test_with_the_broker_stopped_the_overview_is_503_with_no_data(
     tmp_path: Path, database_url: str, sim: Simulator
 ) -> None:
-    broker = isolated_kafka(tmp_path / "kafka")
-    await asyncio.to_thread(kafka.start, broker)
-    try:
-        names = iter(f"test.query.fault.{n}" for n in range(3))
-        config = settings(tmp_path, broker.bootstrap, database_url, sim.url, lambda: next(names),
-                          run_consumers=False, audit_timeout_s=2.0)
+    async with _private_broker(tmp_path, database_url, sim) as (broker, config, patient):
         publisher = EventPublisher(broker.bootstrap, client_id="npo-query-fault-test")
-        patient = patient_with(min_producers=2)
         app = query_app(config, FakeIndex({patient: index_entries(patient)}), FakeConsent(),
                         publisher=publisher)
         await publisher.start()
@@ -98,6 +88,19 @@ async def test_with_the_broker_stopped_the_overview_is_503_with_no_data(
         assert {e.meta.event_id for e in reads} - answered == corrected  # measured: 3 of 3
         assert len(corrected) <= 3
         assert not corrected & answered
+
+
+@asynccontextmanager
+async def _private_broker(tmp_path: Path, database_url: str,
+                          sim: Simulator) -> AsyncIterator[tuple[LocalKafka, QuerySettings, str]]:
+    """A broker of the test's own (stopped at the end), the query's settings on it, a patient."""
+    broker = isolated_kafka(tmp_path / "kafka")
+    await asyncio.to_thread(kafka.start, broker)
+    try:
+        names = iter(f"test.query.fault.{n}" for n in range(3))
+        config = settings(tmp_path, broker.bootstrap, database_url, sim.url, lambda: next(names),
+                          run_consumers=False, audit_timeout_s=2.0)
+        yield broker, config, patient_with(min_producers=2)
     finally:
         await asyncio.to_thread(kafka.stop, broker)
 

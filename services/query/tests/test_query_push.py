@@ -21,7 +21,6 @@ from query_fixtures import (
     running,
     serve,
     settings,
-    simulator,
 )
 
 from npo_deploy.testing import TopicFactory
@@ -35,12 +34,6 @@ from npo_query.config import QuerySettings
 pytestmark = pytest.mark.integration
 REGION_GIVER, REGION_ADDRESS = "SE2321000131-VG", "SE2321000131-LA"
 BLOCKED_GIVER = "SE2321000099-VG"
-
-
-@pytest.fixture(scope="module")
-async def sim() -> AsyncIterator[Simulator]:
-    async with simulator() as running_simulator:
-        yield running_simulator
 
 
 @pytest.fixture

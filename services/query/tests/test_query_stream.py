@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from query_fixtures import (
     query_app,
     serve,
     settings,
-    simulator,
     targets,
 )
 
@@ -28,12 +26,6 @@ from npo_deploy.testing import TopicFactory
 from npo_platform.contracts.events_pb2 import REQUESTED
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def sim() -> AsyncIterator[Simulator]:
-    async with simulator() as running_simulator:
-        yield running_simulator
 
 
 async def _events(url: str, body: dict[str, Any]) -> list[tuple[float, str, dict[str, Any]]]:
