@@ -238,6 +238,10 @@ async def _scenario(http: httpx.AsyncClient, stack: Stack, private: bytes) -> No
     other = await http.post(f"{stack.query}/v1/overview", json={"patientId": stranger},
                             headers=_clinician(private))  # no relation: refused, audited too
     assert other.status_code == 403, other.text
+    for path, form, status in (("Observation/_search", {"patient": patient}, 200),  # FHIR: form bodies
+                               ("Condition/_search", {"patient": stranger}, 403)):
+        fhir = await http.post(f"{stack.query}/fhir/r4/{path}", data=form, headers=_clinician(private))
+        assert fhir.status_code == status, fhir.text
     async with asyncio.timeout(30):
         while len(await _audited(http, stack, private, patient, stranger)) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.2)

@@ -184,3 +184,25 @@ def _is_urn_uuid(url: str) -> bool:
         return url.startswith("urn:uuid:") and str(uuid.UUID(url.removeprefix("urn:uuid:"))) == url[9:]
     except ValueError:
         return False
+
+
+# --- searchset Bundles ------------------------------------------------------------------------
+
+def searchset_problems(bundle: Json) -> list[str]:
+    """A searchset: every entry a match or an outcome (an OperationOutcome, and only those), the
+    total the number of matches, every entry's fullUrl a urn:uuid."""
+    if bundle.get("type") != "searchset":
+        return [f"type {bundle.get('type')} is not searchset"]
+    problems = bundle_problems(bundle)
+    matches = 0
+    for i, found in enumerate(bundle.get("entry", [])):
+        mode, kind = found.get("search", {}).get("mode"), found.get("resource", {}).get("resourceType")
+        if mode not in ("match", "outcome", "include"):
+            problems.append(f"entry {i} has search mode {mode}")
+        if (mode == "outcome") != (kind == "OperationOutcome"):
+            problems.append(f"entry {i}: a {kind} in search mode {mode}")
+        matches += mode == "match"
+    if "total" in bundle and bundle["total"] != matches:
+        problems.append(f"total {bundle['total']} is not the {matches} matches")
+    return problems
+

@@ -28,6 +28,7 @@ from query_fixtures import (
 from riv_client import answer_of, message, post
 
 from npo_deploy import kafka
+from npo_deploy.fhir_validator import FhirValidator
 from npo_deploy.kafka import LocalKafka
 from npo_deploy.testing import isolated_kafka
 from npo_platform.contracts import AccessEvent
@@ -88,6 +89,31 @@ async def test_with_the_broker_stopped_the_overview_is_503_with_no_data(
         assert {e.meta.event_id for e in reads} - answered == corrected  # measured: 3 of 3
         assert len(corrected) <= 3
         assert not corrected & answered
+
+
+async def test_with_the_broker_stopped_fhir_reads_are_503_operation_outcomes_with_no_data(
+    tmp_path: Path, database_url: str, sim: Simulator, fhir_validator: FhirValidator
+) -> None:
+    async with _private_broker(tmp_path, database_url, sim) as (broker, config, patient):
+        app = query_app(config, FakeIndex({patient: index_entries(patient)}), FakeConsent())
+        reads = (("/fhir/r4/Condition/_search", {"patient": patient}),
+                 ("/fhir/r4/Observation/_search", {"patient": patient}))
+        async with running(app) as client:
+            ok = [await client.post(path, data=form, headers=clinician()) for path, form in reads]
+            await asyncio.to_thread(kafka.stop, broker)
+            refused = [await client.post(path, data=form, headers=clinician()) for path, form in reads]
+            await asyncio.to_thread(kafka.start, broker)  # its buffered events leave before the app stops
+    assert [a.status_code for a in ok] == [200, 200]
+    assert '"identifier"' in ok[0].text
+    for answer in refused:
+        assert answer.status_code == 503
+        assert answer.headers["content-type"] == "application/fhir+json"
+        outcome = answer.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert [c["code"] for c in outcome["issue"][0]["details"]["coding"]] == ["audit.unavailable"]
+        assert "entry" not in answer.text
+        assert "documentId" not in answer.text
+        assert fhir_validator.errors(outcome) == []
 
 
 @asynccontextmanager

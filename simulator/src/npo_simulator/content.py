@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from npo_platform.categories import by_number
+from npo_platform.identifiers import PatientId
 from npo_rivta.record_headers import HSA_OID
 from npo_simulator.records import Record
 
@@ -167,6 +168,21 @@ def _ecg(r: Record) -> Json:
     return {"resultTime": _time(r), "resultReport": "Sinusrytm, normalt EKG."}
 
 
+def _growth(r: Record) -> Json:
+    """One measurement of a child's growth (the project's own category 12), of about the size a
+    child of that age has."""
+    years = max(0.0, (r.time.date() - PatientId(r.patient_id).birth_date).days / 365.25)
+    kind = ("weight", "length", "headCircumference")[r.variant % 3]
+    spread = 0.9 + (r.variant % 21) / 100
+    if kind == "weight":
+        value, unit = (3.5 + 2.6 * min(years, 12)) * spread, "kg"
+    elif kind == "length":
+        value, unit = (50 + 6.5 * min(years, 16)) * spread, "cm"
+    else:
+        value, unit = (35 + 12 * min(years, 2) / 2 + 0.5 * min(max(years - 2, 0), 10)) * spread, "cm"
+    return {"growthMeasurement": {"kind": kind, "value": f"{value:.1f}", "unit": unit}}
+
+
 def _generic(r: Record) -> Json:
     return {"description": by_number(r.category).name_sv}
 
@@ -174,7 +190,7 @@ def _generic(r: Record) -> Json:
 _BODIES: dict[int, Callable[[Record], Json]] = {
     1: _diagnosis, 2: _medication, 3: _imaging, 4: _lab, 5: _referral, 6: _alert,
     7: _care_contact, 8: _note, 9: _vaccination, 10: _functional_status, 11: _care_plan,
-    13: _maternity, 14: _referral_flow, 16: _ecg, 17: _microbiology,
+    12: _growth, 13: _maternity, 14: _referral_flow, 16: _ecg, 17: _microbiology,
 }
 
 

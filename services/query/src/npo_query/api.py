@@ -175,8 +175,12 @@ def reading_of(body: OverviewRequest, request: Request, claims: Any) -> Reading:
         patient = PatientId.parse(body.patient_id)
     except ValueError:
         raise Problem(422, "patient_id.invalid", "Not a valid personal identity number.") from None
-    bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    return Reading(claims, bearer, patient.value, body.categories)
+    return Reading(claims, bearer_of(request), patient.value, body.categories)
+
+
+def bearer_of(request: Request) -> str:
+    """The reader's own token, which the consent service decides for."""
+    return request.headers.get("authorization", "").removeprefix("Bearer ").strip()
 
 
 def problem(refused: Refused) -> Problem:

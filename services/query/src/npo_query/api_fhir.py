@@ -1,0 +1,116 @@
+"""HTTP in FHIR R4: parse the search, call the overview use case, render FHIR.
+
+``POST /fhir/r4/<Type>/_search`` (FHIR's search by POST: the patient in a form body, never in a
+URL) answers a searchset Bundle of the type's records and one OperationOutcome entry per producer
+that failed or was withheld. No rule of access nor of audit lives here: the use case decides,
+filters and writes the access event before anything is rendered. Refusals are OperationOutcomes:
+403 when the read is denied, 503 (and no data) when it cannot be logged or decided.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from npo_platform.fhir import FHIR_JSON, patient_reference, searchset
+from npo_platform.fhir_http import FhirRoute
+from npo_platform.fhir_search import (
+    FORM,
+    SearchError,
+    form_items,
+    ignored_outcome,
+    lenient,
+)
+from npo_platform.identity import Claims, ClinicianClaims
+
+from .api import bearer_of, context
+from .fhir_outcomes import outcomes, refusal, told_issues
+from .fhir_params import PATIENT, parse
+from .fhir_records import ByIdentifier, resource_of
+from .fhir_types import FHIR_TYPES
+from .service import AccessDenied, Overview, Reading, Refused, ServiceUnavailable
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_FIELDS = 100
+_TEXT: dict[str, Any] = {"type": "string", "maxLength": 500}
+
+
+def _answers(ok: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"description": text, "content": {FHIR_JSON: {"schema": {"type": "object"}}}}
+            for status, text in ((200, ok), (400, "OperationOutcome: a parameter it cannot use"),
+                                 (403, "OperationOutcome: the read is denied"),
+                                 (503, "OperationOutcome: the read cannot be logged or decided; no data"))}
+
+
+router = APIRouter(prefix="/fhir/r4", tags=["fhir"], route_class=FhirRoute)
+ResourceType = Annotated[str, Path(pattern=f"^({'|'.join(FHIR_TYPES)})$")]
+
+
+@router.post(
+    "/{resource_type}/_search", response_class=JSONResponse,
+    responses=_answers("a searchset Bundle: the records, then an OperationOutcome per producer without data"),
+    openapi_extra={"requestBody": {"required": True, "content": {FORM: {"schema": {
+        "type": "object", "properties": {"patient": _TEXT, "category": _TEXT, "date": _TEXT}}}}}},
+)
+async def search(resource_type: ResourceType, request: Request, claims: ClinicianClaims) -> JSONResponse:
+    """The patient's records of one resource type (parameters in the form body)."""
+    kind = FHIR_TYPES[resource_type]
+    items = _outside_url(request) + await form_items(request, max_bytes=MAX_BODY_BYTES,
+                                                     max_fields=MAX_FIELDS)
+    parsed = parse(kind, items, lenient=lenient(request))
+    note = ignored_outcome(parsed.ignored) if parsed.ignored else None
+    if not parsed.categories:  # disjoint category parameters: nothing to read, nothing read
+        return _fhir(searchset([], outcome=note, total=0, timestamp=_now()))
+    try:
+        found = await _read(request, claims, parsed.patient_id, list(parsed.categories))
+    except Refused as refused:
+        return refusal_response(refused)
+    refs = ByIdentifier(patient_reference(parsed.patient_id))
+    matches = [resource_of(record, refs) for record in found.records if parsed.keeps(record)]
+    told = outcomes(told_issues(found.producers, found.blocked_information_exists))
+    return _fhir(searchset(matches, outcome=note, outcomes=told, total=len(matches),
+                           identifier=_read_identifier(found), timestamp=_now()))
+
+
+async def _read(request: Request, claims: Claims, patient: str, categories: list[str]) -> Overview:
+    reading = Reading(claims, bearer_of(request), patient, categories)
+    return await context(request).overviews.overview(reading)
+
+
+def refusal_response(refused: Refused) -> JSONResponse:
+    """A refused read as its OperationOutcome: 503 when it cannot be logged or decided (no
+    data), else 403 with the decision's reason and the withheld producers the reader may know."""
+    if isinstance(refused, ServiceUnavailable):
+        body = refusal(refused.code, refused.detail, severity="fatal", issue_type="transient")
+        return JSONResponse(body, status_code=503, media_type=FHIR_JSON)
+    if isinstance(refused, AccessDenied):
+        body = refusal(refused.code, refused.detail, reason=refused.reason_code, told=refused.producers,
+                       blocked_information_exists=refused.blocked_information_exists)
+    else:
+        body = refusal(refused.code, refused.detail)
+    return JSONResponse(body, status_code=403, media_type=FHIR_JSON)
+
+
+def _outside_url(request: Request) -> list[tuple[str, str]]:
+    """The URL's parameters, which must not name a patient."""
+    items = request.query_params.multi_items()
+    if any(name in PATIENT or name == "identifier" for name, _ in items):
+        raise SearchError("search.patient_in_url", "A patient's identity number never goes in a URL: "
+                          "send it in the form body.", "security")
+    return items
+
+
+def _read_identifier(found: Overview) -> dict[str, str]:
+    """The answer's identifier: the read it is, whose access event has this id."""
+    return {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{found.access_event_id}"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _fhir(resource: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(resource, media_type=FHIR_JSON)
