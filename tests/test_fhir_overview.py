@@ -1,10 +1,10 @@
 """The overview for FHIR clients across the real services (tests/national.py: index, consent, query,
 audit and the simulated producers, the real broker and database), checked by HAPI FHIR's
-validator and by the searchset rules the validator does not check (npo_deploy.fhir_checks).
+validator and by the IPS and searchset rules the validator cannot fetch (npo_deploy.fhir_checks).
 
 Patients are chosen so that together their records render as every resource kind the query
-emits. For each, the clinician's JSON overview and a FHIR search of every type must answer the
-same records, each read must be logged exactly once (refusals too), and a block
+emits. For each, the clinician's JSON overview, a FHIR search of every type and the IPS $summary
+must answer the same records, each read must be logged exactly once (refusals too), and a block
 must be told in FHIR as in JSON: that blocked information exists, never where.
 """
 
@@ -19,11 +19,12 @@ import httpx
 import pytest
 
 from npo_bench.nation import Nation, running_nation
-from npo_deploy.fhir_checks import searchset_problems
+from npo_deploy.fhir_checks import ips_problems, searchset_problems
 from npo_deploy.fhir_validator import FhirValidator
 from npo_platform.categories import by_number
 from npo_platform.fhir import PERSONNUMMER_SYSTEM, patient_id_system
 from npo_platform.identity import Principal, Role
+from npo_query.fhir_ips import IPS_CATEGORIES
 from npo_query.fhir_records import identity_of
 from npo_query.fhir_types import FHIR_TYPES
 from npo_simulator.content import document
@@ -97,13 +98,17 @@ def _valid(validator: FhirValidator, resource: dict[str, Any]) -> None:
 
 def _reads(http: httpx.Client, nation: Nation, patient: str,
            who: Principal | Role = Role.CLINICIAN) -> dict[str, httpx.Response]:
-    """The patient read every way: JSON (all categories), each FHIR type."""
+    """The patient read every way: JSON (all categories and the summary's), each FHIR type, $summary."""
     identifier = f"{patient_id_system(patient)}|{patient}"
     reads = {"json": http.post(f"{nation.query}/v1/overview", json={"patientId": patient},
-                               headers=nation.headers(who))}
+                               headers=nation.headers(who)),
+             "json-ips": http.post(f"{nation.query}/v1/overview", headers=nation.headers(who),
+                                   json={"patientId": patient, "categories": IPS_CATEGORIES})}
     for kind in FHIR_TYPES:
         reads[kind] = http.post(f"{nation.query}/fhir/r4/{kind}/_search", data={"patient": identifier},
                                 headers=nation.headers(who))
+    reads["$summary"] = http.post(f"{nation.query}/fhir/r4/Patient/$summary", data={"identifier": identifier},
+                                  headers=nation.headers(who))
     return reads
 
 
@@ -131,6 +136,10 @@ def _issues(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [i for e in entries if e["search"]["mode"] == "outcome" for i in e["resource"]["issue"]]
 
 
+def _is_record(resource: dict[str, Any]) -> bool:
+    return str(resource.get("identifier", [{}])[0].get("system", "")).startswith("urn:npo:document:")
+
+
 def _event(bundle: dict[str, Any]) -> str:
     return str(bundle["identifier"]["value"]).removeprefix("urn:uuid:")
 
@@ -155,11 +164,18 @@ def test_fhir_answers_are_valid_and_the_json_overviews_records_each_read_logged_
                 emitted |= {r["resourceType"] for r in matches}
                 emitted |= {p for r in matches for p in r.get("meta", {}).get("profile", [])}
             assert sorted(found) == _identities(reads["json"].json())
+            document_ = reads["$summary"].json()
+            _valid(fhir_validator, document_)
+            assert ips_problems(document_) == []
+            emitted |= {e["resource"]["resourceType"] for e in document_["entry"]}
+            records = [identity_of(e["resource"]) for e in document_["entry"] if _is_record(e["resource"])]
+            assert sorted(records) == _identities(reads["json-ips"].json())
             logged = _logged(http, nation, patient, len(reads))
             assert len(logged) == len(reads)  # one access event per read, none more
-            events = {_event(reads[k].json()) for k in FHIR_TYPES}
+            events = {_event(reads[k].json()) for k in (*FHIR_TYPES, "$summary")}
             assert events <= {item["event_id"] for item in logged}
-    assert emitted >= {*FHIR_TYPES, "http://hl7.org/fhir/StructureDefinition/vitalsigns"}
+    assert emitted >= {*FHIR_TYPES, "Composition", "Patient", "Device", "Organization",
+                       "http://hl7.org/fhir/StructureDefinition/vitalsigns"}
     print(f"FHIR overview: {fhir_validator.resources - before} resources validated, 0 errors")
 
 
@@ -210,6 +226,10 @@ def test_a_block_and_a_failure_are_told_as_in_json_and_a_refusal_is_logged_once(
     assert sorted(fhir_told) == json_told
     assert any(t[0] == failing.logical_address and t[2] == "NoDataSynchFailed" for t in fhir_told)
     assert nameless >= 1
+    document_ = reads["$summary"].json()
+    _valid(fhir_validator, document_)
+    assert ips_problems(document_) == []
+    assert blocked.logical_address not in reads["$summary"].text
     assert refused.status_code == 403
     _valid(fhir_validator, refused.json())
     denial = refused.json()["issue"][0]["details"]["coding"]

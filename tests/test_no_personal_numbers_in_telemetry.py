@@ -239,6 +239,7 @@ async def _scenario(http: httpx.AsyncClient, stack: Stack, private: bytes) -> No
                             headers=_clinician(private))  # no relation: refused, audited too
     assert other.status_code == 403, other.text
     for path, form, status in (("Observation/_search", {"patient": patient}, 200),  # FHIR: form bodies
+                               ("Patient/$summary", {"identifier": patient}, 200),
                                ("Condition/_search", {"patient": stranger}, 403)):
         fhir = await http.post(f"{stack.query}/fhir/r4/{path}", data=form, headers=_clinician(private))
         assert fhir.status_code == status, fhir.text

@@ -206,3 +206,102 @@ def searchset_problems(bundle: Json) -> list[str]:
         problems.append(f"total {bundle['total']} is not the {matches} matches")
     return problems
 
+
+# --- the International Patient Summary (HL7 IPS 1.1, the EHDS patient summary) ---------------
+
+LOINC = "http://loinc.org"
+IPS_DOCUMENT = "60591-5"
+IPS_REQUIRED = {"11450-4": "problems", "48765-2": "allergies and intolerances",
+                "10160-0": "medication summary"}
+# What a section's entries may be (IPS Composition's sections, R4).
+IPS_ENTRIES = {
+    "11450-4": {"Condition", "DocumentReference"}, "48765-2": {"AllergyIntolerance", "DocumentReference"},
+    "10160-0": {"MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense",
+                "DocumentReference"},
+    "11369-6": {"Immunization", "DocumentReference"},
+    "30954-2": {"Observation", "DiagnosticReport", "Media", "DocumentReference"},
+    "8716-3": {"Observation", "DocumentReference"}, "47519-4": {"Procedure", "DocumentReference"},
+    "46264-8": {"DeviceUseStatement", "DocumentReference"},
+    "47420-5": {"Condition", "ClinicalImpression", "DocumentReference"},
+    "18776-5": {"CarePlan", "DocumentReference"}, "10162-6": {"Observation", "DocumentReference"},
+    "104605-1": {"Flag", "DocumentReference"}, "11348-0": {"Condition", "DocumentReference"},
+}
+# IPS profiles that want the patient as a literal reference (``subject`` or ``patient``).
+_PATIENT_OF = {"Condition": "subject", "AllergyIntolerance": "patient", "MedicationStatement": "subject",
+               "Immunization": "patient", "Observation": "subject", "DiagnosticReport": "subject",
+               "Composition": "subject"}
+_REQUIRED = {"MedicationStatement": ("effectiveDateTime", "effectivePeriod"), "Condition": ("code",),
+             "AllergyIntolerance": ("code",), "Immunization": ("occurrenceDateTime", "occurrenceString")}
+
+
+def ips_problems(bundle: Json) -> list[str]:
+    """The IPS Bundle's rules: a document with identifier and timestamp, the Composition first and
+    alone, a Patient, the required sections (each with entries or an emptyReason), a narrative per
+    section, entries of the section's kinds, and every reference resolved inside the Bundle."""
+    problems = bundle_problems(bundle)
+    if bundle.get("type") != "document":
+        problems.append(f"type {bundle.get('type')} is not document")
+    if not bundle.get("identifier", {}).get("value") or not bundle.get("timestamp"):
+        problems.append("no identifier or timestamp")
+    entries = bundle.get("entry", [])
+    by_url = {e.get("fullUrl"): e.get("resource", {}) for e in entries}
+    kinds = [e.get("resource", {}).get("resourceType") for e in entries]
+    if not kinds or kinds[0] != "Composition" or kinds.count("Composition") != 1:
+        return [*problems, "the Composition is not the first and only Composition"]
+    problems += [f"entry {i} has {part}" for i, e in enumerate(entries)
+                 for part in ("search", "request", "response") if part in e]
+    problems += [f"reference {ref} does not resolve in the Bundle" for ref in _references(bundle)
+                 if ref not in by_url]
+    composition = entries[0]["resource"]
+    if _codes(composition.get("type"), LOINC) != {IPS_DOCUMENT}:
+        problems.append("the Composition's type is not LOINC 60591-5")
+    patients = [r for r in by_url.values() if r.get("resourceType") == "Patient"]
+    if len(patients) != 1:
+        return [*problems, f"{len(patients)} Patients, IPS wants 1"]
+    problems += _ips_patient_problems(patients[0])
+    patient_url = next(url for url, r in by_url.items() if r is patients[0])
+    for resource in by_url.values():
+        part = _PATIENT_OF.get(str(resource.get("resourceType")))
+        if part and resource.get(part, {}).get("reference") != patient_url:
+            problems.append(f"{resource['resourceType']}.{part} is not the Patient entry")
+        problems += [f"{resource['resourceType']} has none of {names}"
+                     for names in [_REQUIRED.get(str(resource.get("resourceType")), ())]
+                     if names and not any(name in resource for name in names)]
+    return problems + _section_problems(composition.get("section", []), by_url)
+
+
+def _ips_patient_problems(patient: Json) -> list[str]:
+    names = patient.get("name", [])
+    named = any(any(k in n for k in ("family", "_family", "given", "_given", "text", "_text")) for n in names)
+    return ([] if named else ["ips-pat-1: the Patient's name has no family, given or text"]) + (
+        [] if patient.get("birthDate") else ["the Patient has no birthDate"])
+
+
+def _section_problems(sections: list[Json], by_url: Mapping[Any, Json]) -> list[str]:
+    problems = []
+    codes = [next(iter(_codes(s.get("code"), LOINC)), None) for s in sections]
+    for required, name in IPS_REQUIRED.items():
+        if codes.count(required) != 1:
+            problems.append(f"{codes.count(required)} {name} sections ({required}), IPS wants 1")
+    for code, section in zip(codes, sections, strict=True):
+        title = section.get("title")
+        if not title or not section.get("text", {}).get("div"):
+            problems.append(f"section {title or code} has no title or narrative")
+        refs = [e.get("reference") for e in section.get("entry", [])]
+        if code in IPS_REQUIRED and not refs and not section.get("emptyReason"):
+            problems.append(f"ips-comp-1: section {title} has neither entries nor an emptyReason")
+        allowed = IPS_ENTRIES.get(code or "")
+        problems += [f"section {title} holds a {by_url.get(ref, {}).get('resourceType')}" for ref in refs
+                     if allowed and by_url.get(ref, {}).get("resourceType") not in allowed]
+    return problems
+
+
+def _references(value: Any) -> list[str]:
+    """Every literal ``reference`` in ``value`` (contained ``#`` references aside)."""
+    if isinstance(value, list):
+        return [ref for item in value for ref in _references(item)]
+    if not isinstance(value, Mapping):
+        return []
+    own = [str(value["reference"])] if isinstance(value.get("reference"), str) else []
+    return [r for r in own if not r.startswith("#")] + [
+        ref for key, item in value.items() if key != "reference" for ref in _references(item)]

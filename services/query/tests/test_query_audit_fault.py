@@ -97,7 +97,7 @@ async def test_with_the_broker_stopped_fhir_reads_are_503_operation_outcomes_wit
     async with _private_broker(tmp_path, database_url, sim) as (broker, config, patient):
         app = query_app(config, FakeIndex({patient: index_entries(patient)}), FakeConsent())
         reads = (("/fhir/r4/Condition/_search", {"patient": patient}),
-                 ("/fhir/r4/Observation/_search", {"patient": patient}))
+                 ("/fhir/r4/Patient/$summary", {"identifier": patient}))
         async with running(app) as client:
             ok = [await client.post(path, data=form, headers=clinician()) for path, form in reads]
             await asyncio.to_thread(kafka.stop, broker)

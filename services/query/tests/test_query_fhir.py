@@ -1,6 +1,6 @@
 """The overview for FHIR clients over the real stack (real simulated producers over HTTP, the real
-broker and database; index and consent are in-memory fakes): searches answer the JSON overview's
-records, statuses and access events, and refuse in FHIR's terms."""
+broker and database; index and consent are in-memory fakes): searches and the IPS $summary answer
+the JSON overview's records, statuses and access events, and refuse in FHIR's terms."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from query_fixtures import (
     targets,
 )
 
-from npo_deploy.fhir_checks import searchset_problems
+from npo_deploy.fhir_checks import ips_problems, searchset_problems
 from npo_platform.categories import by_number
 from npo_platform.fhir import FHIR_JSON, PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM
+from npo_query.fhir_ips import IPS_CATEGORIES
 from npo_query.fhir_outcomes import PRODUCER
 from npo_query.fhir_records import identity_of
 from npo_query.fhir_types import FHIR_TYPES
@@ -128,8 +129,9 @@ async def test_a_denied_read_is_a_403_operation_outcome_and_is_logged(
     config = make()
     async with running(_app(config, patient, FakeConsent(deny_all="no_relation"))) as client:
         searched = await _search(client, "Condition", _patient(patient))
-        other = await _search(client, "Observation", _patient(patient))
-    for answer in (searched, other):
+        summarised = await client.post("/fhir/r4/Patient/$summary", headers=clinician(),
+                                       data={"identifier": f"{PERSONNUMMER_SYSTEM}|{patient}"})
+    for answer in (searched, summarised):
         assert answer.status_code == 403, answer.text
         outcome = answer.json()
         assert outcome["resourceType"] == "OperationOutcome"
@@ -169,6 +171,28 @@ def _records(patient: str) -> list[tuple[str, str]]:
             for r in SOURCE.histories.of(person) if not r.social_services]
 
 
+async def test_the_summary_is_an_ips_document_of_the_json_overviews_records(make: Any) -> None:
+    patient = patient_with(min_producers=3)
+    parameters = {"resourceType": "Parameters", "parameter": [
+        {"name": "identifier", "valueIdentifier": {"system": PERSONNUMMER_SYSTEM, "value": patient}}]}
+    async with running(_app(make(), patient)) as client:
+        body = await _json(client, patient, IPS_CATEGORIES)
+        by_form = await client.post("/fhir/r4/Patient/$summary", headers=clinician(),
+                                    data={"identifier": f"{PERSONNUMMER_SYSTEM}|{patient}"})
+        by_parameters = await client.post("/fhir/r4/Patient/$summary", json=parameters,
+                                          headers={**clinician(), "Content-Type": FHIR_JSON})
+    expected = sorted((r["documentId"], r["sourceSystem"]) for r in body["records"])
+    for answer in (by_form, by_parameters):
+        assert answer.status_code == 200, answer.text
+        document = answer.json()
+        assert ips_problems(document) == []
+        records = [e["resource"] for e in document["entry"] if "identifier" in e["resource"]
+                   and e["resource"]["resourceType"] not in ("Patient", "Organization")]
+        assert sorted(identity_of(r) for r in records) == expected
+        codes = [s["code"]["coding"][0]["code"] for s in document["entry"][0]["resource"]["section"]]
+        assert codes[:3] == ["11450-4", "48765-2", "10160-0"]
+
+
 async def test_bad_fhir_requests_are_operation_outcomes_that_never_quote_the_number(make: Any) -> None:
     patient = patient_with(min_producers=2)
     coordination = f"{patient[:6]}{int(patient[6:8]) + 60}{patient[8:]}"
@@ -187,6 +211,10 @@ async def test_bad_fhir_requests_are_operation_outcomes_that_never_quote_the_num
         ("Condition/_search?patient=" + patient, {"data": {}}, 400, "search.patient_in_url"),
         ("Condition/_search", {"json": {"patient": patient}}, 415, "search.media_type"),
         ("Basic/_search", {"data": {"patient": patient}}, 400, "request.invalid"),
+        ("Patient/$summary", {"data": {"patient": patient}}, 400, "summary.parameter_unsupported"),
+        ("Patient/$summary", {"json": {"resourceType": "Patient"}}, 400, "summary.body_invalid"),
+        ("Patient/$summary", {"data": {"identifier": patient, "profile": "urn:x"}}, 400,
+         "summary.profile_unsupported"),
     ]
     async with running(_app(make(), patient)) as client:
         for path, body, status, code in cases:

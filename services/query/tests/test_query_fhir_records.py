@@ -1,20 +1,26 @@
 """Every category's records as FHIR, checked by HAPI FHIR's validator: the simulated producers'
 bodies, the RIV-TA contracts' shapes, categories no simulated producer publishes yet, and
-records without a body at all."""
+records without a body at all; the IPS document of them and of nothing."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from query_fixtures import SOURCE
+import pytest
+from query_fixtures import SOURCE, clinician
 
+from npo_deploy.fhir_checks import ips_problems
 from npo_deploy.fhir_validator import FhirValidator
 from npo_platform.categories import CATEGORIES, by_number
 from npo_platform.fhir import patient_reference
-from npo_query.domain import Record
+from npo_platform.identity import Claims, Role
+from npo_query.domain import Outcome, Record, Status, Target, TargetResult, told_of
+from npo_query.fhir_ips import IPS_CATEGORIES, summary
 from npo_query.fhir_records import ByIdentifier, identity_of, resource_of
 from npo_query.fhir_types import FHIR_TYPES
+from npo_query.service import Overview, Reading
 from npo_simulator import records as simulated
 from npo_simulator.content import document
 
@@ -82,3 +88,27 @@ def test_every_categorys_records_render_as_valid_fhir_of_its_type(fhir_validator
         rendered.add(resource["resourceType"])
     assert rendered == set(FHIR_TYPES)
 
+
+@pytest.mark.parametrize("with_records", [True, False], ids=["records", "nothing"])
+def test_the_summary_is_a_valid_ips_document(fhir_validator: FhirValidator, with_records: bool) -> None:
+    records = [r for r in _all_records() if r.category in IPS_CATEGORIES] if with_records else []
+    failed = TargetResult(Target("SE2321000016-LA02", "medications", "SE2321000016-CG02"),
+                          Status.NO_DATA_SYNCH_FAILED, "timeout")
+    blocked = TargetResult(Target("SE2321000016-LA03", "diagnoses", "SE2321000016-CG03"),
+                           Status.WITHHELD_BY_DECISION, "blocked")
+    claims = Claims(sub="SE2321000016-A1B2", name="Anna", roles=frozenset({Role.CLINICIAN}), iss="npo",
+                    aud="npo", iat=0, exp=0, jti="t", care_unit="SE2321000016-U001",
+                    care_giver="SE2321000016-G001", assignment="A1", purpose="care")
+    reading = Reading(claims, clinician()["Authorization"], PATIENT, IPS_CATEGORIES)
+    found = Overview(reading, Outcome.PARTIAL, "consent", "blocked", True, False, (), 2,
+                     told_of([failed, blocked]), records, "0b0a4d8e-6c4e-4f67-9a35-3e8e7f3c2b10")
+    document_ = summary(found, datetime.now(UTC))
+    assert [str(i) for i in fhir_validator.errors(document_)] == []
+    assert ips_problems(document_) == []
+    sections = {s["code"]["coding"][0]["code"]: s for s in document_["entry"][0]["resource"]["section"]}
+    assert ("entry" in sections["11450-4"]) == with_records
+    if not with_records:  # why a required section is empty; a block is told once, of the document
+        assert sections["10160-0"]["emptyReason"]["coding"][0]["code"] == "unavailable"
+        assert sections["11450-4"]["emptyReason"]["coding"][0]["code"] == "unavailable"
+    assert "SE2321000016-LA03" not in str(document_)
+    assert "Blocked information exists" in str(sections["sources"])

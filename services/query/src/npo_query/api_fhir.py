@@ -1,10 +1,12 @@
-"""HTTP in FHIR R4: parse the search, call the overview use case, render FHIR.
+"""HTTP in FHIR R4: parse the search or operation, call the overview use case, render FHIR.
 
 ``POST /fhir/r4/<Type>/_search`` (FHIR's search by POST: the patient in a form body, never in a
 URL) answers a searchset Bundle of the type's records and one OperationOutcome entry per producer
-that failed or was withheld. No rule of access nor of audit lives here: the use case decides,
-filters and writes the access event before anything is rendered. Refusals are OperationOutcomes:
-403 when the read is denied, 503 (and no data) when it cannot be logged or decided.
+that failed or was withheld; ``POST /fhir/r4/Patient/$summary`` answers the IPS document of the
+same read over the summary's categories. No rule of access nor of audit lives here: the use
+case decides, filters and writes the access event before anything is rendered. Refusals are
+OperationOutcomes: 403 when the read is denied, 503 (and no data) when it cannot be logged or
+decided.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from npo_platform.fhir_http import FhirRoute
 from npo_platform.fhir_search import (
     FORM,
     SearchError,
+    body_of,
+    check_format,
     form_items,
     ignored_outcome,
     lenient,
+    media_type,
 )
 from npo_platform.identity import Claims, ClinicianClaims
 
 from .api import bearer_of, context
+from .fhir_ips import IPS_CATEGORIES, summary
 from .fhir_outcomes import outcomes, refusal, told_issues
-from .fhir_params import PATIENT, parse
+from .fhir_params import PATIENT, parse, summary_items, summary_parameter_unsupported, summary_patient
 from .fhir_records import ByIdentifier, resource_of
 from .fhir_types import FHIR_TYPES
 from .service import AccessDenied, Overview, Reading, Refused, ServiceUnavailable
@@ -73,6 +79,29 @@ async def search(resource_type: ResourceType, request: Request, claims: Clinicia
     told = outcomes(told_issues(found.producers, found.blocked_information_exists))
     return _fhir(searchset(matches, outcome=note, outcomes=told, total=len(matches),
                            identifier=_read_identifier(found), timestamp=_now()))
+
+
+@router.post(
+    "/Patient/$summary", response_class=JSONResponse,
+    responses=_answers("an IPS document Bundle"),
+    openapi_extra={"requestBody": {"required": True, "content": {
+        FORM: {"schema": {"type": "object", "properties": {"identifier": _TEXT, "profile": _TEXT}}},
+        FHIR_JSON: {"schema": {"type": "object"}}}}},
+)
+async def patient_summary(request: Request, claims: ClinicianClaims) -> JSONResponse:
+    """The patient's International Patient Summary: ``identifier`` (system|value) as a form or
+    a Parameters body."""
+    for name, value in _outside_url(request):
+        if name != "_format":
+            raise summary_parameter_unsupported(name)
+        check_format(value)
+    body = await body_of(request, max_bytes=MAX_BODY_BYTES)
+    patient = summary_patient(summary_items(media_type(request), body, max_fields=MAX_FIELDS))
+    try:
+        found = await _read(request, claims, patient, IPS_CATEGORIES)
+    except Refused as refused:
+        return refusal_response(refused)
+    return _fhir(summary(found, datetime.now(UTC)))
 
 
 async def _read(request: Request, claims: Claims, patient: str, categories: list[str]) -> Overview:

@@ -1,4 +1,5 @@
-"""A FHIR search of one resource type parsed into what to read and what to keep (no I/O).
+"""A FHIR search of one resource type parsed into what to read and what to keep, and the patient
+of an IPS ``$summary`` (no I/O).
 
 ``patient`` (also ``patient:identifier`` and ``patient.identifier``) names exactly one patient by
 HL7 Sweden's identifier systems. ``category`` narrows the read to the categories its codes name
@@ -11,11 +12,23 @@ FHIR's ``Prefer: handling=lenient`` ignores them and says so).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from npo_platform.categories import by_key
-from npo_platform.fhir_search import DateBound, SearchError, check_format, date_bound, patient_id
+from npo_platform.fhir import FHIR_JSON
+from npo_platform.fhir_http import FhirProblem
+from npo_platform.fhir_search import (
+    FORM,
+    DateBound,
+    SearchError,
+    check_format,
+    date_bound,
+    parse_form,
+    patient_id,
+)
 from npo_platform.telemetry import redact
 
 from .domain import Record
@@ -24,6 +37,8 @@ from .fhir_types import FhirType
 
 MAX_ALTERNATIVES = 20
 PATIENT = frozenset({"patient", "patient:identifier", "patient.identifier"})
+IPS_BUNDLE = "http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips"
+_JSON_TYPES = frozenset({FHIR_JSON, "application/json"})
 
 
 @dataclass(frozen=True)
@@ -99,3 +114,58 @@ def _categories(kind: FhirType, tokens: list[str]) -> set[str]:
         found.update(key for keys in named for key in keys)
     return found
 
+
+def summary_items(media: str, body: bytes, *, max_fields: int) -> list[tuple[str, str]]:
+    """A $summary's parameters: a form, or a Parameters resource (``application/fhir+json``)."""
+    if media == FORM:
+        return parse_form(body, max_fields=max_fields)
+    if media not in _JSON_TYPES:
+        raise FhirProblem(415, "summary.media_type", f"Send the identifier as {FORM} or a Parameters "
+                          "resource (application/fhir+json).", "not-supported")
+    try:
+        found = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        found = None
+    if not isinstance(found, dict) or found.get("resourceType") != "Parameters":
+        raise SearchError("summary.body_invalid", "The body is a FHIR Parameters resource.", "structure")
+    parameters = found.get("parameter") or []
+    if not isinstance(parameters, list) or len(parameters) > max_fields:
+        raise SearchError("summary.body_invalid", f"parameter is a list of at most {max_fields}.",
+                          "structure")
+    return [_parameter(p) for p in parameters]
+
+
+def _parameter(parameter: Any) -> tuple[str, str]:
+    """(name, value) of one parameter; an Identifier as ``system|value``."""
+    if not isinstance(parameter, dict):
+        raise SearchError("summary.body_invalid", "Each parameter is an object.", "structure")
+    value = parameter.get("valueString", parameter.get("valueUri", parameter.get("valueCanonical")))
+    ident = parameter.get("valueIdentifier")
+    if isinstance(ident, dict):
+        value = f"{ident.get('system', '')}|{ident.get('value', '')}"
+    if not isinstance(value, str):
+        raise SearchError("summary.body_invalid", "A parameter's value is a string or an Identifier.",
+                          "structure")
+    return str(parameter.get("name")), value
+
+
+def summary_patient(items: Iterable[tuple[str, str]]) -> str:
+    """The patient of a $summary: ``identifier`` once; ``profile``, when given, IPS's Bundle."""
+    identifiers = []
+    for name, value in items:
+        if name == "identifier":
+            identifiers.append(value)
+        elif name == "profile" and value != IPS_BUNDLE:
+            raise SearchError("summary.profile_unsupported", f"The summary here is {IPS_BUNDLE}.",
+                              "not-supported")
+        elif name != "profile":
+            raise summary_parameter_unsupported(name)
+    if len(identifiers) != 1:
+        raise SearchError("summary.identifier_required", "Name the patient once: identifier=system|value.",
+                          "required")
+    return patient_id(identifiers[0])
+
+
+def summary_parameter_unsupported(name: str) -> SearchError:
+    return SearchError("summary.parameter_unsupported", f"Unsupported parameter {redact(name[:60])!r}; "
+                       "supported: identifier, profile.", "not-supported")
