@@ -174,6 +174,9 @@ def test_fhir_answers_are_valid_and_the_json_overviews_records_each_read_logged_
             assert len(logged) == len(reads)  # one access event per read, none more
             events = {_event(reads[k].json()) for k in (*FHIR_TYPES, "$summary")}
             assert events <= {item["event_id"] for item in logged}
+        metadata = http.get(f"{nation.query}/fhir/r4/metadata")  # no token: FHIR's discovery
+    assert metadata.status_code == 200
+    _valid(fhir_validator, metadata.json())
     assert emitted >= {*FHIR_TYPES, "Composition", "Patient", "Device", "Organization",
                        "http://hl7.org/fhir/StructureDefinition/vitalsigns"}
     print(f"FHIR overview: {fhir_validator.resources - before} resources validated, 0 errors")

@@ -234,3 +234,17 @@ async def test_bad_fhir_requests_are_operation_outcomes_that_never_quote_the_num
 
 def _code(answer: httpx.Response) -> str:
     return str(answer.json()["issue"][0]["details"]["coding"][0]["code"])
+
+
+async def test_the_capability_statement_needs_no_token_and_offers_every_type(make: Any) -> None:
+    patient = patient_with(min_producers=2)
+    async with running(_app(make(), patient)) as client:
+        answer = await client.get("/fhir/r4/metadata")
+    assert answer.status_code == 200
+    statement = answer.json()
+    [rest] = statement["rest"]
+    offered = {r["type"]: r for r in rest["resource"]}
+    assert set(offered) == {*FHIR_TYPES, "Patient"}
+    assert offered["Patient"]["operation"][0]["name"] == "summary"
+    assert all([i["code"] for i in r["interaction"]] == ["search-type"]
+               for name, r in offered.items() if name != "Patient")

@@ -3,10 +3,13 @@
 ``POST /fhir/r4/<Type>/_search`` (FHIR's search by POST: the patient in a form body, never in a
 URL) answers a searchset Bundle of the type's records and one OperationOutcome entry per producer
 that failed or was withheld; ``POST /fhir/r4/Patient/$summary`` answers the IPS document of the
-same read over the summary's categories. No rule of access nor of audit lives here: the use
-case decides, filters and writes the access event before anything is rendered. Refusals are
-OperationOutcomes: 403 when the read is denied, 503 (and no data) when it cannot be logged or
-decided.
+same read over the summary's categories; ``GET /fhir/r4/metadata`` the CapabilityStatement. No rule
+of access nor of audit lives here: the use case decides, filters and writes the access event
+before anything is rendered. Refusals are OperationOutcomes: 403 when the read is denied, 503
+(and no data) when it cannot be logged or decided.
+
+The metadata needs no token, as FHIR clients expect (SMART's discovery reads it before having
+one): it is the same for everyone and says nothing of any patient.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from npo_platform.fhir_search import (
 from npo_platform.identity import Claims, ClinicianClaims
 
 from .api import bearer_of, context
+from .fhir_capability import capability_statement
 from .fhir_ips import IPS_CATEGORIES, summary
 from .fhir_outcomes import outcomes, refusal, told_issues
 from .fhir_params import PATIENT, parse, summary_items, summary_parameter_unsupported, summary_patient
@@ -53,6 +57,13 @@ def _answers(ok: str) -> dict[int | str, dict[str, Any]]:
 
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"], route_class=FhirRoute)
 ResourceType = Annotated[str, Path(pattern=f"^({'|'.join(FHIR_TYPES)})$")]
+
+
+@router.get("/metadata", response_class=JSONResponse,
+            responses={200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}})
+async def metadata() -> JSONResponse:
+    """The CapabilityStatement (no token needed)."""
+    return JSONResponse(capability_statement(), media_type=FHIR_JSON)
 
 
 @router.post(
