@@ -89,6 +89,32 @@ def test_every_categorys_records_render_as_valid_fhir_of_its_type(fhir_validator
     assert rendered == set(FHIR_TYPES)
 
 
+def test_the_contracts_bodies_give_the_resources_their_names_and_codes() -> None:
+    """The simulated producers answer the national contracts' bodies: each field a resource has a
+    place for is found there, not replaced by the category's name (ECG's body, carried whole,
+    has no title)."""
+    named = ("Condition", "MedicationStatement", "DiagnosticReport", "ServiceRequest",
+             "AllergyIntolerance", "Flag", "Encounter", "Immunization")
+    refs = ByIdentifier(patient_reference(PATIENT))
+    texts: dict[str, set[str]] = {}
+    for record in _simulated():
+        resource = resource_of(record, refs)
+        if resource["resourceType"] not in named or record.category == "ecg":
+            continue
+        concept_ = (resource.get("code") or resource.get("medicationCodeableConcept")
+                    or resource.get("vaccineCode") or resource["type"][0])
+        texts.setdefault(resource["resourceType"], set()).add(concept_["text"])
+        if resource["resourceType"] in ("Condition", "Immunization"):
+            assert concept_["coding"][0]["code"], resource
+        if resource["resourceType"] == "MedicationStatement":
+            assert resource["dosage"][0]["text"], resource
+        if resource["resourceType"] == "Encounter":
+            assert resource["class"]["code"] == "AMB", resource
+    category_names = {c.name_sv for c in CATEGORIES}
+    assert {kind: found & category_names for kind, found in texts.items() if kind in named} == {
+        kind: set() for kind in named}
+
+
 @pytest.mark.parametrize("with_records", [True, False], ids=["records", "nothing"])
 def test_the_summary_is_a_valid_ips_document(fhir_validator: FhirValidator, with_records: bool) -> None:
     records = [r for r in _all_records() if r.category in IPS_CATEGORIES] if with_records else []

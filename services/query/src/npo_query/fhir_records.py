@@ -94,10 +94,10 @@ def fhir_time(stamp: str) -> str:
 
 def is_hypersensitivity(record: Record) -> bool:
     """An alert about a hypersensitivity (RIV-TA's ``hypersensitivity`` part, or its type)."""
-    alert = _at(record.document, "body", "alertInformationBody") or {}
-    if isinstance(alert, dict) and alert.get("hypersensitivity"):
+    alert = _alert_body(record)
+    if alert.get("hypersensitivity"):
         return True
-    return _text(_at(alert, "typeOfAlertInformation")).lower().startswith("överkänslighet")
+    return _text(alert.get("typeOfAlertInformation")).lower().startswith("överkänslighet")
 
 
 def resource_of(record: Record, refs: References) -> Resource:
@@ -129,14 +129,20 @@ def _at(value: Any, *path: str) -> Any:
 
 
 def _text(value: Any) -> str:
-    """A field's text: itself, or a coded value's displayName (else its code)."""
+    """A field's text: itself, or a coded value's displayName (else its originalText, code)."""
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, dict):
-        return _text(value.get("displayName") or value.get("code") or value.get("name"))
+        return _text(value.get("displayName") or value.get("originalText") or value.get("code")
+                     or value.get("name"))
     return ""
+
+
+def _code(value: Any) -> str:
+    """A coded value's code (RIV-TA's CVType), or the field itself when it is a plain code."""
+    return _text(value.get("code") if isinstance(value, dict) else value)
 
 
 def _title(record: Record, *found: Any) -> str:
@@ -168,11 +174,14 @@ def _medication(record: Record, refs: References) -> Resource:
     status = _text(_at(prescription, "prescriptionStatus")).lower()
     found = {**_common("MedicationStatement", record),
              "status": status if status in ("active", "completed", "stopped") else "unknown",
-             "medicationCodeableConcept": {"text": _title(record, _at(prescription, "drug", "name"))},
+             "medicationCodeableConcept": {"text": _title(
+                 record, _at(prescription, "drug", "name"),
+                 _at(prescription, "drug", "unstructuredDrugInformation", "unstructuredInformation"))},
              "subject": refs.patient(), "effectiveDateTime": fhir_time(record.author_time)}
     if record.care_unit:
         found["informationSource"] = refs.organization(record.care_unit)
-    if dosage := _text(_at(prescription, "dosageInstruction")):
+    if dosage := _text(_at(prescription, "dosageInstruction")
+                       or _at(prescription, "dosage", "dosageInstruction")):
         found["dosage"] = [{"text": dosage}]
     return found
 
@@ -247,18 +256,26 @@ def _value(outcome: Any, record: Record) -> Resource:
 
 
 def _request(record: Record, refs: References) -> Resource:
-    category = by_key(record.category)
+    category, body = by_key(record.category), _body(record)
     found = {**_common("ServiceRequest", record), "status": "unknown", "intent": "order",
              "category": [concept(NPO_CATEGORY, category.key, category.name_sv)],
-             "code": {"text": _title(record)}, "subject": refs.patient(),
-             "authoredOn": fhir_time(record.author_time)}
+             "code": {"text": _title(record, body.get("referralOutcomeTitle"),
+                                     _at(body, "request", "receivingOrganization", "name"))},
+             "subject": refs.patient(), "authoredOn": fhir_time(record.author_time)}
     if record.care_unit:
         found["requester"] = refs.organization(record.care_unit)
     return found
 
 
+def _alert_body(record: Record) -> dict[str, Any]:
+    """GetAlertInformation's body: its elements, or (as some producers send it) wrapped once."""
+    body = _body(record)
+    wrapped = body.get("alertInformationBody")
+    return wrapped if isinstance(wrapped, dict) else body
+
+
 def _alert_text(record: Record) -> str:
-    return _title(record, _at(_body(record), "alertInformationBody", "typeOfAlertInformation"))
+    return _title(record, _alert_body(record).get("typeOfAlertInformation"))
 
 
 def _allergy(record: Record, refs: References) -> Resource:
@@ -278,10 +295,12 @@ def _flag(record: Record, refs: References) -> Resource:
 
 
 def _encounter(record: Record, refs: References) -> Resource:
-    kind = _CONTACT_CLASS.get(_text(_at(_body(record), "careContactCode")))
+    contact = _at(_body(record), "careContactCode")
+    kind = _CONTACT_CLASS.get(_code(contact))
     found = {**_common("Encounter", record), "status": "unknown",
              "class": (coding(_ENCOUNTER_CLASS, *kind) if kind else coding(NULL_FLAVOR, "UNK", "unknown")),
-             "type": [{"text": _title(record)}], "subject": refs.patient(),
+             "type": [{"text": _title(record, contact if isinstance(contact, dict) else None)}],
+             "subject": refs.patient(),
              "period": {"start": fhir_time(record.author_time)}}
     if record.care_unit:
         found["serviceProvider"] = refs.organization(record.care_unit)
@@ -289,8 +308,9 @@ def _encounter(record: Record, refs: References) -> Resource:
 
 
 def _immunization(record: Record, refs: References) -> Resource:
-    vaccination = _at(_body(record), "vaccinationMedicalRecordBody") or {}
-    name, atc = _title(record, vaccination.get("vaccineName")), _text(vaccination.get("vaccineCode"))
+    body = _body(record)
+    vaccination = body.get("administrationRecord") or body.get("vaccinationMedicalRecordBody") or {}
+    name, atc = _title(record, vaccination.get("vaccineName")), _code(vaccination.get("vaccineCode"))
     found = {**_common("Immunization", record), "status": "completed",
              "vaccineCode": concept(ATC, atc, name, name) if atc else {"text": name},
              "patient": refs.patient(), "occurrenceDateTime": fhir_time(record.author_time)}
