@@ -3,9 +3,10 @@
 Every kind of access and consent event is made the real way (tests/national.py: every service,
 the simulated producers, the real broker and database): reads allowed, in part (a block on one
 producer's care giver), by emergency access and refused; relations, consents, a block and its
-lift, an emergency access, a protected identity registered and revoked. The compliance officer's
-FHIR export of both kinds must be valid R4 (0 errors), in BALP's shape, with every entry's fullUrl;
-so must each page of the officer's FHIR AuditEvent search, which finds the same events.
+lift, an emergency access and one refused (no reason given), a protected identity registered and
+revoked. The compliance officer's FHIR export of both kinds must be valid R4 (0 errors), in BALP's
+shape, with every entry's fullUrl; so must each page of the officer's FHIR AuditEvent search,
+which finds the same events. Each test prints how many resources the validator checked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from npo_bench.nation import Nation, running_nation
 from npo_deploy.fhir_checks import balp_problems, bundle_problems, purpose_codes
 from npo_deploy.fhir_validator import FhirValidator
+from npo_deploy.testing import report_validated
 from npo_platform.fhir import HSA_ID_SYSTEM, patient_id_system
 from npo_platform.identity import Principal, Role
 
@@ -85,11 +87,12 @@ def made(nation: Nation) -> Made:
     _post(nation, f"{consent}/relations", EMERGENCY_DOCTOR, patient)
     _post(nation, f"{consent}/emergency-accesses", EMERGENCY_DOCTOR, {**patient, "reason": REASON})
     reads["emergency"] = _read(nation, EMERGENCY_DOCTOR)
+    _post(nation, f"{consent}/emergency-accesses", EMERGENCY_DOCTOR, patient, 422)  # no reason
     _read(nation, STRANGER, expected=403)
     protected = _post(nation, f"{consent}/protected-identities", Role.CLINICIAN,
                       {**patient, "reason": "sekretessmarkering"})
     _post(nation, f"{consent}/protected-identities/{protected['record_id']}/revoke", Role.CLINICIAN, {}, 200)
-    return Made(reads, consent_events=8)
+    return Made(reads, consent_events=9)
 
 
 def _export(nation: Nation, kind: str, at_least: int) -> dict[str, Any]:
@@ -110,12 +113,30 @@ def _valid(validator: FhirValidator, resource: dict[str, Any]) -> None:
     assert [str(issue) for issue in validator.errors(resource)] == []
 
 
+@dataclass
+class Counted:
+    """The validator, and how many resources it had validated when the test began."""
+
+    validator: FhirValidator
+    test: str
+    before: int
+
+    def done(self) -> None:
+        """After the test's last assertion: its count for the session's summary."""
+        report_validated(self.test, self.validator.resources - self.before)
+
+
+@pytest.fixture
+def counted(fhir_validator: FhirValidator, request: pytest.FixtureRequest) -> Counted:
+    return Counted(fhir_validator, request.node.name, fhir_validator.resources)
+
+
 def test_the_access_log_exports_as_valid_fhir_in_balp_shape(
-    nation: Nation, made: Made, fhir_validator: FhirValidator
+    nation: Nation, made: Made, counted: Counted
 ) -> None:
     bundle = _export(nation, "access", at_least=4)
 
-    _valid(fhir_validator, bundle)
+    _valid(counted.validator, bundle)
     assert bundle_problems(bundle) == []
     events = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
     assert len(events) == 4
@@ -133,14 +154,15 @@ def test_the_access_log_exports_as_valid_fhir_in_balp_shape(
     assert purpose_codes(allowed) == {"TREAT"}
     user = next(a for a in denied["agent"] if a.get("requestor"))
     assert user["who"]["identifier"] == {"system": HSA_ID_SYSTEM, "value": STRANGER.sub}
+    counted.done()
 
 
 def test_the_consent_log_exports_as_valid_fhir_in_balp_shape(
-    nation: Nation, made: Made, fhir_validator: FhirValidator
+    nation: Nation, made: Made, counted: Counted
 ) -> None:
     bundle = _export(nation, "consent", at_least=made.consent_events)
 
-    _valid(fhir_validator, bundle)
+    _valid(counted.validator, bundle)
     assert bundle_problems(bundle) == []
     events = [e["resource"] for e in bundle["entry"]]
     for event in events:
@@ -148,15 +170,22 @@ def test_the_consent_log_exports_as_valid_fhir_in_balp_shape(
     subjects = {(_detail(e, "subject"), _detail(e, "change")) for e in events}
     assert subjects == {("patient relation", "registered"), ("consent", "registered"),
                         ("block", "registered"), ("block lift", "registered"),
-                        ("emergency access", "registered"), ("protected identity", "registered"),
-                        ("protected identity", "revoked")}
-    [emergency] = [e for e in events if _detail(e, "subject") == "emergency access"]
+                        ("emergency access", "registered"), ("emergency access", "refused"),
+                        ("protected identity", "registered"), ("protected identity", "revoked")}
+    assert sorted(e["outcome"] for e in events) == ["0"] * (made.consent_events - 1) + ["8"]
+    [refused] = [e for e in events if e["outcome"] == "8"]
+    assert "meta" not in refused  # a refusal claims no BALP profile (its outcome is fixed to 0)
+    [issue] = refused["contained"][0]["issue"]
+    assert "emergency.reason_required" in str(issue)
+    [emergency] = [e for e in events if _detail(e, "subject") == "emergency access"
+                   and e["outcome"] == "0"]
     assert purpose_codes(emergency) == {"ETREAT"}
     assert emergency["purposeOfEvent"][0]["text"] == REASON
+    counted.done()
 
 
 def test_the_officers_fhir_search_pages_through_the_same_events_valid_in_balp_shape(
-    nation: Nation, made: Made, fhir_validator: FhirValidator
+    nation: Nation, made: Made, counted: Counted
 ) -> None:
     logged = [*_export(nation, "access", at_least=4)["entry"],
               *_export(nation, "consent", at_least=made.consent_events)["entry"]]
@@ -169,7 +198,7 @@ def test_the_officers_fhir_search_pages_through_the_same_events_valid_in_balp_sh
 
     for page in pages:
         assert page.status_code == 200, page.text
-        _valid(fhir_validator, page.json())
+        _valid(counted.validator, page.json())
         assert bundle_problems(page.json()) == []
         for found in page.json()["entry"]:
             assert balp_problems(found["resource"]) == [], found["resource"]
@@ -180,6 +209,7 @@ def test_the_officers_fhir_search_pages_through_the_same_events_valid_in_balp_sh
                          data={"agent": f"{HSA_ID_SYSTEM}|{STRANGER.sub}", "outcome": "8"}).json()
     users = [e["resource"]["agent"][0]["who"]["identifier"]["value"] for e in refused["entry"]]
     assert users == [STRANGER.sub]
+    counted.done()
 
 
 def _detail(event: dict[str, Any], name: str) -> str:

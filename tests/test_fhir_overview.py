@@ -21,6 +21,7 @@ import pytest
 from npo_bench.nation import Nation, running_nation
 from npo_deploy.fhir_checks import ips_problems, searchset_problems
 from npo_deploy.fhir_validator import FhirValidator
+from npo_deploy.testing import report_validated
 from npo_platform.categories import by_number
 from npo_platform.fhir import PERSONNUMMER_SYSTEM, patient_id_system
 from npo_platform.identity import Principal, Role
@@ -52,7 +53,8 @@ def _kinds(nation: Nation, patient: str) -> set[str]:
         for record in records:
             key = by_number(record.category).key
             if key == "alerts":
-                text = str(document(record)["body"]["alertInformationBody"]["typeOfAlertInformation"])
+                kind = document(record)["body"]["typeOfAlertInformation"]  # a coded value
+                text = str(kind["displayName"] if isinstance(kind, dict) else kind)
                 key += ":allergy" if text.startswith("Överkänslighet") else ":flag"
             found.add(key)
     return found
@@ -179,12 +181,14 @@ def test_fhir_answers_are_valid_and_the_json_overviews_records_each_read_logged_
     _valid(fhir_validator, metadata.json())
     assert emitted >= {*FHIR_TYPES, "Composition", "Patient", "Device", "Organization",
                        "http://hl7.org/fhir/StructureDefinition/vitalsigns"}
-    print(f"FHIR overview: {fhir_validator.resources - before} resources validated, 0 errors")
+    report_validated("FHIR overview (searchsets, IPS documents, CapabilityStatement)",
+                     fhir_validator.resources - before)
 
 
 def test_a_block_and_a_failure_are_told_as_in_json_and_a_refusal_is_logged_once(
     nation: Nation, patients: list[str], fhir_validator: FhirValidator
 ) -> None:
+    before = fhir_validator.resources
     candidates = (p.patient_id for p in nation.source.people
                   if p.patient_id not in patients and p.patient_id != nation.patient)
     patient = next(p for p in candidates if len({o.care_giver for o in nation.producers_of(p)}) >= 3)
@@ -239,3 +243,4 @@ def test_a_block_and_a_failure_are_told_as_in_json_and_a_refusal_is_logged_once(
     assert [c["code"] for c in denial] == ["access.denied", "no_relation"]
     assert len(logged) == len(reads) + 1  # the refusal too, once
     assert sum(item["outcome"] == "denied" for item in logged) == 1
+    report_validated("FHIR overview, a block, a failure and a refusal", fhir_validator.resources - before)

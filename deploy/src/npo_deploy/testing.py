@@ -191,6 +191,13 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 
 _validators: list[FhirValidator] = []
+_validated: list[str] = []  # a line per test that reported what it validated
+
+
+def report_validated(test: str, resources: int) -> None:
+    """Tell the session's summary that ``test`` validated ``resources`` (with their Bundle
+    entries) and found no error: call it after the test's last assertion."""
+    _validated.append(f"{test}: {resources} FHIR resources validated, 0 errors")
 
 
 @pytest.fixture(scope="session")
@@ -210,6 +217,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"HAPI FHIR validator: {validator.documents} documents validated, "
             f"{validator.resources} resources with their Bundle entries"
         )
+    for line in _validated:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture
