@@ -4,8 +4,9 @@ accesses and protected identities registered, revoked, expired or refused.
 A registration is a RESTful create at the consent service (BALP PatientCreate), a revocation an
 update (BALP PatientUpdate): the user is the author (AUT), the clinician's system the client
 (DCM 110153, the data flows from it) and the consent service the server (DCM 110152). An expiry
-is the service's own update (no user, no profile claimed); a refused command has the shape of
-what was attempted, outcome 8 and a contained OperationOutcome with the refusal's code.
+is the service's own update (no user, its own task the client, no profile claimed); a refused
+command has the shape of what was attempted, outcome 8 and a contained OperationOutcome with the
+refusal's code.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def consent_audit_event(record: Record) -> Resource:
 def _agents(event: ConsentEvent, purpose: Resource | None) -> list[Resource]:
     # A command: the data flows from the caller's system (source) to the consent service.
     server = system_agent(DESTINATION_ROLE, event.meta.source, hsa=False)
-    if event.change == ConsentEvent.EXPIRED:  # the service's own doing: no user, no client
-        return [{**server, "requestor": True}]
+    if event.change == ConsentEvent.EXPIRED:  # the service's own doing: no user, its task the client
+        return [{**system_agent(SOURCE_ROLE, event.meta.source, hsa=False), "requestor": True}, server]
     author = user_agent(event.actor, coding(PARTICIPATION, "AUT", "author"), purpose, event.patient_id)
     client = system_agent(SOURCE_ROLE, event.actor.system_hsa_id, hsa=True)
     return [author, client, server, *organisation_agents(event.actor)]
