@@ -26,7 +26,7 @@ from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.web import mount_web
 
-from . import api, api_fhir, api_routing, riv
+from . import api, api_routing, fhir_api, riv
 from .access_events import Auditor
 from .cache import DecisionCache
 from .clients import (
@@ -70,7 +70,7 @@ def create_app(settings: QuerySettings | None = None, *, parts: Parts | None = N
     app = create_service_app(config, title="NPO patient overview query", distribution="npo-query",
                              lifespan=_lifespan(config, parts or Parts()),
                              token_verifier=token_verifier)
-    for router in (api.router, api.push_router, api_routing.router, riv.router, api_fhir.router):
+    for router in (api.router, api.push_router, api_routing.router, riv.router, fhir_api.router):
         app.include_router(router)
     browser_links = {"consent": config.consent_public_url or config.consent_url,
                      "index": config.index_public_url or config.index_url}  # the directory's names
