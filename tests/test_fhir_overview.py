@@ -26,6 +26,7 @@ from npo_platform.categories import by_number
 from npo_platform.fhir import PERSONNUMMER_SYSTEM, patient_id_system
 from npo_platform.identity import Principal, Role
 from npo_query.fhir_ips import IPS_CATEGORIES
+from npo_query.fhir_outcomes import BLOCKED_TEXT
 from npo_query.fhir_records import identity_of
 from npo_query.fhir_types import FHIR_TYPES
 from npo_simulator.content import document
@@ -237,6 +238,10 @@ def test_a_block_and_a_failure_are_told_as_in_json_and_a_refusal_is_logged_once(
     _valid(fhir_validator, document_)
     assert ips_problems(document_) == []
     assert blocked.logical_address not in reads["$summary"].text
+    ips_json = reads["json-ips"].json()  # the summary withholds and tells as JSON does
+    summarised = [identity_of(e["resource"]) for e in document_["entry"] if _is_record(e["resource"])]
+    assert sorted(summarised) == _identities(ips_json)
+    assert (BLOCKED_TEXT in reads["$summary"].text) == ips_json["blockedInformationExists"]
     assert refused.status_code == 403
     _valid(fhir_validator, refused.json())
     denial = refused.json()["issue"][0]["details"]["coding"]
