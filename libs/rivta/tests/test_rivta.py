@@ -235,3 +235,62 @@ def test_fields_outside_the_contract_travel_whole_and_the_answer_stays_valid(
         assert back["body"] == body
     else:  # taken whole: every field an element of the body, texts as text
         assert back["body"] == {**body, "room": "7", "relatives": body["relatives"][0]}
+
+
+def _variant(**fields: str) -> EngagementTransaction:
+    engagement = Engagement()
+    engagement.CopyFrom(ENGAGEMENT)
+    for name, value in fields.items():
+        setattr(engagement, name, value)
+    return EngagementTransaction(engagement=engagement)
+
+
+def _request(transactions: list[EngagementTransaction], *, comment: bool = False,
+             empty_owner: bool = False, extension: bool = False) -> bytes:
+    """An Update of ``transactions`` as it arrives: bytes, read by ``parse``. ``comment`` splits
+    the first transaction's owner ("SE4" + comment + "-more"); ``empty_owner`` leaves the last
+    one's owner an empty element; ``extension`` adds an element of another namespace holding
+    an owner of its own."""
+    body = ei.transactions_request(UPDATE, transactions)
+    owners = body.findall(f".//{{{ei.EI_NS}}}owner")
+    if comment:
+        owners[0].append(etree.Comment("split"))
+        owners[0][-1].tail = "-more"
+    if empty_owner:
+        owners[-1].text = None
+    if extension:
+        extra = etree.SubElement(body[0], "{urn:x}extra")
+        etree.SubElement(extra, f"{{{ei.EI_NS}}}owner").text = "not an owner"
+    return etree.tostring(body)
+
+
+_FULL = [EngagementTransaction(engagement=ENGAGEMENT), _variant(categorization="dia"),
+         EngagementTransaction(delete_flag=True, engagement=ENGAGEMENT)]
+
+
+@pytest.mark.parametrize(("transactions", "options", "owners"), [
+    (_FULL, {}, ["SE4", "SE4", "SE4"]),
+    ([*_FULL, _variant(most_recent_content="", owner="")], {}, ["SE4", "SE4", "SE4", ""]),
+    (_FULL, {"comment": True}, ["SE4-more", "SE4", "SE4"]),
+    (_FULL, {"empty_owner": True}, ["SE4", "SE4", ""]),
+    (_FULL, {"extension": True}, ["SE4", "SE4", "SE4"]),
+    ([_variant(owner="", clinical_process_interest_id="")] * 3, {}, ["", "", ""]),
+], ids=["every field", "optional fields missing", "comment splits a text", "empty element",
+        "extension element", "a field no transaction has"])
+def test_transactions_read_by_column_equal_those_read_one_by_one(
+    transactions: list[EngagementTransaction], options: dict[str, bool], owners: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The column reading and the element-by-element reading of the same request give the same
+    transactions, whichever fields are missing, empty, split by a comment or extended."""
+    body = parse(_request(transactions, **options))
+    one_by_one = ei._one_by_one(body, UPDATE)
+    if not options.get("comment"):  # only a comment needs the element-by-element reading
+        monkeypatch.setattr(ei, "_one_by_one", None)
+    by_column = ei.transactions(body, UPDATE)
+    assert by_column == one_by_one
+    assert [tx.engagement.owner for tx in by_column] == owners
+    assert [tx.delete_flag for tx in by_column] == [tx.delete_flag for tx in transactions]
+    for decoded, sent in zip(by_column, transactions, strict=True):
+        decoded.engagement.owner = sent.engagement.owner
+        assert decoded == sent  # every other field as sent

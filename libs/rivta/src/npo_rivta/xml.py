@@ -28,8 +28,10 @@ class XmlRejected(Exception):
         self.detail = detail
 
 
-# A DOCTYPE can only follow the XML declaration, comments and processing instructions.
-_DOCTYPE_FIRST = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S)
+# A DOCTYPE can only follow the XML declaration, comments and processing instructions. The
+# repetition is possessive: without it, a document without a DOCTYPE made the lazy ``.*?`` try
+# every later "?>" and "-->" of the whole document before the match failed.
+_DOCTYPE_FIRST = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*+<!DOCTYPE", re.S)
 _local = threading.local()  # lxml parsers must not be shared between threads
 
 
