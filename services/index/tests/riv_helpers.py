@@ -84,7 +84,7 @@ async def riv_index(database_url: str, bootstrap: str, tokens: Tokens,
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         app = create_app(settings, store=worker.store, publisher=worker.publisher,
-                         token_verifier=tokens.verifier)
+                         updates=worker.updates, token_verifier=tokens.verifier)
         transport = httpx.ASGITransport(app=app)
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://npo-index.test") as c:

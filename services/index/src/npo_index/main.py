@@ -59,6 +59,7 @@ class Worker:
     relay: OutboxRelay
     consumers: list[EventConsumer[EngagementUpdate]]
     notifiers: list[EventConsumer[IndexChanges]] = field(default_factory=list)  # notify.py
+    updates: BatchPublisher | None = None  # the producers' requests (Update, JSON), whole
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -95,8 +96,10 @@ async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
     )
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=settings.service_name)
     sender = BatchPublisher(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-changes")
+    updates = BatchPublisher(settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}-updates")
     await publisher.start()
     await sender.start()
+    await updates.start()
     http = httpx.AsyncClient(timeout=settings.riv_notify_timeout_s)
     try:
         relay = OutboxRelay(store, sender, settings.changes, interval_s=None)  # fed by the ingest
@@ -121,9 +124,10 @@ async def open_worker(settings: IndexSettings) -> AsyncIterator[Worker]:
         ]
         subscribers = notifiers(settings, publisher, http)
         log.info("notifying subscribers: %s", described(settings.riv_subscribers))
-        yield Worker(store, publisher, relay, consumers, subscribers)
+        yield Worker(store, publisher, relay, consumers, subscribers, updates)
     finally:
         await http.aclose()
+        await updates.stop()
         await sender.stop()
         await publisher.stop()
         await store.close()
@@ -140,11 +144,13 @@ def create_app(
     *,
     store: IndexStore | None = None,
     publisher: EventPublisher | None = None,
+    updates: BatchPublisher | None = None,
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """Build the application; connects to nothing until it serves.
 
-    With ``store`` and ``publisher`` given (tests), the app uses them and starts no consumer;
+    With ``store`` and ``publisher`` given (tests), the app uses them (and ``updates`` for the
+    producers' requests, as ``open_worker`` makes it, when given) and starts no consumer;
     otherwise its lifespan opens the PostgreSQL store, the publisher and (``run_consumer``) the
     ingest consumer in the background.
     """
@@ -157,16 +163,17 @@ def create_app(
     app.include_router(router)
     app.include_router(riv_router)
     if store is not None and publisher is not None:
-        _attach(app, config, store, publisher)
+        _attach(app, config, store, publisher, updates)
     app.state.directory = load_directory(config.directory_file) if config.directory_file else None
     mount_web(app, WEB_PAGES, service="index", links={"audit": config.audit_url})
     return app
 
 
-def _attach(app: FastAPI, settings: IndexSettings, store: IndexStore, publisher: EventPublisher) -> None:
+def _attach(app: FastAPI, settings: IndexSettings, store: IndexStore, publisher: EventPublisher,
+            updates: BatchPublisher | None = None) -> None:
     rules = Rules(own_addresses=settings.own_addresses)
     factory: Callable[[str], EngagementProducer] = lambda sub: EngagementProducer(  # noqa: E731
-        publisher, sub, topic=settings.updates, rules=rules
+        updates or publisher, sub, topic=settings.updates, rules=rules
     )
     app.state.store = store
     app.state.producer_factory = factory
@@ -179,7 +186,7 @@ def _lifespan(settings: IndexSettings) -> Callable[[FastAPI], contextlib.Abstrac
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_worker(settings) as worker:
-            _attach(app, settings, worker.store, worker.publisher)
+            _attach(app, settings, worker.store, worker.publisher, worker.updates)
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop)) if settings.run_consumer else None
             try:
