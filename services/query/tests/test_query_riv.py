@@ -35,11 +35,11 @@ from npo_platform.contracts.events_pb2 import DENIED
 from npo_platform.identity import Role
 from npo_rivta.headers import CausingAgent, SourceStatus, StatusCode
 from npo_rivta.read_contracts import CARE_DOCUMENTATION, LABORATORY_ORDER_OUTCOME, READ_CONTRACTS
-from npo_rivta.records import PERSONNUMMER_OID
+from npo_rivta.records import PERSONNUMMER_OID, ReadContract
 from npo_rivta.testing import attacks
 
 pytestmark = pytest.mark.integration
-NOTES = 8
+NOTES, LABORATORY = 8, 4
 
 
 def _two_producers_of(category: int) -> tuple[str, list[tuple[str, str]]]:
@@ -66,25 +66,29 @@ def _status(found: list[SourceStatus], address: str) -> SourceStatus:
     return status
 
 
+@pytest.mark.parametrize(("contract", "category", "number"), [
+    (CARE_DOCUMENTATION, "notes", NOTES), (LABORATORY_ORDER_OUTCOME, "laboratory", LABORATORY),
+], ids=["GetCareDocumentation", "GetLaboratoryOrderOutcome"])
 async def test_an_aggregated_read_answers_the_merged_records_and_a_status_per_source(
-    make: Any, fresh: Simulator, kafka_bootstrap_servers: str
+    make: Any, fresh: Simulator, kafka_bootstrap_servers: str, contract: ReadContract,
+    category: str, number: int,
 ) -> None:
-    patient, [(fast, _), (other, other_giver)] = _two_producers_of(NOTES)
+    patient, [(fast, _), (other, other_giver)] = _two_producers_of(number)
     config = make(decision_cache_ttl_s=0.0)  # the decision follows the consent changed below
     consent = FakeConsent()
     async with running(query_app(config, FakeIndex({patient: index_entries(patient)}),
                                  consent)) as client:
-        both = await read(client, CARE_DOCUMENTATION, patient, clinician(), "c-both")
-        by_json = await _json(client, patient, "notes")
+        both = await read(client, contract, patient, clinician(), "c-both")
+        by_json = await _json(client, patient, category)
         await fresh.behave(other, timeout=True, hang_s=30)
-        timed_out = await read(client, CARE_DOCUMENTATION, patient, clinician(), "c-timeout")
+        timed_out = await read(client, contract, patient, clinician(), "c-timeout")
         await fresh.reset()
         consent.no_consent = {other_giver}
-        withheld = await read(client, CARE_DOCUMENTATION, patient, clinician(), "c-withheld")
+        withheld = await read(client, contract, patient, clinician(), "c-withheld")
         consent.no_consent, consent.blocked = set(), {other_giver}
-        response = await post(client, CARE_DOCUMENTATION, message(CARE_DOCUMENTATION, patient),
+        response = await post(client, contract, message(contract, patient),
                               clinician(), "c-blocked")
-        blocked = answer_of(CARE_DOCUMENTATION, response, patient)
+        blocked = answer_of(contract, response, patient)
 
     assert both.status == 200
     assert both.fault is None
@@ -128,7 +132,7 @@ async def test_an_aggregated_read_answers_the_merged_records_and_a_status_per_so
     assert sorted(e.meta.correlation_id for e in riv) == [
         "c-blocked", "c-both", "c-timeout", "c-withheld"]  # one each
     assert {e.actor.system_hsa_id for e in riv} == {CONSUMER}
-    assert all(list(e.categories) == ["notes"] for e in riv)
+    assert all(list(e.categories) == [category] for e in riv)
 
 
 def _source_of(document: dict[str, Any]) -> str:
