@@ -98,7 +98,7 @@ async def announce_new_record(http: httpx.AsyncClient, nation: Nation, patient: 
 
 
 async def find_content(http: httpx.AsyncClient, nation: Nation, patient: str) -> list[Any]:
-    answer = await http.post(f"{nation.index}/find-content", headers=nation.headers(Role.OPERATOR),
+    answer = await http.post(f"{nation.index}/find-content", headers=nation.headers(nation.aggregator),
                              json={"registeredResidentIdentification": patient,
                                    "serviceDomain": by_number(NOTES).service_domain})
     assert answer.status_code == 200, answer.text

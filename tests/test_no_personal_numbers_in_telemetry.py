@@ -42,6 +42,7 @@ from npo_audit.main import create_app as audit_app
 from npo_consent.config import ConsentSettings
 from npo_consent.main import ConsentTopics
 from npo_consent.main import create_app as consent_app
+from npo_deploy.processes import free_port
 from npo_deploy.testing import TopicFactory, serve
 from npo_index.config import IndexSettings
 from npo_index.main import create_app as index_app
@@ -145,7 +146,7 @@ def _officer(private: bytes) -> dict[str, str]:
 
 def _producer(private: bytes, org: Organisation) -> dict[str, str]:
     return _token(private, Principal(sub=org.source_system, name=org.name,
-                                     roles=frozenset({Role.PRODUCER}),
+                                     roles=frozenset({Role.PRODUCER}), care_giver=org.care_giver,
                                      logical_addresses=frozenset({org.logical_address})))
 
 
@@ -161,8 +162,11 @@ async def stack(telemetry: Telemetry, tmp_path: Path, kafka_bootstrap_servers: s
     verifier = TokenVerifier(public.read_bytes())
     quiet = {"log_config": None}  # uvicorn's loggers (access log included) reach the root handlers
     async with AsyncExitStack() as exits:
-        sim = simulator_app(SimulatorSettings(population=2_000, seed=11), SOURCE, token_verifier=verifier)
-        sim_url = await exits.enter_async_context(serve(sim, **quiet))
+        port = free_port()  # the producers answer only tokens bound to their own endpoints
+        sim = simulator_app(SimulatorSettings(population=2_000, seed=11,
+                                              public_url=f"http://127.0.0.1:{port}"),
+                            SOURCE, token_verifier=verifier)
+        sim_url = await exits.enter_async_context(serve(sim, port=port, **quiet))
         index = IndexSettings(**common, db_schema=f"tl_idx_{run}", consumer_group=f"tl-idx-{run}",
                               updates_topic=kafka_topic_factory(), changes_topic=kafka_topic_factory())
         index_url = await exits.enter_async_context(serve(index_app(index), **quiet))
@@ -179,7 +183,7 @@ async def stack(telemetry: Telemetry, tmp_path: Path, kafka_bootstrap_servers: s
         query = QuerySettings(**common, db_schema=f"tl_query_{run}", index_url=index_url,
                               consent_url=consent_url, routing_file=routing, access_topic=access,
                               consent_topic=consent_events, changes_topic=index.changes_topic,
-                              producer_timeout_s=2.0)
+                              producer_timeout_s=2.0, allow_loopback_routes=True)
         app = query_app(query, parts=Parts(offset_reset="earliest"))
         query_url = await exits.enter_async_context(serve(app, **quiet))
         yield Stack(index_url, consent_url, query_url, audit_url)

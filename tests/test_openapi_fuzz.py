@@ -48,6 +48,9 @@ MAX_EXAMPLES = 8  # per operation and generation mode: bounded, the whole module
 # The same cases every run (a stable CI); NPO_FUZZ_RANDOM=1 explores new ones locally.
 RANDOM = bool(os.environ.get("NPO_FUZZ_RANDOM"))
 UNIT, GIVER = "SE2321000016-U001", "SE2321000016-G001"
+# One token sends every generated case: rate limits would answer most with 429 and keep them
+# from the handlers (the limits have their own tests).
+UNLIMITED = {"rate_limit_user": "", "rate_limit_client": ""}
 ALL_ROLES = Principal(
     sub="SE2321000016-FUZZ", name="Fuzz", roles=frozenset(Role), care_unit=UNIT, care_giver=GIVER,
     assignment="A1", purpose="care", patient="191212121212",
@@ -124,7 +127,8 @@ Factory = Callable[[dict[str, Any], TokenVerifier, TopicFactory], FastAPI]
 def _index(common: dict[str, Any], verifier: TokenVerifier, topics: TopicFactory) -> FastAPI:
     run = uuid.uuid4().hex[:8]
     return index_app(IndexSettings(**common, db_schema=f"fz_idx_{run}", consumer_group=f"fz-{run}",
-                                   updates_topic=topics(), changes_topic=topics()),
+                                   updates_topic=topics(), changes_topic=topics(),
+                                   find_content_systems=frozenset({ALL_ROLES.sub})),
                      token_verifier=verifier)
 
 
@@ -153,13 +157,14 @@ def _audit(common: dict[str, Any], verifier: TokenVerifier, topics: TopicFactory
     settings = AuditSettings(
         DATABASE_URL=common["database_url"], KAFKA_BOOTSTRAP_SERVERS=common["kafka_bootstrap_servers"],
         NPO_STATE_DIR=common["state_dir"], db_schema=f"fz_audit_{run}", consumer_group=f"fz-{run}",
-        access_topic=topics(3), consent_topic=topics(3),
+        access_topic=topics(3), consent_topic=topics(3), **UNLIMITED,
     )
     return audit_app(settings, token_verifier=verifier)
 
 
 def _simulator(common: dict[str, Any], verifier: TokenVerifier, topics: TopicFactory) -> FastAPI:
-    return simulator_app(SimulatorSettings(population=2_000, seed=5), RecordSource(2_000, seed=5),
+    return simulator_app(SimulatorSettings(population=2_000, seed=5, **UNLIMITED),
+                         RecordSource(2_000, seed=5),
                          token_verifier=verifier)
 
 
@@ -172,7 +177,7 @@ async def test_no_generated_request_makes_a_service_fail_with_a_server_error(
     public, verifier, token = keys
     common: dict[str, Any] = {"kafka_bootstrap_servers": kafka_bootstrap_servers,
                               "database_url": database_url, "state_dir": public.parent.parent,
-                              "jwt_public_key_path": public}
+                              "jwt_public_key_path": public, **UNLIMITED}
     app = factory(common, verifier, kafka_topic_factory)
     failures = await _fuzz(app, token)
     assert not failures, "\n".join(failures)
@@ -201,7 +206,7 @@ async def test_what_the_fuzzing_found_is_refused_as_invalid(
     public, verifier, token = keys
     common: dict[str, Any] = {"kafka_bootstrap_servers": kafka_bootstrap_servers,
                               "database_url": database_url, "state_dir": public.parent.parent,
-                              "jwt_public_key_path": public}
+                              "jwt_public_key_path": public, **UNLIMITED}
     app = factory(common, verifier, kafka_topic_factory)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (app.router.lifespan_context(app),

@@ -65,7 +65,10 @@ def riv_calls() -> RivCalls:
 def nation(kafka_bootstrap_servers: str, database_url: str, riv_calls: RivCalls,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nation]:
     with running_nation(kafka_bootstrap_servers, database_url, tmp_path_factory.mktemp("nation"),
-                        population=1_000, query_options={"decision_cache_ttl_s": 120.0},
+                        population=1_000,
+                        # The admin re-routes every producer one request each (_speak): no per-user
+                        # rate here, it is tested in test_security.py.
+                        query_options={"decision_cache_ttl_s": 120.0, "rate_limit_user": ""},
                         wrap_producers=riv_calls.wrap) as running:
         yield running
 

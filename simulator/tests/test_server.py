@@ -10,9 +10,17 @@ from typing import Any
 import httpx
 import pytest
 
+from npo_deploy.processes import free_port
 from npo_deploy.testing import serve
 from npo_platform.categories import by_number
-from npo_platform.identity import Principal, Role, TokenVerifier, generate_keypair, issue_token
+from npo_platform.identity import (
+    DEFAULT_AUDIENCE,
+    Principal,
+    Role,
+    TokenVerifier,
+    generate_keypair,
+    issue_token,
+)
 from npo_simulator.config import SimulatorSettings
 from npo_simulator.organisations import Kind, SocialServices, nation
 from npo_simulator.server import create_app
@@ -24,9 +32,15 @@ SOURCE = RecordSource(3_000, seed=5)
 PRIVATE, PUBLIC = generate_keypair()
 
 
-def token(*roles: Role) -> dict[str, str]:
+def token(*roles: Role, audience: str = DEFAULT_AUDIENCE) -> dict[str, str]:
     who = Principal(sub="SE2321000016-Q001", name="Query service", roles=frozenset(roles))
-    return {"Authorization": f"Bearer {issue_token(PRIVATE, who, timedelta(minutes=5))}"}
+    signed = issue_token(PRIVATE, who, timedelta(minutes=5), audience=audience)
+    return {"Authorization": f"Bearer {signed}"}
+
+
+def aggregator(address: str, base_url: str = SimulatorSettings().base_url) -> dict[str, str]:
+    """The aggregating system's token for one producer: bound to that producer's endpoint."""
+    return token(Role.SYSTEM, audience=f"{base_url}/producers/{address}")
 
 
 @pytest.fixture
@@ -53,7 +67,7 @@ async def test_records_are_served_and_paged(client: httpx.AsyncClient) -> None:
     seen: list[str] = []
     body: dict[str, object] = {"patientId": patient, "pageSize": 1}
     while True:
-        answer = await client.post(f"/producers/{address}/{category}", json=body, headers=token(Role.ADMIN))
+        answer = await client.post(f"/producers/{address}/{category}", json=body, headers=aggregator(address))
         assert answer.status_code == 200, answer.text
         page = answer.json()
         assert page["contract"] == "GetCareDocumentation"
@@ -77,7 +91,7 @@ def _social_record(mode: SocialServices) -> Any:
 async def _served(client: httpx.AsyncClient, address: str, category: str,
                   patient: str) -> httpx.Response:
     return await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
-                             headers=token(Role.ADMIN))
+                             headers=aggregator(address))
 
 
 async def test_social_services_are_served_only_where_handed_out_and_always_marked(
@@ -127,10 +141,10 @@ async def test_needs_a_token(client: httpx.AsyncClient) -> None:
 async def test_unknown_category_and_unserved_category(client: httpx.AsyncClient) -> None:
     patient, address, _, _ = busy_patient()
     body = {"patientId": patient}
-    unknown = await client.post(f"/producers/{address}/socialtjanst", json=body, headers=token(Role.ADMIN))
+    unknown = await client.post(f"/producers/{address}/socialtjanst", json=body, headers=aggregator(address))
     assert unknown.json()["code"] == "category.unknown"
     provlabbet = nation().by_name("Provlabbet AB").logical_address
-    unserved = await client.post(f"/producers/{provlabbet}/notes", json=body, headers=token(Role.ADMIN))
+    unserved = await client.post(f"/producers/{provlabbet}/notes", json=body, headers=aggregator(provlabbet))
     assert (unserved.status_code, unserved.json()["code"]) == (404, "producer.not_serving")
 
 
@@ -149,17 +163,20 @@ async def test_latency_is_added(client: httpx.AsyncClient) -> None:
     await set_behaviour(client, address, latency_ms=120)
     began = time.perf_counter()
     answer = await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
-                               headers=token(Role.ADMIN))
+                               headers=aggregator(address))
     assert answer.status_code == 200
     assert time.perf_counter() - began >= 0.12
+
+
+LIVE_PORT = free_port()
 
 
 @pytest.fixture
 async def live() -> AsyncIterator[httpx.AsyncClient]:
     """The producers served by a real uvicorn on a free loopback port, and a real HTTP client."""
-    app = create_app(SimulatorSettings(population=3_000, seed=5), SOURCE,
-                     token_verifier=TokenVerifier(PUBLIC))
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=0.5) as c:
+    settings = SimulatorSettings(population=3_000, seed=5, http_port=LIVE_PORT)
+    app = create_app(settings, SOURCE, token_verifier=TokenVerifier(PUBLIC))
+    async with serve(app, port=LIVE_PORT) as url, httpx.AsyncClient(base_url=url, timeout=0.5) as c:
         yield c
 
 
@@ -169,7 +186,7 @@ async def test_a_producer_set_to_time_out_does_time_out(live: httpx.AsyncClient)
     began = time.perf_counter()
     with pytest.raises(httpx.ReadTimeout):
         await live.post(f"/producers/{address}/{category}", json={"patientId": patient},
-                        headers=token(Role.ADMIN))
+                        headers=aggregator(address, str(live.base_url).rstrip("/")))
     assert 0.5 <= time.perf_counter() - began < 5
 
 
@@ -177,7 +194,7 @@ async def test_outage_answers_503(client: httpx.AsyncClient) -> None:
     patient, address, category, _ = busy_patient()
     await set_behaviour(client, address, outage=True)
     answer = await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
-                               headers=token(Role.ADMIN))
+                               headers=aggregator(address))
     assert answer.status_code == 503
 
 
@@ -187,7 +204,7 @@ async def test_error_rate_is_honoured_within_tolerance(client: httpx.AsyncClient
     calls = 600
     statuses = [
         (await client.post(f"/producers/{address}/{category}", json={"patientId": patient},
-                           headers=token(Role.ADMIN))).status_code
+                           headers=aggregator(address))).status_code
         for _ in range(calls)
     ]
     errors = statuses.count(502)
@@ -204,3 +221,24 @@ def test_the_population_is_looked_up_by_patient_before_the_first_request() -> No
     app = create_app(SimulatorSettings(population=500, seed=3), source)
     assert app.state.records is source
     assert "_people" in vars(source)
+
+
+async def test_a_producer_answers_only_the_aggregating_systems_token_for_it(
+    client: httpx.AsyncClient,
+) -> None:
+    patient, address, category, _ = busy_patient()
+    other = next(o.logical_address for o in nation().producers if o.logical_address != address)
+    url, body = f"/producers/{address}/{category}", {"patientId": patient}
+    patient_self = Principal(sub="patient-1", name="Patient", roles=frozenset({Role.PATIENT}),
+                             patient=patient)
+    platform_tokens = [token(role) for role in (Role.OPERATOR, Role.ADMIN, Role.SYSTEM)] + [
+        {"Authorization": f"Bearer {issue_token(PRIVATE, patient_self, timedelta(minutes=5))}"}]
+    for headers in platform_tokens:  # the patient's own included: none is for a producer
+        refused = await client.post(url, json=body, headers=headers)
+        assert (refused.status_code, refused.json()["code"]) == (401, "token.audience")
+    another = await client.post(url, json=body, headers=aggregator(other))  # bound elsewhere
+    assert (another.status_code, another.json()["code"]) == (401, "token.audience")
+    person = token(Role.OPERATOR, audience=f"{SimulatorSettings().base_url}/producers/{address}")
+    not_system = await client.post(url, json=body, headers=person)
+    assert (not_system.status_code, not_system.json()["code"]) == (403, "role.missing")
+    assert (await client.post(url, json=body, headers=aggregator(address))).status_code == 200

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
-from test_server import PUBLIC, SOURCE, busy_patient, token
+from test_server import PUBLIC, SOURCE, aggregator, busy_patient, token
 from typer.testing import CliRunner
 
 from npo_platform.categories import by_key
@@ -39,15 +39,21 @@ async def sim() -> AsyncIterator[httpx.AsyncClient]:
 LOCAL_ROUTING = Path(__file__).resolve().parents[2] / "services" / "query" / "routing.local.json"
 
 
+def responder(contract: ReadContract) -> dict[str, str]:
+    """The aggregating system's token for a contract's responder: bound to its URL."""
+    return token(Role.SYSTEM, audience=f"{SimulatorSettings().base_url}{contract.interaction.path}")
+
+
 async def _soap(client: httpx.AsyncClient, contract: ReadContract, address: str,
-                patient: str) -> httpx.Response:
+                patient: str, headers: dict[str, str] | None = None) -> httpx.Response:
     data = envelope(request(contract, patient), [logical_address_header(address)])
     return await client.post(contract.interaction.path, content=data, headers={
-        **token(Role.SYSTEM), "Content-Type": "text/xml; charset=utf-8"})
+        **(responder(contract) if headers is None else headers),
+        "Content-Type": "text/xml; charset=utf-8"})
 
 
 async def _json(client: httpx.AsyncClient, category: str, address: str, patient: str) -> list[object]:
-    answer = await client.post(f"/producers/{address}/{category}", headers=token(Role.SYSTEM),
+    answer = await client.post(f"/producers/{address}/{category}", headers=aggregator(address),
                                json={"patientId": patient, "pageSize": 500})
     records: list[object] = answer.json()["records"]
     return records
@@ -82,6 +88,28 @@ async def test_what_a_producer_does_not_serve_is_a_fault_and_failures_keep_their
     failing = await _soap(sim, CARE_DOCUMENTATION, address, patient)
     assert failing.status_code == 503
     assert read_fault(read_envelope(parse(failing.content))) is not None
+
+
+async def test_a_responder_answers_only_the_aggregating_systems_token_for_it(
+    sim: httpx.AsyncClient,
+) -> None:
+    """Finding 4 of issue 21 over RIV-TA: a platform token (any role), a token bound to a JSON
+    producer or to another responder, or a person's token bound to this one: each a fault."""
+    patient, address, _, _ = busy_patient()
+    lab = next(c for c in READ_CONTRACTS.values() if c is not CARE_DOCUMENTATION)
+    audience = f"{SimulatorSettings().base_url}{CARE_DOCUMENTATION.interaction.path}"
+    refused = [*(token(role) for role in (Role.SYSTEM, Role.ADMIN, Role.OPERATOR)),
+               aggregator(address), responder(lab), {}]
+    for headers in refused:
+        answer = await _soap(sim, CARE_DOCUMENTATION, address, patient, headers)
+        fault = read_fault(read_envelope(parse(answer.content)))
+        assert (answer.status_code, fault and fault.code) == (
+            500, "token.audience" if headers else "token.missing")
+    person = await _soap(sim, CARE_DOCUMENTATION, address, patient,
+                         token(Role.OPERATOR, audience=audience))
+    fault = read_fault(read_envelope(parse(person.content)))
+    assert (person.status_code, fault and fault.code) == (500, "role.missing")
+    assert (await _soap(sim, CARE_DOCUMENTATION, address, patient)).status_code == 200
 
 
 def test_regions_speak_rivta_by_default_for_their_contracts_and_the_local_table_is_current(

@@ -36,6 +36,7 @@ from npo_consent.config import ConsentSettings
 from npo_consent.domain import EngagementRef, Reader, decide
 from npo_consent.service import KNOWN_CATEGORIES, ConsentService
 from npo_consent.store_pg import open_store
+from npo_platform.guard import BENCH_RATE_LIMIT
 from npo_platform.identifiers import make_personnummer
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
 
@@ -175,7 +176,7 @@ def _start_server(
         "NPO_JWT_PUBLIC_KEY_PATH": str(public_key), "NPO_STATE_DIR": str(home), "NPO_LOG_LEVEL": "WARNING",
     }
     env |= {"CONSENT_HTTP_HOST": "127.0.0.1", "CONSENT_HTTP_PORT": str(port),
-            "CONSENT_WORKERS": str(workers)}
+            "CONSENT_WORKERS": str(workers), "CONSENT_RATE_LIMIT_USER": BENCH_RATE_LIMIT}
     command = [sys.executable, "-c", "from npo_consent.main import run; run()"]
     return subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
 

@@ -241,7 +241,7 @@ async def indexed(http: httpx.AsyncClient, nation: Nation, org: Organisation,
                                 "logicalAddress": org.logical_address, "pageSize": 100}
         while body:
             answer = await http.post(f"{nation.index}/find-content", json=body,
-                                     headers=nation.headers(Role.OPERATOR))
+                                     headers=nation.headers(nation.aggregator))
             answer.raise_for_status()
             page = answer.json()
             found.update(e["businessObjectInstanceIdentifier"] for e in page["engagements"]

@@ -286,7 +286,8 @@ def _client(settings: IndexSettings, worker: Worker) -> tuple[httpx.AsyncClient,
     private, public = ensure_local_keypair(settings.keys_dir)
     app = create_app(settings, store=worker.store, publisher=worker.publisher,
                      token_verifier=TokenVerifier(public.read_bytes()))
-    principal = Principal(sub="SE2321000016-B002", name="bench", roles=frozenset({Role.ADMIN}))
+    aggregator = next(iter(settings.find_content_systems))  # FindContent answers only it
+    principal = Principal(sub=aggregator, name="bench", roles=frozenset({Role.SYSTEM}))
     token = issue_token(private.read_bytes(), principal, timedelta(hours=1))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://npo-index.bench")
     return client, {"Authorization": f"Bearer {token}"}

@@ -95,7 +95,14 @@ class Nation:
 
     def producer(self, org: Organisation) -> Principal:
         return Principal(sub=org.source_system, name=org.name, roles=frozenset({Role.PRODUCER}),
-                         logical_addresses=frozenset({org.logical_address}))
+                         logical_addresses=frozenset({org.logical_address}),
+                         care_giver=org.care_giver)
+
+    @property
+    def aggregator(self) -> Principal:
+        """The query service's own system identity: the index's FindContent answers only it."""
+        return Principal(sub=QuerySettings().system_hsa_id, name="npo-query",
+                         roles=frozenset({Role.SYSTEM}))
 
     def patient_self(self, patient: str) -> Principal:
         """The patient in person (the patient role, a patient-facing channel): a block is
@@ -174,8 +181,10 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
                               "state_dir": state, "jwt_public_key_path": public_path}
     source = RecordSource(population, seed=seed)
     async with AsyncExitStack() as exits:
-        sim_url = await exits.enter_async_context(serve(wrap(simulator_app(
-            SimulatorSettings(**common, population=population, seed=seed), source))))
+        port = free_port()  # the producers answer only tokens bound to their own endpoints
+        sim_url = await exits.enter_async_context(serve(wrap(simulator_app(SimulatorSettings(
+            **common, population=population, seed=seed, public_url=f"http://127.0.0.1:{port}"),
+            source)), port=port))
         index_port = free_port()  # the audit's pages read names from the index, started after it
         audit_url = await exits.enter_async_context(serve(audit_app(AuditSettings(
             **common, db_schema=f"audit_{run}", consumer_group=f"audit-{run}",
@@ -198,7 +207,7 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
             **common, "db_schema": f"query_{run}", "index_url": index_url,
             "consent_url": consent_url, "routing_file": routing, "access_topic": topics.access,
             "consent_topic": topics.consent, "changes_topic": topics.changes,
-            "producer_timeout_s": 2.0, **query_options})
+            "producer_timeout_s": 2.0, "allow_loopback_routes": True, **query_options})
         # Fresh topics: the query's consumers may read them from the start (production: latest).
         query_url = await exits.enter_async_context(
             serve(query_app(query, parts=Parts(offset_reset="earliest"))))

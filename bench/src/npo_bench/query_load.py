@@ -88,6 +88,7 @@ def server_env(plan: ServerPlan) -> dict[str, str]:
 
 def bench_app() -> FastAPI:
     """The uvicorn factory of one query server process of the benchmark (as ``served_app``)."""
+    from npo_platform.guard import BENCH_RATE_LIMIT
     from npo_platform.service import configure_process, freeze_startup_objects
     from npo_query.main import Parts, create_app  # not in the other processes
 
@@ -97,14 +98,16 @@ def bench_app() -> FastAPI:
     config = QuerySettings(kafka_bootstrap_servers=plan.bootstrap, consumer_system=CONSUMER,
                            run_consumers=False, ensure_topics=False, producer_timeout_s=5,
                            overall_deadline_s=8, decision_cache_ttl_s=5,
-                           routing_file=Path(plan.routing_file),
+                           routing_file=Path(plan.routing_file), allow_loopback_routes=True,
+                           rate_limit_user=BENCH_RATE_LIMIT,  # 200 readers share one token
                            access_topic=plan.access_topic).model_copy(update=over_http)
     verifier = TokenVerifier(Path(plan.public_key_file).read_bytes())
     # Over HTTP: the service's own HttpIndexClient / HttpConsentClient, as deployed.
     index = None if plan.index_url else StandInIndex(patients_of(plan.patients), plan.producers)
     consent = None if plan.consent_url else StandInConsent()
     parts = Parts(index=index, consent=consent, routing_store=InMemoryRoutingStore(),
-                  tokens=lambda: plan.system_token)
+                  tokens=lambda: plan.system_token,
+                  producer_tokens=lambda endpoint: plan.system_token)  # bare producers check none
     configure_process(config)
     return freeze_startup_objects(create_app(config, token_verifier=verifier, parts=parts))
 

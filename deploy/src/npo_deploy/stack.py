@@ -31,7 +31,8 @@ LOCAL_FILES = {
     "INDEX_DIRECTORY_FILE": Path("services/index/directory.local.json"),  # `npo directory`
 }
 # Two server processes for the services on the request path: one core each.
-LOCAL_DEFAULTS = {"CONSENT_WORKERS": "2", "QUERY_WORKERS": "2"}
+# The local stack's simulated producers are on this machine: their routes may be loopback.
+LOCAL_DEFAULTS = {"CONSENT_WORKERS": "2", "QUERY_WORKERS": "2", "QUERY_ALLOW_LOOPBACK_ROUTES": "true"}
 
 
 @dataclass(frozen=True)

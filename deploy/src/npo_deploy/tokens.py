@@ -43,7 +43,8 @@ def issue(
     user: Annotated[str, typer.Option(help="HSA-id of the user or system")] = "SE2321000016-DEV1",
     name: Annotated[str, typer.Option()] = "Developer",
     care_unit: Text = None,
-    care_giver: Text = None,
+    care_giver: Annotated[str | None, typer.Option(
+        help="a clinician's care giver; a producer's: the data controller it publishes for")] = None,
     assignment: Text = None,
     purpose: Text = None,
     title: Text = None,
@@ -51,7 +52,8 @@ def issue(
     logical_address: Annotated[list[str] | None, typer.Option(help="a producer's own addresses")] = None,
     ttl_minutes: Annotated[int, typer.Option(min=1, max=24 * 60)] = 8 * 60,
 ) -> None:
-    """Print a token with the given claims (a clinician needs unit, giver, assignment, purpose)."""
+    """Print a token with the given claims (a clinician needs unit, giver, assignment, purpose; a
+    producer its care giver and logical addresses)."""
     try:
         principal = Principal(
             sub=user, name=name, roles=frozenset(role), care_unit=care_unit, care_giver=care_giver,

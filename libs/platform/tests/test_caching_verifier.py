@@ -24,9 +24,9 @@ ANNA = Principal(sub="SE2321000016-ANNA", name="Anna", roles=frozenset({Role.SYS
 class Counting(TokenVerifier):
     calls = 0
 
-    def verify(self, token: str) -> Claims:
+    def verify(self, token: str, audience: str | None = None) -> Claims:
         self.calls += 1
-        return super().verify(token)
+        return super().verify(token, audience)
 
 
 @pytest.fixture
@@ -77,3 +77,13 @@ def test_a_cached_token_is_verified_again_once_past_its_expiry(
     verifier.verify(token)  # the inner verifier's own clock still accepts it here
 
     assert inner.calls == 2
+
+
+def test_a_cached_token_still_names_the_audience_asked_for(keys: tuple[bytes, bytes]) -> None:
+    verifier = CachingTokenVerifier(TokenVerifier(keys[1]))
+    bound = issue_token(keys[0], ANNA, timedelta(minutes=5), audience="https://p.example/producers/LA1")
+    assert verifier.verify(bound, "https://p.example/producers/LA1").aud == "https://p.example/producers/LA1"
+    for elsewhere in (None, "https://p.example/producers/LA2"):  # cached now: refused all the same
+        with pytest.raises(InvalidToken) as refused:
+            verifier.verify(bound, elsewhere)
+        assert refused.value.code == "token.audience"

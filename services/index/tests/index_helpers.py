@@ -18,6 +18,7 @@ from npo_platform.identity import Principal, Role, TokenVerifier, ensure_local_k
 
 PRODUCER = "SE2321000016-1234"
 CONTROLLER = "SE2321000016-0001"
+AGGREGATOR = "SE5565594230-NPOAGP"  # IndexSettings().find_content_systems: the query service
 ADDRESS = "SE2321000016-9876"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -118,6 +119,12 @@ class Tokens:
         self.verifier = TokenVerifier(public.read_bytes())
 
     def bearer(self, role: Role, sub: str = "SE2321000016-0042", **extra: object) -> dict[str, str]:
+        if role is Role.PRODUCER:
+            extra = {"care_giver": CONTROLLER, **extra}  # a producer's token names its care giver
         principal = Principal(sub=sub, name="test", roles=frozenset({role}), **extra)  # type: ignore[arg-type]
         token = issue_token(self._private, principal, timedelta(minutes=5))
         return {"Authorization": f"Bearer {token}"}
+
+    def aggregator(self) -> dict[str, str]:
+        """The aggregating system (the query service): FindContent answers only it."""
+        return self.bearer(Role.SYSTEM, sub=AGGREGATOR)

@@ -36,6 +36,7 @@ from npo_platform.settings import kafka_client_options
 
 pytestmark = pytest.mark.integration
 DOMAIN = "riv:clinicalprocess:healthcond:description"
+AGGREGATOR = next(iter(IndexSettings().find_content_systems))
 P = patient(61)
 
 
@@ -76,7 +77,7 @@ async def test_find_content_pages_through_a_large_answer(setup: Setup) -> None:
     }
     seen: list[str] = []
     while True:
-        response = await client.post("/find-content", json=body, headers=tokens.bearer(Role.ADMIN))
+        response = await client.post("/find-content", json=body, headers=tokens.aggregator())
         assert response.status_code == 200
         answer = response.json()
         assert len(answer["engagements"]) <= 50  # the configured page limit wins over pageSize
@@ -91,7 +92,7 @@ async def test_find_content_answers_match_their_schema(setup: Setup) -> None:
     client, tokens, store, _ = setup
     await _load(store, update(*[tx(engagement(P, boi=f"doc-{n}")) for n in range(60)]))
     body = {"registeredResidentIdentification": P, "serviceDomain": DOMAIN}
-    answer = (await client.post("/find-content", json=body, headers=tokens.bearer(Role.ADMIN))).json()
+    answer = (await client.post("/find-content", json=body, headers=tokens.aggregator())).json()
     assert answer["nextPageToken"] is not None  # a full page of the 50 the app allows
     assert FindContentResponse.model_validate(answer).model_dump(by_alias=True) == answer
     first = answer["engagements"][0]
@@ -112,7 +113,7 @@ async def test_find_content_answers_several_service_domains_in_one_paged_answer(
     }
     seen: list[tuple[str, str]] = []
     while True:
-        response = await client.post("/find-content", json=body, headers=tokens.bearer(Role.ADMIN))
+        response = await client.post("/find-content", json=body, headers=tokens.aggregator())
         assert response.status_code == 200
         answer = response.json()
         seen += [(e["serviceDomain"], e["businessObjectInstanceIdentifier"]) for e in answer["engagements"]]
@@ -130,7 +131,7 @@ async def test_find_content_refuses_two_ways_of_naming_domains_and_foreign_page_
 ) -> None:
     client, tokens, store, _ = setup
     await _load(store, update(*[tx(engagement(P, boi=f"doc-{n}")) for n in range(60)]))
-    admin = tokens.bearer(Role.ADMIN)
+    admin = tokens.aggregator()
     both = {"registeredResidentIdentification": P, "serviceDomain": DOMAIN, "serviceDomains": [DOMAIN]}
     neither = {"registeredResidentIdentification": P}
     nul = {"registeredResidentIdentification": P, "serviceDomains": ["riv:\x00"]}
@@ -154,23 +155,36 @@ async def test_find_content_filters_exactly_and_on_or_after(setup: Setup) -> Non
     body = {
         "registeredResidentIdentification": P, "serviceDomain": DOMAIN, "mostRecentContent": "20260101000000",
     }
-    answer = (await client.post("/find-content", json=body, headers=tokens.bearer(Role.OPERATOR))).json()
+    answer = (await client.post("/find-content", json=body, headers=tokens.aggregator())).json()
     assert [e["categorization"] for e in answer["engagements"]] == ["voo"]
     body = {"registeredResidentIdentification": P, "serviceDomain": DOMAIN, "categorization": "dia"}
-    answer = (await client.post("/find-content", json=body, headers=tokens.bearer(Role.OPERATOR))).json()
+    answer = (await client.post("/find-content", json=body, headers=tokens.aggregator())).json()
     assert [e["mostRecentContent"] for e in answer["engagements"]] == ["20250101000000"]
 
 
-async def test_find_content_needs_a_token_and_a_reader_role(setup: Setup) -> None:
-    client, tokens, _, _ = setup
+async def test_find_content_answers_only_the_aggregating_systems(setup: Setup) -> None:
+    client, tokens, store, _ = setup
+    await _load(store, update(tx(engagement(P))))
     body = {"registeredResidentIdentification": P, "serviceDomain": DOMAIN}
     assert (await client.post("/find-content", json=body)).status_code == 401
-    producer = tokens.bearer(Role.PRODUCER, sub=PRODUCER)
-    response = await client.post("/find-content", json=body, headers=producer)
-    assert (response.status_code, response.json()["code"]) == (403, "role.missing")
-    admin = tokens.bearer(Role.ADMIN)
-    missing = await client.post("/find-content", json={"serviceDomain": DOMAIN}, headers=admin)
+    # Where a patient was treated is sensitive: no person's token and no other system looks it up.
+    for who in (tokens.bearer(Role.OPERATOR), tokens.bearer(Role.ADMIN),
+                tokens.bearer(Role.PRODUCER, sub=PRODUCER), tokens.bearer(Role.SYSTEM)):
+        response = await client.post("/find-content", json=body, headers=who)
+        assert (response.status_code, response.json()["code"]) == (403, "find_content.not_aggregating")
+        assert P not in response.text
+    assert len((await client.post("/find-content", json=body, headers=tokens.aggregator())).json()[
+        "engagements"]) == 1
+    missing = await client.post("/find-content", json={"serviceDomain": DOMAIN}, headers=tokens.aggregator())
     assert missing.status_code == 422
+
+
+async def test_a_producer_may_name_only_its_own_care_giver_as_data_controller(setup: Setup) -> None:
+    client, tokens, _, _ = setup
+    headers = tokens.bearer(Role.PRODUCER, sub=PRODUCER, logical_addresses=frozenset({ADDRESS}))
+    mine, theirs = engagement(P), engagement(P, categorization="dia", data_controller="SE2321000032-0001")
+    response = await client.post("/engagement-updates", json=_ingest_body(mine, theirs), headers=headers)
+    assert (response.status_code, response.json()["codes"]) == (403, ["EI008"])
 
 
 async def test_coverage_reports_the_share_of_categories_1_to_11(setup: Setup) -> None:

@@ -57,6 +57,7 @@ _CLAIMS: dict[Role, dict[str, str]] = {
     Role.CLINICIAN: {"care_unit": "SE2321000503-VE001", "care_giver": "SE2321000503-VG",
                      "assignment": "A1", "purpose": "care"},
     Role.PATIENT: {"patient": "191212121212"},
+    Role.PRODUCER: {"care_giver": "SE2321000016-0001"},  # a producer names its care giver
 }
 
 

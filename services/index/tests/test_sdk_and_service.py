@@ -44,7 +44,8 @@ async def test_sdk_publish_is_confirmed_and_visible_through_the_running_service(
     )
     private, public = ensure_local_keypair(tmp_path / "keys")
     app = create_app(settings, token_verifier=TokenVerifier(public.read_bytes()))
-    principal = Principal(sub="SE2321000016-0042", name="query", roles=frozenset({Role.ADMIN}))
+    principal = Principal(sub=next(iter(settings.find_content_systems)), name="query",
+                          roles=frozenset({Role.SYSTEM}))  # FindContent answers the aggregator
     token = issue_token(private.read_bytes(), principal, timedelta(minutes=5))
     headers = {"Authorization": f"Bearer {token}"}
     await ensure_index_topics(settings)

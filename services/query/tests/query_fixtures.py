@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.types import Receive, Scope, Send
 
+from npo_deploy.processes import free_port
 from npo_deploy.testing import serve
 from npo_platform.categories import by_number
 from npo_platform.contracts import AccessEvent
@@ -32,6 +33,7 @@ from npo_platform.settings import kafka_client_options
 from npo_query.config import QuerySettings
 from npo_query.domain import IndexEntry, Target
 from npo_query.main import Parts, create_app
+from npo_query.tokens import ProducerTokens
 from npo_simulator.config import SimulatorSettings
 from npo_simulator.organisations import nation
 from npo_simulator.server import create_app as create_simulator
@@ -51,6 +53,8 @@ def token(*roles: Role, **claims: Any) -> str:
     if Role.CLINICIAN in roles:
         fields |= {"care_unit": CARE_UNIT, "care_giver": CARE_GIVER, "assignment": "A1",
                    "purpose": "care"}
+    if Role.PRODUCER in roles:
+        fields |= {"care_giver": CARE_GIVER}  # a producer's token names its care giver
     # Made when the tests are collected (parametrised requests): valid for the longest run.
     return issue_token(PRIVATE, Principal(**(fields | claims)), timedelta(hours=3))
 
@@ -111,10 +115,11 @@ class Simulator:
 
 @asynccontextmanager
 async def simulator() -> AsyncIterator[Simulator]:
-    app = create_simulator(SimulatorSettings(population=3_000, seed=5), SOURCE,
-                           token_verifier=VERIFIER)
+    port = free_port()  # its URL first: a producer answers tokens bound to its own endpoint
+    settings = SimulatorSettings(population=3_000, seed=5, public_url=f"http://127.0.0.1:{port}")
+    app = create_simulator(settings, SOURCE, token_verifier=VERIFIER)
     counter = CallCounter(app)
-    async with serve(counter) as url:
+    async with serve(counter, port=port) as url:
         yield Simulator(url, counter)
 
 
@@ -187,15 +192,20 @@ def settings(tmp_path: Path, kafka: str, database_url: str, sim_url: str, topic:
         "routing_file": routing_file(tmp_path / "routing.json", sim_url, consumer,
                                      unauthorised=unauthorised, aliases=aliases),
         "producer_timeout_s": 0.6, "overall_deadline_s": 2.0, "audit_timeout_s": 3.0,
-        "decision_cache_ttl_s": 5.0,
+        "decision_cache_ttl_s": 5.0, "allow_loopback_routes": True,
     }
     return QuerySettings(**(base | overrides))
+
+
+PRODUCER_TOKENS = ProducerTokens(PRIVATE, Principal(sub="SE5565594230-NPOAGP", name="npo-query",
+                                                    roles=frozenset({Role.SYSTEM})))
 
 
 def query_app(config: QuerySettings, index: Any, consent: Any, **parts: Any) -> FastAPI:
     return create_app(config, token_verifier=VERIFIER,
                       parts=Parts(index=index, consent=consent, tokens=system_token,
-                                  offset_reset="earliest", **parts))
+                                  producer_tokens=PRODUCER_TOKENS, offset_reset="earliest",
+                                  **parts))
 
 
 @asynccontextmanager

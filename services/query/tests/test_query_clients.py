@@ -212,7 +212,7 @@ def _producer_app() -> FastAPI:
 
 async def test_producer_failures_have_a_cause_never_unknown() -> None:
     async with serve(_producer_app()) as url, aiohttp.ClientSession() as session:
-        client = HttpProducerClient(session, lambda: "t", connect_timeout_s=1.0, page_size=10,
+        client = HttpProducerClient(session, lambda endpoint: "t", connect_timeout_s=1.0, page_size=10,
                                     max_pages=5)
         target = Target("LA1", "notes")
         garbage = await client.fetch(f"{url}/garbage", target, PATIENT, 2.0)
@@ -227,7 +227,7 @@ async def test_producer_failures_have_a_cause_never_unknown() -> None:
 
 async def test_records_carry_their_care_giver_unit_and_social_services_marker() -> None:
     async with serve(_producer_app()) as url, aiohttp.ClientSession() as session:
-        client = HttpProducerClient(session, lambda: "t", connect_timeout_s=1.0, page_size=10,
+        client = HttpProducerClient(session, lambda endpoint: "t", connect_timeout_s=1.0, page_size=10,
                                     max_pages=5)
         result = await client.fetch(f"{url}/contract", Target("LA1", "notes"), PATIENT, 2.0)
     assert [(r.document_id, r.care_giver, r.care_unit, r.social_services) for r in result.records] == [

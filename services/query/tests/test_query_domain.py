@@ -21,7 +21,16 @@ from npo_query.domain import (
     outcome_of,
     targets_of,
 )
-from npo_query.routing import Authorisation, InvalidRouting, Route, RoutingTable, check_route, parse_file
+from npo_query.routing import (
+    STRICT,
+    Authorisation,
+    EndpointPolicy,
+    InvalidRouting,
+    Route,
+    RoutingTable,
+    check_route,
+    parse_file,
+)
 
 NOTES, LAB = by_key("notes"), by_key("laboratory")
 
@@ -102,13 +111,13 @@ def test_routing_file_is_parsed_and_checked(tmp_path: Path) -> None:
         "authorisations": [{"consumer_system": "C", "logical_address": "LA1",
                             "categories": ["notes", "laboratory"]}],
     }))
-    routes, auths = parse_file(path)
+    routes, auths = parse_file(path, STRICT)
     assert routes == [Route("LA1", "http://p1")]
     assert {a.category for a in auths} == {"notes", "laboratory"}
     path.write_text(json.dumps({"authorisations": [
         {"consumer_system": "C", "logical_address": "LA1", "categories": ["nonsense"]}]}))
     with pytest.raises(InvalidRouting):
-        parse_file(path)
+        parse_file(path, STRICT)
 
 
 def test_decision_cache_expires_and_is_invalidated_per_patient() -> None:
@@ -139,12 +148,14 @@ def test_the_local_stacks_routing_file_routes_every_simulated_producer() -> None
     from npo_simulator.config import SimulatorSettings
     from npo_simulator.organisations import Kind, nation
 
-    routes, authorisations = parse_file(Path(__file__).parents[1] / "routing.local.json")
+    local = EndpointPolicy(allow_loopback=True)  # npo up sets QUERY_ALLOW_LOOPBACK_ROUTES
+    routes, authorisations = parse_file(Path(__file__).parents[1] / "routing.local.json", local)
     table = RoutingTable.of(routes, authorisations)
     simulator = SimulatorSettings()
-    base = f"http://{simulator.http_host}:{simulator.http_port}"
+    base = simulator.base_url  # the audience the simulated producers answer tokens for
     for org in nation().producers:
-        # Regions speak RIV-TA for the categories with a read contract (npo routing's default).
+        # Regions speak RIV-TA for the categories with a read contract (npo routing's default);
+        # each endpoint is the audience the simulated producer answers tokens for.
         own = f"{base}/producers/{org.logical_address}"
         region = org.kind is Kind.REGION
         for category, contract in (("notes", CARE_DOCUMENTATION), ("diagnoses", DIAGNOSIS)):

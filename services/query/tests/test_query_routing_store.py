@@ -107,7 +107,8 @@ async def test_the_admin_api_manages_the_routing_table() -> None:
     config = QuerySettings(ensure_topics=False, run_consumers=False)
     publisher = _NoPublisher()
     parts = Parts(index=FakeIndex(), consent=FakeConsent(), routing_store=InMemoryRoutingStore(),
-                  publisher=publisher, tokens=lambda: "t")  # type: ignore[arg-type]
+                  publisher=publisher, tokens=lambda: "t",  # type: ignore[arg-type]
+                  producer_tokens=lambda endpoint: "t")
     app = create_app(config, parts=parts, token_verifier=VERIFIER)
     admin = {"Authorization": f"Bearer {token(Role.ADMIN)}"}
     clinician = {"Authorization": f"Bearer {token(Role.CLINICIAN)}"}
@@ -147,3 +148,38 @@ async def test_the_admin_api_manages_the_routing_table() -> None:
 class _NoPublisher:
     async def publish(self, *args: object) -> None:
         raise AssertionError("nothing is published by the admin API")
+
+
+SSRF = [  # what the security probe stored, and the query service then sent its token to
+    ("http://127.0.0.1:15432/x", "routing.endpoint_forbidden"),  # this machine: PostgreSQL
+    ("http://169.254.169.254/latest/meta-data", "routing.endpoint_forbidden"),  # cloud metadata
+    ("http://0x7f000001/x", "routing.endpoint_forbidden"),
+    ("http://2130706433/x", "routing.endpoint_forbidden"),
+    ("http://localhost:19092/x", "routing.endpoint_forbidden"),  # the broker
+    ("http://[::ffff:127.0.0.1]/x", "routing.endpoint_forbidden"),
+    ("http://user:pass@producer.example/x", "routing.endpoint_invalid"),
+    ("http://producer.example/x\r\nX-Injected: 1", "routing.endpoint_invalid"),
+    ("http://producer.example/x?token=1", "routing.endpoint_invalid"),
+    ("file:///etc/passwd", "routing.endpoint_invalid"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "code"), SSRF, ids=[e for e, _ in SSRF])
+async def test_a_route_may_point_only_where_a_producer_may_be(endpoint: str, code: str) -> None:
+    from npo_query.config import QuerySettings
+    from npo_query.main import Parts, create_app
+
+    store = InMemoryRoutingStore()
+    parts = Parts(index=FakeIndex(), consent=FakeConsent(), routing_store=store,
+                  publisher=_NoPublisher(), tokens=lambda: "t",  # type: ignore[arg-type]
+                  producer_tokens=lambda endpoint: "t")
+    app = create_app(QuerySettings(ensure_topics=False, run_consumers=False), parts=parts,
+                     token_verifier=VERIFIER)
+    admin = {"Authorization": f"Bearer {token(Role.ADMIN)}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://q.test") as client:
+            answer = await client.put("/v1/routing/routes", headers=admin,
+                                      json=[{"logical_address": "LA1", "endpoint": endpoint}])
+    assert (answer.status_code, answer.json()["code"]) == (422, code)
+    assert (await store.table()).routes == {}

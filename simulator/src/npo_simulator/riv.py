@@ -4,6 +4,9 @@ records as their JSON contract.
 One URL per contract (``/riv/<domain>/<Name>Responder/<major>``), as the national platform
 exposes them; the producer is the SOAP header's ``LogicalAddress``. Behaviour (latency, errors,
 outages) is the same book as for JSON: a simulated error is a SOAP fault with that HTTP status.
+As for JSON, only the aggregating system's token bound to this responder is answered: the
+``system`` role, the audience ``<public URL><responder path>`` (server.producer_audience); the
+guard's refusals here are faults too (npo_rivta.refusals).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from npo_platform.categories import by_key
-from npo_platform.identity import BearerClaims
+from npo_platform.identity import BearerClaims, Role
 from npo_rivta.headers import logical_address
 from npo_rivta.read_contracts import READ_CONTRACTS
 from npo_rivta.records import ReadContract, answer, asked
@@ -27,8 +30,10 @@ router = APIRouter(include_in_schema=False)  # SOAP: described by the contracts'
 
 
 def _responder(contract: ReadContract) -> Callable[[Request, BearerClaims], Awaitable[Response]]:
-    async def respond(request: Request, _claims: BearerClaims) -> Response:
+    async def respond(request: Request, claims: BearerClaims) -> Response:
         try:
+            if Role.SYSTEM not in claims.roles:
+                raise SoapFault("role.missing", "This operation needs the role: system.")
             return await _answer(request, contract)
         except SoapFault as refused:
             return Response(refused.to_bytes(), 500, media_type=CONTENT_TYPE)
@@ -63,3 +68,4 @@ async def _answer(request: Request, contract: ReadContract) -> Response:
 
 for _contract in READ_CONTRACTS.values():
     router.add_api_route(_contract.interaction.path, _responder(_contract), methods=["POST"])
+PATHS = frozenset(c.interaction.path for c in READ_CONTRACTS.values())

@@ -15,15 +15,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import Scope
 
 from npo_platform.categories import UnknownCategory, by_key
-from npo_platform.identity import AdminClaims, BearerClaims
+from npo_platform.guard import GUARD_REFUSAL
+from npo_platform.identity import DEFAULT_AUDIENCE, AdminClaims, Audience, SystemClaims
 from npo_platform.problems import Problem
 from npo_platform.service import create_service_app
+from npo_rivta.refusals import soap_refusals
+from npo_simulator import riv
 from npo_simulator.behaviour import Behaviour, BehaviourBook, apply
 from npo_simulator.config import SimulatorSettings
 from npo_simulator.content import document
-from npo_simulator.riv import router as riv_router
 from npo_simulator.store import RecordSource
 
 MAX_PAGE = 500
@@ -74,9 +77,12 @@ router = APIRouter()
 @router.post("/producers/{logical_address}/{category}", tags=["producers"])
 async def get_records(
     logical_address: str, category: str, query: CategoryQuery, source: Source, book: Book,
-    _claims: BearerClaims,
+    _claims: SystemClaims,
 ) -> JSONResponse:
-    """One page of a patient's records of one category at one producer."""
+    """One page of a patient's records of one category at one producer.
+
+    Only the aggregating system's token for this producer is answered: the ``system`` role and
+    the audience ``<public URL>/producers/<logical address>`` (``producer_audience``)."""
     org = source.nation.by_logical_address(logical_address)
     try:
         number = by_key(category).number
@@ -118,14 +124,31 @@ async def reset_behaviour(book: Book, _claims: AdminClaims) -> dict[str, str]:
     return {"status": "reset"}
 
 
+def producer_audience(base_url: str) -> Audience:
+    """A producer's token names its endpoint as the route table gives it to the aggregating
+    system: ``<base>/producers/<logical address>`` (JSON), a contract's responder URL
+    ``<base>/riv/…`` (RIV-TA); the admin routes take platform tokens."""
+    def audience(scope: Scope) -> str:
+        path = scope.get("path", "")
+        parts = path.split("/", 3)
+        if len(parts) == 4 and parts[1] == "producers":
+            return f"{base_url}/producers/{parts[2]}"
+        if path in riv.PATHS:
+            return f"{base_url}{path}"
+        return DEFAULT_AUDIENCE
+
+    return audience
+
+
 def create_app(settings: SimulatorSettings | None = None, source: RecordSource | None = None,
                **kwargs: Any) -> FastAPI:
     """The producers' HTTP application; records come from the configured population."""
     config = settings or SimulatorSettings()
     app = create_service_app(config, title="NPO simulated producers", distribution="npo-simulator",
-                             **kwargs)
+                             token_audience=producer_audience(config.base_url), **kwargs)
     app.state.records = (source or RecordSource(config.population, config.seed)).load()
     app.state.behaviour = BehaviourBook(config.seed)
     app.include_router(router)
-    app.include_router(riv_router)
+    app.include_router(riv.router)
+    setattr(app.state, GUARD_REFUSAL, soap_refusals(riv.PATHS))
     return app

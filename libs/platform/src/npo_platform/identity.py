@@ -37,6 +37,7 @@ from pydantic import (
     field_serializer,
     model_validator,
 )
+from starlette.types import Scope
 
 from npo_platform.identifiers import HsaId, PatientId
 from npo_platform.problems import Problem
@@ -90,6 +91,8 @@ class Principal(BaseModel):
     title: str | None = None
     patient: PatientIdStr | None = Field(default=None, repr=False)  # the patient role's own id
     logical_addresses: frozenset[str] = frozenset()  # what a producer may publish for
+    # The client system the token was issued to (RFC 9068's client_id), when the issuer says.
+    client_id: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -104,6 +107,8 @@ class Principal(BaseModel):
             raise ValueError("a clinician needs care_unit, care_giver, assignment and purpose")
         if Role.PATIENT in self.roles and self.patient is None:
             raise ValueError("the patient role needs the patient claim")
+        if Role.PRODUCER in self.roles and self.care_giver is None:
+            raise ValueError("a producer names its care giver (the data controller it publishes for)")
         if self.patient is not None and self.sub == self.patient:
             raise ValueError("sub must not be a personal identity number")
         return self
@@ -264,14 +269,20 @@ class TokenVerifier:
         self._audience = audience
         self._leeway = leeway
 
-    def verify(self, token: str) -> Claims:
+    @property
+    def audience(self) -> str:
+        """The audience a token must name unless a request asks for another."""
+        return self._audience
+
+    def verify(self, token: str, audience: str | None = None) -> Claims:
+        """The token's claims when it is valid for ``audience`` (default: this verifier's)."""
         try:
             payload = jwt.decode(
                 token,
                 self._key,
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
-                audience=self._audience,
+                audience=audience or self._audience,
                 leeway=self._leeway,
                 options={"require": ["iss", "aud", "iat", "exp", "sub", "jti"]},
             )
@@ -299,12 +310,18 @@ class CachingTokenVerifier(TokenVerifier):
         self._size = size
         self._claims: OrderedDict[str, Claims] = OrderedDict()
 
-    def verify(self, token: str) -> Claims:
+    @property
+    def audience(self) -> str:
+        return self._inner.audience
+
+    def verify(self, token: str, audience: str | None = None) -> Claims:
         cached = self._claims.get(token)
         if cached is not None and cached.exp > time.time():
+            if cached.aud != (audience or self._inner.audience):
+                raise InvalidToken("token.audience", "Audience doesn't match")
             self._claims.move_to_end(token)
             return cached
-        claims = self._inner.verify(token)  # raises InvalidToken; nothing is cached then
+        claims = self._inner.verify(token, audience)  # raises InvalidToken; nothing cached then
         self._claims[token] = claims
         if len(self._claims) > self._size:
             self._claims.popitem(last=False)
@@ -320,10 +337,36 @@ def load_token_verifier(
 
 
 _bearer = HTTPBearer(auto_error=False)
+# The claims the platform's request guard verified for this request (npo_platform.guard).
+CLAIMS_SCOPE_KEY = "npo.claims"
+# ``app.state.token_audience``: the audience a request's token must name (a service whose
+# routes answer tokens bound to them, e.g. a producer's); absent: the verifier's own.
+Audience = Callable[[Scope], str]
 
 
 def _unauthorized(code: str, detail: str, header: str) -> Problem:
     return Problem(401, code, detail, headers={"WWW-Authenticate": header})
+
+
+def authenticate(scope: Scope, authorization: str | None) -> Claims:
+    """The verified claims of a request's ``Authorization`` header value, or the Problem to
+    answer (401 ``token.*``; 503 ``auth.unconfigured`` when the service has no key)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("token.missing", "A bearer token is required.", "Bearer")
+    state = scope["app"].state
+    verifier = getattr(state, "token_verifier", None)
+    if not isinstance(verifier, TokenVerifier):
+        # Fail closed, and say why: the service was started without the issuer's public key.
+        detail = "The service has no token verification key configured."
+        raise Problem(503, "auth.unconfigured", detail)
+    audience: Audience | None = getattr(state, "token_audience", None)
+    try:
+        return verifier.verify(token.strip(), audience(scope) if audience else None)
+    except InvalidToken as error:
+        header = f'Bearer error="invalid_token", error_description="{error.code}"'
+        detail = f"The bearer token is not valid ({error.code})."
+        raise _unauthorized(error.code, detail, header) from None
 
 
 async def bearer_claims(
@@ -333,17 +376,10 @@ async def bearer_claims(
     """The verified claims of the request's ``Authorization: Bearer`` token, or a 401 problem."""
     if credentials is None:
         raise _unauthorized("token.missing", "A bearer token is required.", "Bearer")
-    verifier = getattr(request.app.state, "token_verifier", None)
-    if not isinstance(verifier, TokenVerifier):
-        # Fail closed, and say why: the service was started without the issuer's public key.
-        detail = "The service has no token verification key configured."
-        raise Problem(503, "auth.unconfigured", detail)
-    try:
-        return verifier.verify(credentials.credentials)
-    except InvalidToken as error:
-        header = f'Bearer error="invalid_token", error_description="{error.code}"'
-        detail = f"The bearer token is not valid ({error.code})."
-        raise _unauthorized(error.code, detail, header) from None
+    guarded = request.scope.get(CLAIMS_SCOPE_KEY)
+    if isinstance(guarded, Claims):  # verified by the request guard before the body was read
+        return guarded
+    return authenticate(request.scope, f"Bearer {credentials.credentials}")
 
 
 BearerClaims = Annotated[Claims, Depends(bearer_claims)]

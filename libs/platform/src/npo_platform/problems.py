@@ -93,10 +93,15 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem.response()
 
 
+TOO_LARGE = "request.too_large"
+_CODES = {413: (TOO_LARGE, "The request body is larger than this route accepts.")}
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return Problem(exc.status_code, f"http.{exc.status_code}", detail, headers=exc.headers).response()
+    code, detail = _CODES.get(exc.status_code, (f"http.{exc.status_code}", detail))
+    return Problem(exc.status_code, code, detail, headers=exc.headers).response()
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
 
-from npo_platform.identity import CachingTokenVerifier, TokenVerifier, load_token_verifier
+from npo_platform.guard import RequestGuard
+from npo_platform.identity import Audience, CachingTokenVerifier, TokenVerifier, load_token_verifier
 from npo_platform.problems import install_problem_handlers
 from npo_platform.settings import PlatformSettings
 from npo_platform.telemetry import configure_logging, configure_tracing, server_telemetry
@@ -41,19 +42,27 @@ def create_service_app(
     distribution: str,
     lifespan: Lifespan | None = None,
     token_verifier: TokenVerifier | None = None,
+    token_audience: Audience | None = None,
 ) -> FastAPI:
     """A FastAPI app with the platform's conventions; the service adds its routers.
 
     ``token_verifier`` defaults to the configured public key (NPO_JWT_PUBLIC_KEY_PATH, else
     the local issuer's key in the state dir); without one every authenticated route fails.
+    ``token_audience`` names the audience a request's token must carry when it is not the
+    verifier's (routes answering tokens bound to them). Every request passes the request guard
+    (authentication before a body is read, rate limits: ``npo_platform.guard``); a body is at
+    most ``settings.max_body_bytes`` unless ``guard.allow_bodies`` says more for its path (413).
     """
     app = FastAPI(title=title, version=version(distribution), lifespan=lifespan,
                   telemetry=server_telemetry(excluded_paths=("/health",)))
     app.state.settings = settings
     verifier = token_verifier or _configured_verifier(settings)
     app.state.token_verifier = CachingTokenVerifier(verifier) if verifier else None
+    app.state.token_audience = token_audience
     install_problem_handlers(app)
-    app.add_middleware(
+    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes,
+                       per_user=settings.rate_limit_user, per_client=settings.rate_limit_client)
+    app.add_middleware(  # outermost: preflights and refusals alike carry the CORS headers
         CORSMiddleware, allow_origin_regex=settings.web_origin_regex, allow_credentials=False,
         allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
@@ -84,8 +93,10 @@ def serve(app: FastAPI | str, host: str, port: int, workers: int = 1) -> None:
     ``app`` is the application, or the import path of a factory (``"pkg.main:served_app"``)
     that each of ``workers`` server processes calls to build its own.
     """
+    # log_config=None: uvicorn's own loggers (its access log too) write through the platform's
+    # JSON handler, which masks personal identity numbers (telemetry.configure_logging).
     uvicorn.run(app, factory=isinstance(app, str), host=host, port=port, workers=workers,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, log_config=None)
 
 
 def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:

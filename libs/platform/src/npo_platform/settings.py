@@ -115,6 +115,13 @@ class PlatformSettings(BaseSettings):
         validation_alias=_shared("NPO_WEB_ORIGIN_REGEX"),
     )
 
+    # Requests (each service's own ``<PREFIX>_…`` variables). A body larger than this is refused
+    # with 413 unless its route allows more; rates per user and per client system
+    # (``"20/second;600/minute"``, per replica; empty: no limit) are refused with 429.
+    max_body_bytes: int = Field(64 * 1024, ge=1)
+    rate_limit_user: str = "20/second;600/minute"
+    rate_limit_client: str = "1000/second"
+
     @model_validator(mode="after")
     def _local_cluster_bootstrap(self) -> Self:
         if "kafka_bootstrap_servers" not in self.model_fields_set:

@@ -24,6 +24,8 @@ from pythonjsonlogger.json import JsonFormatter
 _PNR_LIKE = re.compile(r"(?<!\d)(\d{8})[-+]?(\d{4})(?!\d)")
 _REDACTED = "[pnr-redacted]"
 _WIRE_LOGGERS = ("aiokafka", "kafka")
+# uvicorn's loggers; the access log's lines hold each request's path and query string.
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def redact(text: str) -> str:
@@ -175,3 +177,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # never wanted in a health-care service's logs, whatever level the service runs at.
     for wire_logger in _WIRE_LOGGERS:
         logging.getLogger(wire_logger).setLevel(max(logging.INFO, root.level))
+    # The HTTP server's lines go through the same handler: masked like every other line.
+    for server_logger in map(logging.getLogger, _SERVER_LOGGERS):
+        server_logger.handlers[:] = []
+        server_logger.propagate = True

@@ -152,6 +152,7 @@ class RegisterRequest(_Strict):
 
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+REGISTER_MAX_BODY = 8 * 1024 * 1024  # 10,000 persons
 
 
 async def _page(svc: AuditServices, body: SearchRequest) -> tuple[list[Record], dict[str, list[str]]]:

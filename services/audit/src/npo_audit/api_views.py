@@ -121,6 +121,11 @@ def decode_cursor(token: str | None) -> Cursor | None:
         return None
     try:
         moment, event_id = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
-        return Cursor(datetime.fromisoformat(moment), event_id)
+        at = datetime.fromisoformat(moment)
+        # What encode_cursor writes: an aware time and an event id of printable characters
+        # (anything else, a NUL above all, must not reach the database).
+        if at.tzinfo is None or not event_id or not event_id.isprintable() or len(event_id) > 200:
+            raise ValueError(token)
+        return Cursor(at, event_id)
     except ValueError:
         raise Problem(422, "cursor.invalid", "The cursor is not one this service issued.") from None

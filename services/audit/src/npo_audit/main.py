@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from npo_platform.contracts import AccessEvent, ConsentEvent
 from npo_platform.db import apply_migrations, create_pool
+from npo_platform.guard import allow_bodies
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import BatchHandler, EventConsumer, EventPublisher, Received
 from npo_platform.kafka_admin import ensure_event_topics
@@ -27,7 +28,7 @@ from npo_platform.service import configure_process, create_service_app, freeze_s
 from npo_platform.topics import Topic
 from npo_platform.web import mount_web
 
-from .api import AuditServices, router
+from .api import REGISTER_MAX_BODY, AuditServices, router
 from .api_statistics import router as statistics_router
 from .config import AuditSettings
 from .domain_rules import RuleBook, RuleSettings
@@ -173,6 +174,7 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
         token_verifier=token_verifier,
     )
     app.include_router(router)
+    allow_bodies(app, {"/audit/register": REGISTER_MAX_BODY})
     app.include_router(statistics_router)
     app.include_router(fhir_search_router)
     mount_web(app, WEB_PAGES, service="audit", links={"index": config.index_url})

@@ -41,6 +41,7 @@ from .service import ConsentService
 # records a caller may touch within the role is the use case's rule (domain_commands.py).
 BlockingClaims = Annotated[Claims, Depends(require_roles(Role.CLINICIAN, Role.PATIENT))]
 router = APIRouter(prefix="/v1")
+DECISION_MAX_BODY = 2 * 1024 * 1024  # up to 5,000 engagements
 
 
 async def _service(request: Request) -> ConsentService:

@@ -17,13 +17,14 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from npo_platform.contracts import AccessEvent
+from npo_platform.guard import allow_bodies
 from npo_platform.kafka import BatchPublisher, EventConsumer, EventPublisher
 from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.outbox import OutboxRelay
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, Topic
 
-from .api import router
+from .api import DECISION_MAX_BODY, router
 from .config import ConsentSettings
 from .events import ConsentOutbox, access_handler
 from .service import Clock, ConsentService, utc_now
@@ -80,6 +81,7 @@ def create_app(
         config, title="NPO consent and access decisions", distribution="npo-consent", lifespan=lifespan
     )
     app.include_router(router)
+    allow_bodies(app, {"/v1/decisions": DECISION_MAX_BODY})
     return app
 
 

@@ -1,8 +1,8 @@
 """HTTP (JSON): FindContent, coverage statistics, producer ingest and the organisation directory.
 Parses, calls a use case (service.py), renders; no SQL here (riv.py is the RIV-TA front end).
 
-Roles: FindContent and coverage need ``operator`` or ``admin``. The platform has no system role
-for service-to-service calls yet; the query service calls with an ``admin`` token meanwhile.
+Roles: coverage needs ``system``, ``operator`` or ``admin``; FindContent answers only the
+aggregating systems and ingest only producers for themselves (access.py, the rules of both).
 Patient ids travel in request bodies only, never in URLs.
 """
 
@@ -18,18 +18,20 @@ from pydantic_core import to_json
 from npo_engagement import InvalidUpdate
 from npo_platform.categories import CATEGORIES
 from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
-from npo_platform.identity import Claims, ProducerClaims, Role, require_roles
+from npo_platform.identity import BearerClaims, Claims, ProducerClaims, Role, require_roles
 from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 from npo_producer import EngagementProducer
 
+from .access import Caller, Refused
 from .directory import Directory, Names, names
 from .domain import ControllerCoverage, Record, coverage_report
-from .service import NotOwner, find_engagements, publish_transactions
+from .service import find_engagements, publish_transactions
 from .store import FindQuery, IndexStore
 
 router = APIRouter()
-# Who may ask FindContent and read coverage; the RIV-TA FindContent (riv.py) asks the same.
+# Who may read coverage, and ask FindContent before its own rule (access.check_lookup) applies;
+# the RIV-TA FindContent (riv.py) asks the same.
 READER_ROLES = (Role.SYSTEM, Role.OPERATOR, Role.ADMIN)
 ReaderClaims = Annotated[Claims, Depends(require_roles(*READER_ROLES))]
 OperatorOrAdmin = Annotated[Claims, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
@@ -37,6 +39,7 @@ OperatorOrAdmin = Annotated[Claims, Depends(require_roles(Role.OPERATOR, Role.AD
 PAGE_ROLES = (Role.CLINICIAN, Role.COMPLIANCE_OFFICER, Role.PATIENT, Role.OPERATOR, Role.ADMIN)
 PageReader = Annotated[Claims, Depends(require_roles(*PAGE_ROLES))]
 _CONTENT_TIME = r"^[0-9]{14}$"
+INGEST_MAX_BODY = 2 * 1024 * 1024  # 1000 transactions of engagements at their field limits
 _KEY_HEX = 64  # a page token: the last engagement's key (32 bytes) and its service domain, in hex
 _ServiceDomain = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
 
@@ -144,14 +147,15 @@ def _producer(request: Request, claims: Claims) -> EngagementProducer:
 
 
 @router.post("/find-content", tags=["index"], response_model=FindContentResponse)
-async def find_content(body: FindContentRequest, request: Request, _: ReaderClaims) -> Response:
+async def find_content(body: FindContentRequest, request: Request, claims: BearerClaims) -> Response:
     """EI's FindContent with paging: pass ``nextPageToken`` back as ``pageToken``.
 
     ``serviceDomains`` instead of ``serviceDomain`` answers for several domains at once (the
     query service's overview of all categories: one call instead of eight). The answer is
     built as JSON-ready values and serialised once (FindContentResponse documents it): a model
     per engagement and FastAPI's check of them were a large share of the index's CPU per call."""
-    limit = min(body.page_size, request.app.state.settings.find_content_max_page)
+    settings = request.app.state.settings
+    limit = min(body.page_size, settings.find_content_max_page)
     domains = body.domains()
     filters = body.model_dump(exclude={"page_size", "page_token", "most_recent_content",
                                        "service_domain", "service_domains"})
@@ -163,7 +167,11 @@ async def find_content(body: FindContentRequest, request: Request, _: ReaderClai
         after=_cursor(body.page_token, domains) if body.page_token else None,
         limit=limit + 1,
     )
-    found = await find_engagements(_store(request), query)
+    try:
+        found = await find_engagements(_store(request), Caller.of(claims), query,
+                                       settings.find_content_systems)
+    except Refused as refused:
+        raise _problem(refused) from None
     page = found[:limit]
     token = _page_token(page[-1]) if len(found) > limit else None
     answer = {"engagements": [_out(r) for r in page], "nextPageToken": token}
@@ -197,14 +205,18 @@ async def ingest(body: IngestRequest, request: Request, claims: ProducerClaims) 
     producer = _producer(request, claims)
     try:
         event_ids = await publish_transactions(
-            producer, request.app.state.rules, claims.logical_addresses, transactions)
-    except NotOwner as error:
-        raise Problem(403, "producer.not_owner", str(error)) from None
+            producer, request.app.state.rules, Caller.of(claims), transactions)
+    except Refused as refused:
+        raise _problem(refused) from None
     except InvalidUpdate as error:
         raise Problem(
             422, error.codes[0], str(error), extensions={"codes": list(error.codes)}
         ) from None
     return IngestResponse(event_ids=event_ids)
+
+
+def _problem(refused: Refused) -> Problem:
+    return Problem(refused.status, refused.code, refused.detail, extensions={"codes": [refused.code]})
 
 
 def _transaction(body: TransactionBody) -> EngagementTransaction:

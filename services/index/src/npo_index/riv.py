@@ -27,10 +27,11 @@ from npo_rivta.endpoint import Answer, Call, Responder, serve
 from npo_rivta.headers import logical_address
 from npo_rivta.soap import Envelope, SoapFault
 
+from .access import Caller, Refused
 from .api import READER_ROLES
 from .config import IndexSettings
 from .domain import Record
-from .service import Notifications, NotOwner, find_all, publish_notification, publish_transactions
+from .service import Notifications, find_all, publish_notification, publish_transactions
 from .store import FindQuery, IndexStore
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,12 @@ async def _update(call: Call) -> Answer:
         tx.engagement.owner = ""  # Update R6: this index owns what it is sent
     producer: EngagementProducer = request.app.state.producer_factory(claims.sub)
     try:
-        await publish_transactions(producer, request.app.state.rules, claims.logical_addresses,
+        await publish_transactions(producer, request.app.state.rules, Caller.of(claims),
                                    transactions)
     except InvalidUpdate as error:
         raise _ei_fault(error, transactions, _settings(request)) from None
-    except NotOwner as error:
-        raise SoapFault("producer.not_owner", str(error)) from None
+    except Refused as refused:
+        raise SoapFault(refused.code, refused.detail) from None
     return Answer(ei.result_response(UPDATE))
 
 
@@ -80,7 +81,11 @@ async def _find_content(call: Call) -> Answer:
         limit=settings.find_content_max_page,
     )
     store: IndexStore = request.app.state.store
-    found = await find_all(store, query, at_most=settings.riv_find_content_max)
+    try:
+        found = await find_all(store, Caller.of(call.claims), query, settings.find_content_systems,
+                               at_most=settings.riv_find_content_max)
+    except Refused as refused:
+        raise SoapFault(refused.code, refused.detail) from None
     if found is None:
         raise SoapFault("EI000", "A technical error has occurred, error message: more than "
                         f"{settings.riv_find_content_max} engagements match; narrow the question.")
@@ -106,12 +111,14 @@ def _max_bytes(request: Request) -> int:
     return _settings(request).riv_max_body_bytes
 
 
-for _interaction, _roles, _handler in (
+_RESPONDERS = (
     (UPDATE, (Role.PRODUCER,), _update),
     (PROCESS_NOTIFICATION, (Role.SYSTEM, Role.ADMIN), _process_notification),
     (FIND_CONTENT, READER_ROLES, _find_content),
-):
+)
+for _interaction, _roles, _handler in _RESPONDERS:
     serve(router, Responder(_interaction, _roles, _handler, _check, _max_bytes, log))
+PATHS = frozenset(i.path for i, _, _ in _RESPONDERS)  # the request guard's refusals: faults
 
 
 def _counted(transactions: list[EngagementTransaction]) -> list[EngagementTransaction]:

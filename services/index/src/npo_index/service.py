@@ -16,30 +16,21 @@ from npo_platform.kafka import EventPublisher
 from npo_platform.topics import Topic
 from npo_producer import EngagementProducer, split_per_patient
 
+from .access import Caller, check_lookup, check_publisher
 from .domain import Record
 from .store import FindQuery, IndexStore
 
 
-class NotOwner(Exception):
-    """Engagements name logical addresses the producer's token does not list."""
-
-    def __init__(self, foreign: int) -> None:
-        super().__init__(f"{foreign} logical address(es) are not among the token's logical_addresses.")
-        self.foreign = foreign
-
-
 async def publish_transactions(
-    producer: EngagementProducer, rules: Rules, logical_addresses: frozenset[str],
+    producer: EngagementProducer, rules: Rules, caller: Caller,
     transactions: Sequence[EngagementTransaction],
 ) -> list[str]:
     """A producer's transactions: validated as one request (InvalidUpdate with every code, each
-    violation numbered by its place in the request), its own logical addresses only (NotOwner),
-    split per patient, on the updates topic; returns once the broker acknowledged every
-    message."""
+    violation numbered by its place in the request), the producer's own logical addresses and
+    care giver only (access.Refused: ``producer.not_owner``, ``EI008``), split per patient, on
+    the updates topic; returns once the broker acknowledged every message."""
     validate(transactions, rules, producer.source_system)
-    foreign = {t.engagement.logical_address for t in transactions} - logical_addresses
-    if foreign:
-        raise NotOwner(len(foreign))
+    check_publisher(caller, transactions)
     return await producer.send(split_per_patient(producer.source_system, transactions))
 
 
@@ -115,18 +106,23 @@ def _patient(update: EngagementUpdate) -> str:
     return update.transactions[0].engagement.registered_resident_identification
 
 
-async def find_engagements(store: IndexStore, query: FindQuery) -> list[Record]:
+async def find_engagements(store: IndexStore, caller: Caller, query: FindQuery,
+                           aggregating_systems: frozenset[str]) -> list[Record]:
     """FindContent: one page (``query.limit``) of the patient's live engagements in
-    (service domain, key) order."""
+    (service domain, key) order, for an aggregating system only (access.Refused otherwise:
+    nothing is read for a refused caller)."""
+    check_lookup(caller, aggregating_systems)
     return await store.find(query)
 
 
-async def find_all(store: IndexStore, query: FindQuery, *, at_most: int) -> list[Record] | None:
+async def find_all(store: IndexStore, caller: Caller, query: FindQuery,
+                   aggregating_systems: frozenset[str], *, at_most: int) -> list[Record] | None:
     """Every engagement FindContent matches, page by page; None when more than ``at_most``."""
+    check_lookup(caller, aggregating_systems)
     found: list[Record] = []
     page = replace(query, limit=min(query.limit, at_most + 1))
     while True:
-        batch = await find_engagements(store, page)
+        batch = await store.find(page)
         found += batch
         if len(found) > at_most:
             return None

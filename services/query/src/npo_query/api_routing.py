@@ -19,6 +19,8 @@ from .routing import ALL_CATEGORIES, Authorisation, InvalidRouting, Route
 from .service import RoutingService
 
 router = APIRouter(prefix="/v1/routing", tags=["routing"])
+TABLE_MAX_BODY = 4 * 1024 * 1024  # a whole nation's routes or authorisations in one request
+TABLE_PATHS = ("/v1/routing/routes", "/v1/routing/authorisations")
 T = TypeVar("T")
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
+import aiohttp.abc
 from opentelemetry import propagate
 from opentelemetry.context import Context
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -151,10 +152,11 @@ def _policy(out: RecordPolicyOut) -> RecordPolicy:
                         frozenset(out.unit_blocked_care_givers))
 
 
-def pooled_session(max_connections: int) -> aiohttp.ClientSession:
+def pooled_session(max_connections: int,
+                   resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
     """A pooled session for many hosts (producers, or the platform services): no cookie jar
     (a caller's cookies are never sent anywhere; tokens go in each call's headers)."""
-    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0)
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, resolver=resolver)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 

@@ -34,6 +34,9 @@ class QuerySettings(ServiceSettings):
     # A system token to use as is; when empty one is signed with the local issuer's key.
     system_token: str = ""
     routing_file: Path | None = None
+    # Routes may point at this machine (127.0.0.0/8, ::1, localhost): the local stack's
+    # simulated producers; off in production. Link-local addresses are never allowed.
+    allow_loopback_routes: bool = False
     # Per producer: connect, and the whole call including continuation pages.
     producer_connect_timeout_s: float = 1.0
     producer_timeout_s: float = 5.0

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.abc
 from fastapi import FastAPI
 
 from npo_platform.contracts import ConsentEvent, IndexChanges
 from npo_platform.db import apply_migrations, create_pool
+from npo_platform.guard import allow_bodies
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import EventConsumer, EventPublisher
 from npo_platform.kafka_admin import ensure_event_topics
@@ -39,13 +41,14 @@ from .clients import (
 )
 from .config import QuerySettings
 from .events import invalidating, pushing
-from .producers import HttpProducerClient, ProducerClient
+from .producers import GuardedResolver, HttpProducerClient, ProducerClient, ProducerTokenSource
 from .producers_riv import ByProtocol, RivProducerClient
 from .push import Hub, PushService
+from .routing import EndpointPolicy
 from .service import OverviewService, RoutingService, Timeouts
 from .store import RoutingStore
 from .store_pg import PostgresRoutingStore
-from .tokens import token_source
+from .tokens import producer_token_source, token_source
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
 
@@ -60,6 +63,7 @@ class Parts:
     routing_store: RoutingStore | None = None
     publisher: EventPublisher | None = None
     tokens: TokenSource | None = None
+    producer_tokens: ProducerTokenSource | None = None
     offset_reset: str = "latest"
 
 
@@ -72,6 +76,7 @@ def create_app(settings: QuerySettings | None = None, *, parts: Parts | None = N
                              token_verifier=token_verifier)
     for router in (api.router, api.push_router, api_routing.router, riv.router, fhir_api.router):
         app.include_router(router)
+    allow_bodies(app, dict.fromkeys(api_routing.TABLE_PATHS, api_routing.TABLE_MAX_BODY))
     browser_links = {"consent": config.consent_public_url or config.consent_url,
                      "index": config.index_public_url or config.index_url}  # the directory's names
     mount_web(app, WEB_PAGES, service="query", links=browser_links)
@@ -97,7 +102,8 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
         await ensure_event_topics(settings.kafka_bootstrap_servers, topics)
     publisher = parts.publisher or await _publisher(settings, stack)
     store = parts.routing_store or await _store(settings, stack)
-    routing = RoutingService(store)
+    policy = EndpointPolicy(allow_loopback=settings.allow_loopback_routes)
+    routing = RoutingService(store, policy=policy)
     if settings.routing_file is not None:
         await routing.load_file(settings.routing_file)
     cache = DecisionCache(settings.decision_cache_ttl_s, settings.decision_cache_size)
@@ -105,7 +111,9 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
                                                  settings.consent_timeout_s)
     index = parts.index or HttpIndexClient(http, settings.index_url, tokens,
                                            settings.index_timeout_s, settings.index_page_size)
-    producers = parts.producers or _producers(settings, _session(settings, stack), tokens)
+    producers = parts.producers or _producers(
+        settings, _session(settings, stack, GuardedResolver(policy)),
+        parts.producer_tokens or producer_token_source(settings))
     timeouts = Timeouts(settings.producer_timeout_s, settings.overall_deadline_s)
     auditor = Auditor(publisher, settings.access, settings.service_name, settings.audit_timeout_s)
     overviews = OverviewService(index, consent, producers, routing.table, cache, auditor,
@@ -118,8 +126,9 @@ async def _wire(app: FastAPI, settings: QuerySettings, parts: Parts,
 
 
 def _producers(settings: QuerySettings, session: aiohttp.ClientSession,
-               tokens: TokenSource) -> ProducerClient:
-    """One port, one adapter per protocol the routing table names."""
+               tokens: ProducerTokenSource) -> ProducerClient:
+    """One port, one adapter per protocol the routing table names; each call carries a token
+    bound to its producer's endpoint."""
     json = HttpProducerClient(
         session, tokens, connect_timeout_s=settings.producer_connect_timeout_s,
         page_size=settings.producer_page_size, max_pages=settings.max_pages_per_producer)
@@ -128,8 +137,9 @@ def _producers(settings: QuerySettings, session: aiohttp.ClientSession,
     return ByProtocol(json, rivta)
 
 
-def _session(settings: QuerySettings, stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
-    session = pooled_session(settings.max_connections)
+def _session(settings: QuerySettings, stack: contextlib.AsyncExitStack,
+             resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
+    session = pooled_session(settings.max_connections, resolver)
     stack.push_async_callback(session.close)
     return session
 

@@ -6,21 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
+from ipaddress import ip_address
 from typing import Any, Protocol
 
 import aiohttp
+import aiohttp.abc
+from aiohttp.abc import ResolveResult
 from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from yarl import URL
 
-from .clients import TokenSource, traced_headers
+from .clients import traced_headers
 from .domain import Cause, Record, Status, Target, TargetResult
+from .routing import EndpointPolicy
 
 tracer = trace.get_tracer(__name__)
+
+
+ProducerTokenSource = Callable[[str], str]  # a producer's endpoint -> a token bound to it
 
 
 class ProducerClient(Protocol):
@@ -86,7 +94,7 @@ class HttpProducerClient:
     this call; its context goes to the producer in the W3C headers all the same).
     """
 
-    def __init__(self, http: aiohttp.ClientSession, token: TokenSource, *,
+    def __init__(self, http: aiohttp.ClientSession, token: ProducerTokenSource, *,
                  connect_timeout_s: float, page_size: int, max_pages: int) -> None:
         self._http, self._token = http, token
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
@@ -102,7 +110,7 @@ class HttpProducerClient:
                         "npo.category": target.category, "url.full": text},
         )
         try:
-            result = await self._fetch(url, span, target, patient_id, budget_s, began)
+            result = await self._fetch(endpoint, url, span, target, patient_id, budget_s, began)
             span.set_attribute("npo.status", result.status.value)
             if result.cause:
                 span.set_attribute("npo.cause", result.cause)
@@ -114,12 +122,13 @@ class HttpProducerClient:
         finally:
             span.end()
 
-    async def _fetch(self, url: URL, span: trace.Span, target: Target, patient_id: str,
-                     budget_s: float, began: float) -> TargetResult:
+    async def _fetch(self, endpoint: str, url: URL, span: trace.Span, target: Target,
+                     patient_id: str, budget_s: float, began: float) -> TargetResult:
         pages: list[_Page] = []
         try:
             async with asyncio.timeout(budget_s):
-                await self._pages(url, trace.set_span_in_context(span), target, patient_id, pages)
+                await self._pages(endpoint, url, trace.set_span_in_context(span), target, patient_id,
+                                  pages)
         except TimeoutError:  # aiohttp's connect timeout is a TimeoutError too
             return _failed(target, Cause.TIMEOUT, began, pages)
         except _HttpFailure as failure:
@@ -138,11 +147,11 @@ class HttpProducerClient:
     def _url(self, endpoint: str, category: str) -> tuple[URL, str]:
         return _url(endpoint, category)
 
-    async def _pages(self, url: URL, traced: Context, target: Target, patient_id: str,
-                     into: list[_Page]) -> None:
+    async def _pages(self, endpoint: str, url: URL, traced: Context, target: Target,
+                     patient_id: str, into: list[_Page]) -> None:
         body: dict[str, Any] = {"patientId": patient_id, "pageSize": self._page_size}
-        while True:
-            headers = traced_headers(self._token(), traced) | {"Content-Type": "application/json"}
+        while True:  # the token is bound to this producer's endpoint (tokens.ProducerTokens)
+            headers = traced_headers(self._token(endpoint), traced) | {"Content-Type": "application/json"}
             async with self._http.post(url, data=json.dumps(body).encode(), headers=headers,
                                        timeout=self._timeout) as answer:
                 if answer.status != 200:
@@ -158,6 +167,27 @@ class HttpProducerClient:
             if len(into) >= self._max_pages:
                 raise InvalidAnswer  # a producer that never stops paging
             body["continuationToken"] = page.continuation_token
+
+
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Name resolution for the producers' pool: a name that resolves only to addresses a route
+    may not name (routing.EndpointPolicy: link-local, loopback unless allowed, ...) is not
+    connected to, so a route cannot reach them through DNS either. (Addresses written in a
+    route are checked when it is stored; aiohttp resolves only names.)"""
+
+    def __init__(self, policy: EndpointPolicy) -> None:
+        self._inner, self._policy = aiohttp.ThreadedResolver(), policy
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        allowed = [r for r in found if not self._policy.forbids(ip_address(r["host"]))]
+        if not allowed:
+            raise OSError(f"{host} resolves only to addresses a producer may not have")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 @lru_cache(maxsize=100_000)

@@ -23,15 +23,22 @@ from npo_rivta.records import ReadContract, documents, request, result_code
 from npo_rivta.soap import CONTENT_TYPE, SoapFault, envelope, read_envelope
 from npo_rivta.xml import XmlRejected, parse
 
-from .clients import TokenSource, traced_headers
+from .clients import traced_headers
 from .domain import Target, TargetResult
-from .producers import HttpProducerClient, InvalidAnswer, ProducerClient, _HttpFailure, _Page
+from .producers import (
+    HttpProducerClient,
+    InvalidAnswer,
+    ProducerClient,
+    ProducerTokenSource,
+    _HttpFailure,
+    _Page,
+)
 
 
 class RivProducerClient(HttpProducerClient):
     """Calls one read contract per target, once (the contracts have no paging)."""
 
-    def __init__(self, http: aiohttp.ClientSession, token: TokenSource, *,
+    def __init__(self, http: aiohttp.ClientSession, token: ProducerTokenSource, *,
                  connect_timeout_s: float, consumer_system: str) -> None:
         super().__init__(http, token, connect_timeout_s=connect_timeout_s, page_size=1,
                          max_pages=1)
@@ -40,12 +47,13 @@ class RivProducerClient(HttpProducerClient):
     def _url(self, endpoint: str, category: str) -> tuple[URL, str]:
         return _parsed(endpoint)
 
-    async def _pages(self, url: URL, traced: Context, target: Target, patient_id: str,
-                     into: list[_Page]) -> None:
+    async def _pages(self, endpoint: str, url: URL, traced: Context, target: Target,
+                     patient_id: str, into: list[_Page]) -> None:
         contract = READ_CONTRACTS[target.category]
         data = envelope(request(contract, patient_id, source_system=target.source_system),
                         [logical_address_header(target.logical_address)])
-        headers = traced_headers(self._token(), traced) | {
+        # The token's audience is this responder's URL (tokens.ProducerTokens), as for JSON.
+        headers = traced_headers(self._token(endpoint), traced) | {
             "Content-Type": CONTENT_TYPE, ORIGINAL_CONSUMER: self._consumer,
             "SOAPAction": f'"{contract.interaction.soap_action}"'}
         async with self._http.post(url, data=data, headers=headers, timeout=self._timeout) as answer:

@@ -15,15 +15,19 @@ address then travels in the SOAP header). For that category it takes the place o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from npo_platform.categories import by_key
 from npo_rivta.read_contracts import READ_CONTRACTS
 
 ALL_CATEGORIES = "*"
+IPAddress = IPv4Address | IPv6Address
 
 
 class InvalidRouting(ValueError):
@@ -54,12 +58,31 @@ class Authorisation:
     category: str  # a category key or ALL_CATEGORIES
 
 
-def check_route(route: Route) -> Route:
+@dataclass(frozen=True, slots=True)
+class EndpointPolicy:
+    """Where a producer may be: never a link-local, multicast, reserved or unspecified address
+    (a cloud's metadata service is link-local); this machine only for the local stack."""
+
+    allow_loopback: bool = False
+
+    def forbids(self, address: IPAddress) -> bool:
+        address = getattr(address, "ipv4_mapped", None) or address
+        if address.is_loopback:
+            return not self.allow_loopback
+        return (address.is_link_local or address.is_multicast or address.is_unspecified
+                or address.is_reserved)
+
+
+STRICT = EndpointPolicy()  # production's: nothing on this machine
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+# 0x7f000001, 2130706433, 0177.1, 127.1: numbers that name an address without looking like it
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?$", re.IGNORECASE)
+
+
+def check_route(route: Route, policy: EndpointPolicy = STRICT) -> Route:
     if not route.logical_address.strip() or route.logical_address != route.logical_address.strip():
         raise InvalidRouting("routing.address_invalid", "A logical address is required, untrimmed.")
-    if not route.endpoint.startswith(("http://", "https://")):
-        raise InvalidRouting("routing.endpoint_invalid", "An endpoint is an http(s) URL.")
-    endpoint = route.endpoint.rstrip("/")
+    endpoint = check_endpoint(route.endpoint, policy)
     if route.protocol == JSON and route.category is None:
         return Route(route.logical_address, endpoint, route.social_services)
     contract = READ_CONTRACTS.get(route.category or "")
@@ -70,6 +93,41 @@ def check_route(route: Route) -> Route:
         raise InvalidRouting("routing.endpoint_invalid",
                              f"A rivta route's endpoint ends with {contract.interaction.path}.")
     return Route(route.logical_address, endpoint, route.social_services, route.category, RIVTA)
+
+
+def check_endpoint(endpoint: str, policy: EndpointPolicy) -> str:
+    """The endpoint as stored, when it is an http(s) URL the query service may send a token to.
+
+    The routing table decides where the aggregating system's requests (and their tokens) go, so
+    an entry is an allow-listed URL: http or https, a host and an optional port, a path; no
+    user information, query, fragment, whitespace or control characters, and no host written
+    as a number other than a canonical address."""
+    invalid = InvalidRouting("routing.endpoint_invalid", "An endpoint is an http(s) URL with a "
+                             "host and a path only: no user information, query or fragment.")
+    try:
+        url = urlsplit(endpoint)
+        url.port  # noqa: B018 - a port that is not a number raises ValueError
+    except ValueError:
+        raise invalid from None
+    host = url.hostname
+    if (url.scheme not in ("http", "https") or not host or _CONTROL.search(endpoint)
+            or "@" in url.netloc or "?" in endpoint or "#" in endpoint):
+        raise invalid
+    if _forbidden_host(host, policy):
+        raise InvalidRouting("routing.endpoint_forbidden", "An endpoint may not be on a link-local, "
+                             "loopback (unless configured), multicast or reserved address.")
+    return endpoint.rstrip("/")
+
+
+def _forbidden_host(host: str, policy: EndpointPolicy) -> bool:
+    try:
+        address = ip_address(host)
+    except ValueError:
+        if _NUMERIC_HOST.match(host):
+            return True  # a number that is not a canonical address hides where it points
+        loopback = host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost")
+        return loopback and not policy.allow_loopback
+    return policy.forbids(address)
 
 
 def check_authorisation(authorisation: Authorisation) -> Authorisation:
@@ -123,13 +181,13 @@ class RoutingTable:
 EMPTY = RoutingTable({}, frozenset())
 
 
-def parse_file(path: Path) -> tuple[list[Route], list[Authorisation]]:
+def parse_file(path: Path, policy: EndpointPolicy) -> tuple[list[Route], list[Authorisation]]:
     """Read a routing file: ``{"routes": [{logical_address, endpoint, social_services?,
     category?, protocol?}], "authorisations": [{consumer_system, logical_address, categories:
     [...] or "*"}]}``."""
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     routes = [check_route(Route(r["logical_address"], r["endpoint"], r.get("social_services") is True,
-                                r.get("category"), r.get("protocol", JSON)))
+                                r.get("category"), r.get("protocol", JSON)), policy)
               for r in data.get("routes", [])]
     authorisations = [
         check_authorisation(Authorisation(a["consumer_system"], a["logical_address"], category))

@@ -58,7 +58,9 @@ from .domain import (
 )
 from .producers import ProducerClient
 from .routing import (
+    STRICT,
     Authorisation,
+    EndpointPolicy,
     Route,
     RoutingTable,
     check_authorisation,
@@ -364,8 +366,10 @@ class RoutingService:
     than ``refresh_s``, at once after a change made through this replica), and its changes.
     Overviews never wait on the database."""
 
-    def __init__(self, store: RoutingStore, refresh_s: float = 5.0) -> None:
+    def __init__(self, store: RoutingStore, refresh_s: float = 5.0,
+                 policy: EndpointPolicy = STRICT) -> None:
         self._store = store
+        self._policy = policy  # where routes may point (routing.check_endpoint)
         self._refresh = refresh_s
         self._table: RoutingTable | None = None
         self._loaded = 0.0
@@ -382,7 +386,7 @@ class RoutingService:
 
     async def put_routes(self, routes: Iterable[Route]) -> None:
         """Store every route, or none when one is invalid (InvalidRouting)."""
-        await self._store.put_routes([check_route(r) for r in routes])
+        await self._store.put_routes([check_route(r, self._policy) for r in routes])
         self._table = None
 
     async def delete_route(self, logical_address: str) -> bool:
@@ -401,7 +405,7 @@ class RoutingService:
         return found
 
     async def load_file(self, path: Path) -> tuple[int, int]:
-        routes, authorisations = parse_file(path)
+        routes, authorisations = parse_file(path, self._policy)
         await self._store.put_routes(routes)
         await self._store.put_authorisations(authorisations)
         self._table = None

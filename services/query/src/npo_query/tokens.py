@@ -1,9 +1,11 @@
-"""The query service's own system token, for the index and the producers.
+"""The query service's own system tokens: one for the platform's services (the index), and one
+per producer, bound to it.
 
-A configured token (QUERY_SYSTEM_TOKEN) is used as is. Otherwise, on the local stack, one is
-signed with the local issuer's key and renewed before it expires. Until the index accepts the
-``system`` role, the token also carries ``admin`` (the index's FindContent needs operator or
-admin); see the README's notes for the lead.
+The platform token: a configured one (QUERY_SYSTEM_TOKEN) is used as is; otherwise one is signed
+with the local issuer's key and renewed before it expires. A producer's token names that
+producer's endpoint (as the routing table gives it) as its audience and lives two minutes: a
+producer, or whoever a route points at, cannot replay it at the index, the consent or audit
+service, or at another producer. Producer tokens are always signed with the issuer's key.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from npo_platform.identity import PRIVATE_KEY_FILE, Principal, Role, issue_token
 from .config import QuerySettings
 
 TTL = timedelta(minutes=15)
+PRODUCER_TTL = timedelta(minutes=2)
 
 
 class SystemTokens:
@@ -32,6 +35,22 @@ class SystemTokens:
         return self._token
 
 
+class ProducerTokens:
+    """A callable returning a valid token for one producer's endpoint (its audience)."""
+
+    def __init__(self, private_key_pem: bytes, principal: Principal, ttl: timedelta = PRODUCER_TTL):
+        self._key, self._principal, self._ttl = private_key_pem, principal, ttl
+        self._tokens: dict[str, tuple[str, float]] = {}  # endpoint -> (token, renew at)
+
+    def __call__(self, endpoint: str) -> str:
+        found = self._tokens.get(endpoint)
+        if found is not None and time.monotonic() < found[1]:
+            return found[0]
+        token = issue_token(self._key, self._principal, self._ttl, audience=endpoint)
+        self._tokens[endpoint] = (token, time.monotonic() + self._ttl.total_seconds() / 2)
+        return token
+
+
 def system_principal(settings: QuerySettings) -> Principal:
     return Principal(sub=settings.system_hsa_id, name=settings.service_name,
                      roles=frozenset({Role.SYSTEM}))
@@ -40,5 +59,12 @@ def system_principal(settings: QuerySettings) -> Principal:
 def token_source(settings: QuerySettings) -> SystemTokens | str:
     if settings.system_token:
         return settings.system_token
-    key = (settings.keys_dir / PRIVATE_KEY_FILE).read_bytes()
-    return SystemTokens(key, system_principal(settings))
+    return SystemTokens(_signing_key(settings), system_principal(settings))
+
+
+def producer_token_source(settings: QuerySettings) -> ProducerTokens:
+    return ProducerTokens(_signing_key(settings), system_principal(settings))
+
+
+def _signing_key(settings: QuerySettings) -> bytes:
+    return (settings.keys_dir / PRIVATE_KEY_FILE).read_bytes()
