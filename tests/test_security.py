@@ -26,6 +26,7 @@ from npo_deploy.processes import free_port
 from npo_deploy.tokens import DEMO_GIVER, DEMO_UNIT
 from npo_platform.categories import by_number
 from npo_platform.identity import Principal, Role
+from npo_query.config import QuerySettings
 from npo_rivta.contracts import UPDATE
 from npo_rivta.headers import logical_address_header
 from npo_rivta.read_contracts import CARE_DOCUMENTATION
@@ -320,21 +321,31 @@ async def test_bodies_are_refused_before_they_are_read(nation: Nation) -> None:
         outcome = json.loads(body)
         assert outcome["resourceType"] == "OperationOutcome"
         assert (status, outcome["issue"][0]["details"]["coding"][0]["code"]) == expected
-    # ... RIV-TA a SOAP fault (the index's Update, a simulated producer's responder).
+    # ... RIV-TA a SOAP fault (the index's Update, the query's read contracts, a simulated
+    # producer's responder), with HTTP's own 413 where the body is too large.
     producer = nation.headers(nation.producer(next(iter(nation.source.nation.producers))))
+    read = CARE_DOCUMENTATION.interaction.path
     for url, path, cases in (
-        (nation.index, UPDATE.path, (({}, "token.missing"), (producer, "request.too_large"))),
-        (nation.simulator, CARE_DOCUMENTATION.interaction.path, (({}, "token.missing"),)),
+        (nation.index, UPDATE.path, (({}, 500, "token.missing"), (producer, 413, "request.too_large"))),
+        (nation.query, read, (({}, 500, "token.missing"), (bearer, 413, "request.too_large"))),
+        (nation.simulator, read, (({}, 500, "token.missing"),)),
     ):
-        for sent, code in cases:
+        for sent, expected, code in cases:
             status, _, body = await _answer_to_headers(url, path, ten_mb | sent)
             fault = read_fault(read_envelope(parse(body)))
-            assert (status, fault and fault.code) == (500, code), (url, path)
-    chunk = b"x" * (64 * 1024)  # a chunked body is counted as it arrives: refused past the limit
+            assert (status, fault and fault.code) == (expected, code), (url, path)
+    # A chunked body is counted as it arrives: refused past the limit, in the path's protocol.
     chunked = {"Transfer-Encoding": "chunked"} | bearer
-    status, _, _ = await _answer_to_headers(nation.query, "/v1/overview", chunked,
-                                            (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2)
-    assert status == 413
+    for path, chunk in (("/v1/overview", b"x" * (64 * 1024)), (read, b"x" * (600 * 1024))):
+        status, _, body = await _answer_to_headers(nation.query, path, chunked,
+                                                   (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2)
+        code = json.loads(body)["code"] if path == "/v1/overview" else _fault_code(body)
+        assert (status, code) == (413, "request.too_large"), path
+
+
+def _fault_code(body: bytes) -> str | None:
+    fault = read_fault(read_envelope(parse(body)))
+    return fault and fault.code
 
 
 # Finding 8 (low): NUL characters gave 500.
@@ -385,6 +396,23 @@ async def test_one_user_is_rate_limited_with_retry_after(nation: Nation, patient
         assert int(limited[0].headers["Retry-After"]) >= 1
         # ... one user only: another clinician's overview is answered meanwhile
         assert (await overview(http, nation, patient, OTHER)).status_code != 429
+
+
+async def test_a_rivta_reader_is_rate_limited_with_a_fault_and_retry_after(
+    nation: Nation, patient: str
+) -> None:
+    flooder = OTHER.model_copy(update={"sub": "SE2321000099-L003"})
+    soap = envelope(request(CARE_DOCUMENTATION, patient),
+                    [logical_address_header(QuerySettings().riv_logical_address)])
+    headers = nation.headers(flooder) | {"Content-Type": CONTENT_TYPE}
+    url = f"{nation.query}{CARE_DOCUMENTATION.interaction.path}"
+    async with httpx.AsyncClient(timeout=60) as http:
+        answers = await asyncio.gather(*(http.post(url, content=soap, headers=headers)
+                                         for _ in range(40)))
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, [a.status_code for a in answers]
+    assert _fault_code(limited[0].content) == "rate.limited"  # a fault: the path speaks SOAP
+    assert int(limited[0].headers["Retry-After"]) >= 1
 
 
 # Finding 10 (low): identity numbers in the HTTP server's access log. A service process as

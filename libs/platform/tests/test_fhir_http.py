@@ -29,7 +29,11 @@ def _app() -> FastAPI:
 
     @router.get("/http")
     async def http() -> None:
-        raise HTTPException(413, "Too big")
+        raise HTTPException(405, "Not here")
+
+    @router.get("/too-large")
+    async def too_large() -> None:  # as the request guard raises it past a chunked body's limit
+        raise HTTPException(413)
 
     @router.get("/crash")
     async def crash() -> None:
@@ -54,7 +58,8 @@ async def test_errors_of_fhir_routes_are_operation_outcomes_with_the_problem_cod
         "/fhir/problem": (401, "login", "token.missing", "error"),
         "/fhir/unsupported": (400, "not-supported", "search.parameter_unsupported", "error"),
         "/fhir/typed?n=x": (400, "invalid", "request.invalid", "error"),
-        "/fhir/http": (413, "too-long", "http.413", "error"),
+        "/fhir/http": (405, "not-supported", "http.405", "error"),
+        "/fhir/too-large": (413, "too-long", "request.too_large", "error"),  # the problems' code
         "/fhir/crash": (500, "exception", "internal", "fatal"),
     }
     for path, (status, issue_type, code, severity) in expected.items():

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from npo_platform.guard import KeyedRateLimiter, parse_rates
+from npo_platform.guard import KeyedRateLimiter, parse_rates, unmetered_gets
 from npo_platform.identity import BearerClaims, Principal, Role, TokenVerifier, generate_keypair, issue_token
 from npo_platform.service import create_service_app
 from npo_platform.settings import PlatformSettings
@@ -60,6 +60,13 @@ async def test_a_client_system_is_limited_across_its_users_and_platform_systems_
     assert await _statuses(app, _bearer("SE2321000016-U009"), 3) == [200, 200, 200]  # no client_id
     system = _bearer("SE5565594230-NPOAGP", Role.SYSTEM, client_id="SE2321000016-VIEWER")
     assert await _statuses(app, system, 3) == [200, 200, 200]
+
+
+async def test_gets_at_unmetered_paths_count_against_no_rate() -> None:
+    """A SOAP front end's WSDLs and schemas: static, fetched in a burst by a client's tooling."""
+    app = _app(rate_limit_user="2/minute", rate_limit_client="")
+    unmetered_gets(app, ["/who"])
+    assert await _statuses(app, _bearer("SE2321000016-U201"), 5) == [200] * 5
 
 
 def test_the_limiter_forgets_callers_whose_bucket_has_drained() -> None:

@@ -16,34 +16,36 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from npo_platform.categories import by_key
-from npo_platform.identity import BearerClaims, Role
+from npo_platform.identity import Role
+from npo_rivta.endpoint import read_body, token_claims
 from npo_rivta.headers import logical_address
 from npo_rivta.read_contracts import READ_CONTRACTS
 from npo_rivta.records import ReadContract, answer, asked
 from npo_rivta.soap import CONTENT_TYPE, SoapFault, envelope, fault, read_envelope
 from npo_rivta.xml import XmlRejected, parse
 from npo_simulator.behaviour import BehaviourBook, apply
+from npo_simulator.config import SimulatorSettings
 from npo_simulator.content import document
 from npo_simulator.store import RecordSource
 
 router = APIRouter(include_in_schema=False)  # SOAP: described by the contracts' WSDLs
 
 
-def _responder(contract: ReadContract) -> Callable[[Request, BearerClaims], Awaitable[Response]]:
-    async def respond(request: Request, claims: BearerClaims) -> Response:
+def _responder(contract: ReadContract) -> Callable[[Request], Awaitable[Response]]:
+    async def respond(request: Request) -> Response:
         try:
-            if Role.SYSTEM not in claims.roles:
-                raise SoapFault("role.missing", "This operation needs the role: system.")
+            await token_claims(request, (Role.SYSTEM,))  # its refusals are faults with its code
             return await _answer(request, contract)
         except SoapFault as refused:
-            return Response(refused.to_bytes(), 500, media_type=CONTENT_TYPE)
+            return Response(refused.to_bytes(), refused.status, media_type=CONTENT_TYPE)
 
     return respond
 
 
 async def _answer(request: Request, contract: ReadContract) -> Response:
+    settings: SimulatorSettings = request.app.state.settings
     try:
-        env = read_envelope(parse(await request.body()))
+        env = read_envelope(parse(await read_body(request, settings.max_body_bytes)))
     except XmlRejected as error:
         raise SoapFault(error.code, error.detail) from None
     if env.body.tag != contract.interaction.request:

@@ -18,11 +18,10 @@ from pydantic import BaseModel, Field
 from starlette.types import Scope
 
 from npo_platform.categories import UnknownCategory, by_key
-from npo_platform.guard import GUARD_REFUSAL
 from npo_platform.identity import DEFAULT_AUDIENCE, AdminClaims, Audience, SystemClaims
 from npo_platform.problems import Problem
 from npo_platform.service import create_service_app
-from npo_rivta.refusals import soap_refusals
+from npo_rivta.refusals import guard_soap_paths
 from npo_simulator import riv
 from npo_simulator.behaviour import Behaviour, BehaviourBook, apply
 from npo_simulator.config import SimulatorSettings
@@ -150,5 +149,5 @@ def create_app(settings: SimulatorSettings | None = None, source: RecordSource |
     app.state.behaviour = BehaviourBook(config.seed)
     app.include_router(router)
     app.include_router(riv.router)
-    setattr(app.state, GUARD_REFUSAL, soap_refusals(riv.PATHS))
+    guard_soap_paths(app, riv.PATHS)
     return app

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request, Response
@@ -22,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from npo_platform.fhir import FHIR_JSON, OutcomeIssue, operation_outcome
-from npo_platform.problems import Problem
+from npo_platform.problems import Problem, http_problem
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +67,8 @@ class FhirRoute(APIRoute):
             except RequestValidationError:
                 # Where and why only: echoing the input could repeat a personal number.
                 return outcome_response(400, "request.invalid", "The request does not match the API.")
-            except HTTPException as error:
-                text = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
-                return outcome_response(error.status_code, f"http.{error.status_code}", text,
-                                        headers=error.headers)
+            except HTTPException as error:  # a chunked body past the guard's limit too (413)
+                return problem_outcome(http_problem(error))
             except Exception:
                 logger.exception("unhandled error in %s %s", request.method, self.path)  # no URL: a PNR
                 return outcome_response(500, "internal", "An unexpected error occurred.")

@@ -13,7 +13,9 @@ is read, and a rate per caller.
 - Every request with a bearer token is rate-limited per user (the token's subject) and per
   client system (its ``client_id`` claim, when the issuer sets one): 429 with ``Retry-After``.
   Platform services calling on their own behalf (the ``system`` role) are not limited: their
-  load is their users', limited where those call in.
+  load is their users', limited where those call in. Nor are ``GET`` requests at the paths a
+  service names unmetered (``unmetered_gets``: a SOAP front end's WSDLs and schemas, static and
+  answered without a token, which a client builds itself from in a burst).
 
 The limiter is in-process, per replica (no round trip on the hot path): with N replicas behind a
 load balancer a caller gets up to N times the configured rate. The algorithm is
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from math import ceil
 from typing import Any
 
@@ -45,6 +47,7 @@ PRUNE_EVERY_MS = 60_000
 BODY_LIMITS = "guard_body_limits"
 FHIR_PATHS = "/fhir/"  # FHIR REST routes (npo_platform.fhir_http): refusals are OperationOutcomes
 GUARD_REFUSAL = "guard_refusal"
+UNMETERED_GETS = "guard_unmetered_gets"
 Refusal = Callable[[Scope, Problem], ASGIApp | None]
 # For benchmarks driving one token at hundreds of requests a second: the limiter still runs on
 # every request (its cost is in the figures) with as many rates as the default, never reached.
@@ -109,7 +112,8 @@ class RequestGuard:
             if authorization is not None:
                 claims = authenticate(scope, authorization)
                 scope[CLAIMS_SCOPE_KEY] = claims
-                self._limit(claims)
+                if not _unmetered(scope):
+                    self._limit(claims)
             elif length or chunked:
                 authenticate(scope, None)  # raises the route's own 401 (token.missing)
             if length is not None and length > limit:
@@ -142,6 +146,17 @@ def allow_bodies(app: Any, limits: Mapping[str, int]) -> None:
     service's ``max_body_bytes``."""
     state = app.state
     setattr(state, BODY_LIMITS, {**(getattr(state, BODY_LIMITS, None) or {}), **limits})
+
+
+def unmetered_gets(app: Any, paths: Iterable[str]) -> None:
+    """Let ``GET`` requests at these fixed paths through without counting them against a rate."""
+    state = app.state
+    setattr(state, UNMETERED_GETS, frozenset(getattr(state, UNMETERED_GETS, frozenset())) | set(paths))
+
+
+def _unmetered(scope: Scope) -> bool:
+    paths: frozenset[str] = getattr(scope["app"].state, UNMETERED_GETS, frozenset())
+    return scope.get("method") == "GET" and scope.get("path") in paths
 
 
 def _refusal(scope: Scope, problem: Problem) -> ASGIApp:

@@ -97,11 +97,17 @@ TOO_LARGE = "request.too_large"
 _CODES = {413: (TOO_LARGE, "The request body is larger than this route accepts.")}
 
 
-async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+def http_problem(exc: StarletteHTTPException) -> Problem:
+    """An HTTP error (the framework's, or the request guard's 413 mid-body) as a Problem with
+    its stable code."""
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     code, detail = _CODES.get(exc.status_code, (f"http.{exc.status_code}", detail))
-    return Problem(exc.status_code, code, detail, headers=exc.headers).response()
+    return Problem(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return http_problem(exc).response()
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

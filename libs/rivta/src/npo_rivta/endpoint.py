@@ -20,13 +20,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.security import HTTPBearer
 from lxml import etree
 from opentelemetry import trace
+from starlette.exceptions import HTTPException
+from starlette.status import HTTP_413_CONTENT_TOO_LARGE
 
 from npo_platform.identity import Claims, Role, bearer_claims, require_roles
-from npo_platform.problems import Problem
+from npo_platform.problems import TOO_LARGE, Problem
 from npo_rivta import wsdl
 from npo_rivta.contracts import Interaction
 from npo_rivta.headers import CORRELATION_ID, PlatformHeaders
-from npo_rivta.soap import CONTENT_TYPE, FAULT_STATUS, Envelope, SoapFault, envelope, read_envelope
+from npo_rivta.refusals import as_fault
+from npo_rivta.soap import CONTENT_TYPE, Envelope, SoapFault, envelope, read_envelope
 from npo_rivta.xml import XmlRejected, parse
 
 _bearer = HTTPBearer(auto_error=False)
@@ -89,7 +92,7 @@ def _post(responder: Responder) -> Callable[[Request], Awaitable[Response]]:
             responder.log.info("riv %s refused: %s (consumer %s, correlation %s)",
                                interaction.name, fault.code, platform.original_consumer,
                                platform.correlation_id)
-            return Response(fault.to_bytes(), status_code=FAULT_STATUS, media_type=CONTENT_TYPE,
+            return Response(fault.to_bytes(), status_code=fault.status, media_type=CONTENT_TYPE,
                             headers=answer_headers)
         return Response(envelope(answer.body, answer.headers), media_type=CONTENT_TYPE,
                         headers=answer_headers)
@@ -128,7 +131,7 @@ async def token_claims(request: Request, roles: Sequence[Role]) -> Claims:
         claims = await bearer_claims(request, await _bearer(request))
         return await require_roles(*roles)(claims)
     except Problem as problem:
-        raise SoapFault(problem.code, problem.detail) from None
+        raise as_fault(problem) from None
 
 
 async def receive(request: Request, interaction: Interaction, max_bytes: int) -> Envelope:
@@ -150,14 +153,26 @@ def _parsed(data: bytes, max_bytes: int) -> etree._Element:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it exceeds ``limit`` (declared or streamed)."""
+    """The request body, refused (413) as soon as it exceeds ``limit`` (declared or streamed),
+    or the platform's request guard's own limit for the path (``request.too_large``)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise SoapFault("xml.too_large", f"the message is larger than {limit} bytes")
+        raise _too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise SoapFault("xml.too_large", f"the message is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except HTTPException as error:  # the guard counted a chunked body past the path's limit
+        if error.status_code != HTTP_413_CONTENT_TOO_LARGE:
+            raise
+        raise SoapFault(TOO_LARGE, "The request body is larger than this route accepts.",
+                        status=HTTP_413_CONTENT_TOO_LARGE) from None
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> SoapFault:
+    return SoapFault("xml.too_large", f"the message is larger than {limit} bytes",
+                     status=HTTP_413_CONTENT_TOO_LARGE)

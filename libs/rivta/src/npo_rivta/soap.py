@@ -2,7 +2,8 @@
 
 A fault carries a stable code: in ``faultstring`` as ``"<code>: <text>"`` (as Inera's engagement
 index words its EI codes) and alone in ``detail/npo:code``, so a client can branch on it without
-parsing text. SOAP 1.1 over HTTP answers a fault with status 500.
+parsing text. SOAP 1.1 over HTTP answers a fault with status 500; a refusal that HTTP has its own
+status for and a client or proxy acts on (413 too large, 429 with ``Retry-After``) keeps it.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ _CODE = f"{{{FAULT_NS}}}code"
 
 class SoapFault(Exception):
     """An answer as a SOAP fault. ``client``: the caller's request is at fault (soap:Client),
-    else the server (soap:Server)."""
+    else the server (soap:Server); ``status``: the HTTP status it is answered with."""
 
-    def __init__(self, code: str, text: str, *, client: bool = True) -> None:
+    def __init__(self, code: str, text: str, *, client: bool = True,
+                 status: int = FAULT_STATUS) -> None:
         super().__init__(f"{code}: {text}")
         self.code = code
         self.text = text
         self.client = client
+        self.status = status
 
     def to_bytes(self) -> bytes:
         return fault(self.code, self.text, client=self.client)

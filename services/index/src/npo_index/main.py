@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from npo_engagement import Rules
 from npo_platform.contracts import EngagementUpdate, IndexChanges
-from npo_platform.guard import GUARD_REFUSAL, allow_bodies
+from npo_platform.guard import allow_bodies
 from npo_platform.identity import TokenVerifier
 from npo_platform.kafka import BatchPublisher, EventConsumer, EventPublisher, RetryPolicy
 from npo_platform.kafka_admin import ensure_event_topics
@@ -32,7 +32,7 @@ from npo_platform.service import (
 )
 from npo_platform.web import mount_web
 from npo_producer import EngagementProducer
-from npo_rivta.refusals import soap_refusals
+from npo_rivta.refusals import guard_soap_paths
 
 from . import riv
 from .api import INGEST_MAX_BODY, router
@@ -166,9 +166,8 @@ def create_app(
     app.include_router(router)
     app.include_router(riv_router)
     # A producer's whole batch, and the SOAP front end's messages; its refusals are SOAP faults.
-    allow_bodies(app, {"/engagement-updates": INGEST_MAX_BODY,
-                       **dict.fromkeys(riv.PATHS, config.riv_max_body_bytes)})
-    setattr(app.state, GUARD_REFUSAL, soap_refusals(riv.PATHS))
+    allow_bodies(app, {"/engagement-updates": INGEST_MAX_BODY})
+    guard_soap_paths(app, riv.PATHS, config.riv_max_body_bytes)
     if store is not None and publisher is not None:
         _attach(app, config, store, publisher, updates)
     app.state.directory = load_directory(config.directory_file) if config.directory_file else None

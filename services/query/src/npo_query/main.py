@@ -27,6 +27,7 @@ from npo_platform.kafka import EventConsumer, EventPublisher
 from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
 from npo_platform.web import mount_web
+from npo_rivta.refusals import guard_soap_paths
 
 from . import api, api_routing, fhir_api, riv
 from .access_events import Auditor
@@ -77,6 +78,7 @@ def create_app(settings: QuerySettings | None = None, *, parts: Parts | None = N
     for router in (api.router, api.push_router, api_routing.router, riv.router, fhir_api.router):
         app.include_router(router)
     allow_bodies(app, dict.fromkeys(api_routing.TABLE_PATHS, api_routing.TABLE_MAX_BODY))
+    guard_soap_paths(app, riv.PATHS, config.riv_max_body_bytes)  # faults where SOAP is spoken
     browser_links = {"consent": config.consent_public_url or config.consent_url,
                      "index": config.index_public_url or config.index_url}  # the directory's names
     mount_web(app, WEB_PAGES, service="query", links=browser_links)

@@ -161,4 +161,6 @@ def _settings(request: Request) -> QuerySettings:
 
 for _contract in READ_CONTRACTS.values():
     serve(router, _responder(_contract))
+# The request guard's refusals here (no token, too large, too many requests) are faults too.
+PATHS = frozenset(c.interaction.path for c in READ_CONTRACTS.values())
 
