@@ -6,14 +6,27 @@ tests/test_security.py; here the parts, on an app built by ``create_service_app`
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from npo_platform.guard import KeyedRateLimiter, parse_rates, unmetered_gets
-from npo_platform.identity import BearerClaims, Principal, Role, TokenVerifier, generate_keypair, issue_token
+from npo_platform.identity import (
+    ALGORITHM,
+    DEFAULT_AUDIENCE,
+    LOCAL_ISSUER,
+    BearerClaims,
+    Principal,
+    Role,
+    TokenVerifier,
+    generate_keypair,
+    issue_token,
+)
 from npo_platform.service import create_service_app
 from npo_platform.settings import PlatformSettings
 
@@ -60,6 +73,20 @@ async def test_a_client_system_is_limited_across_its_users_and_platform_systems_
     assert await _statuses(app, _bearer("SE2321000016-U009"), 3) == [200, 200, 200]  # no client_id
     system = _bearer("SE5565594230-NPOAGP", Role.SYSTEM, client_id="SE2321000016-VIEWER")
     assert await _statuses(app, system, 3) == [200, 200, 200]
+
+
+async def test_a_client_named_by_the_openid_azp_claim_is_limited_alike() -> None:
+    """An OpenID Connect issuer names the client in ``azp`` (authorised party), not client_id."""
+    app = _app(rate_limit_user="", rate_limit_client="2/minute")
+    now = int(time.time())
+    users = []
+    for n in range(3):
+        claims = {"sub": f"SE2321000016-U10{n}", "name": "n", "roles": ["operator"],
+                  "azp": "SE2321000016-OIDC", "iss": LOCAL_ISSUER, "aud": DEFAULT_AUDIENCE,
+                  "iat": now, "exp": now + 300, "jti": f"j{n}"}
+        key = serialization.load_pem_private_key(PRIVATE, password=None)
+        users.append({"Authorization": f"Bearer {jwt.encode(claims, key, algorithm=ALGORITHM)}"})
+    assert [s for u in users for s in await _statuses(app, u, 1)] == [200, 200, 429]
 
 
 async def test_gets_at_unmetered_paths_count_against_no_rate() -> None:

@@ -30,6 +30,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -91,8 +92,10 @@ class Principal(BaseModel):
     title: str | None = None
     patient: PatientIdStr | None = Field(default=None, repr=False)  # the patient role's own id
     logical_addresses: frozenset[str] = frozenset()  # what a producer may publish for
-    # The client system the token was issued to (RFC 9068's client_id), when the issuer says.
-    client_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # The client system the token was issued to, when the issuer says: RFC 9068's client_id, else
+    # OpenID Connect's azp (authorised party); the request guard limits each one's rate.
+    client_id: str | None = Field(default=None, min_length=1, max_length=200,
+                                  validation_alias=AliasChoices("client_id", "azp"))
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
