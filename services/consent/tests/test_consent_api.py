@@ -29,8 +29,10 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
 
 @pytest.fixture(scope="module")
 async def app(database_url: str, keys: tuple[bytes, Path]) -> AsyncIterator[FastAPI]:
+    # One clinician's requests back to back in process, the module through: no per-user rate
+    # (the request guard's rates are tried in libs/platform/tests/test_guard.py, test_security).
     settings = ConsentSettings(database_url=database_url, db_schema="consent_api", background=False,
-                               jwt_public_key_path=keys[1])
+                               jwt_public_key_path=keys[1], rate_limit_user="")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app

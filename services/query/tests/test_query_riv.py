@@ -196,7 +196,7 @@ async def test_each_bad_message_is_a_fault_with_its_code_and_the_service_stays_h
     make: Any, kafka_bootstrap_servers: str
 ) -> None:
     patient, _ = _two_producers_of(NOTES)
-    config = make()
+    config = make(rate_limit_user="")  # one clinician's burst; rates: test_security
     timings = {}
     async with running(query_app(config, FakeIndex({patient: index_entries(patient)}),
                                  FakeConsent())) as client:
@@ -228,7 +228,7 @@ async def test_each_bad_message_is_a_fault_with_its_code_and_the_service_stays_h
 async def test_zeep_built_from_the_served_wsdls_calls_every_read_contract(make: Any) -> None:
     patient = max((p.patient_id for p in list(SOURCE.population)[:400]),
                   key=lambda p: len({e.categorization for e in index_entries(p)}))
-    config = make()
+    config = make(rate_limit_user="")  # one clinician's burst; rates: test_security
     app = query_app(config, FakeIndex({patient: index_entries(patient)}), FakeConsent())
     async with serve(app) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
