@@ -2,7 +2,7 @@
 Parses, calls a use case (service.py), renders; no SQL here (riv.py is the RIV-TA front end).
 
 Roles: coverage needs ``system``, ``operator`` or ``admin``; FindContent answers only the
-aggregating systems and ingest only producers for themselves (access.py, the rules of both).
+aggregating systems and ingest only producers for themselves (domain_access.py, the rules of both).
 Patient ids travel in request bodies only, never in URLs.
 """
 
@@ -23,9 +23,9 @@ from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 from npo_producer import EngagementProducer
 
-from .access import Caller, Refused
 from .directory import Directory, Names, names
 from .domain import ControllerCoverage, Record, coverage_report
+from .domain_access import Caller, Refused
 from .service import find_engagements, publish_transactions
 from .store import FindQuery, IndexStore
 

@@ -39,7 +39,7 @@ class IndexSettings(ServiceSettings):
     riv_notify_batch: int = 500
     riv_notify_attempts: int = 8
     riv_notify_timeout_s: float = 10.0
-    # The aggregating systems (system-token subjects) FindContent answers; nobody else (access.py).
+    # The aggregating systems (system-token subjects) FindContent answers; nobody else (domain_access.py).
     find_content_systems: frozenset[str] = frozenset({"SE5565594230-NPOAGP"})
     audit_url: str = "http://127.0.0.1:8104"  # the operator page's search statistics
     # The operator page's organisation directory (JSON; `npo directory --out …`); None: no directory.

@@ -27,10 +27,10 @@ from npo_rivta.endpoint import Answer, Call, Responder, serve
 from npo_rivta.headers import logical_address
 from npo_rivta.soap import Envelope, SoapFault
 
-from .access import Caller, Refused
 from .api import READER_ROLES
 from .config import IndexSettings
 from .domain import Record
+from .domain_access import Caller, Refused
 from .service import Notifications, find_all, publish_notification, publish_transactions
 from .store import FindQuery, IndexStore
 

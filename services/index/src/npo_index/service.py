@@ -16,8 +16,8 @@ from npo_platform.kafka import EventPublisher
 from npo_platform.topics import Topic
 from npo_producer import EngagementProducer, split_per_patient
 
-from .access import Caller, check_lookup, check_publisher
 from .domain import Record
+from .domain_access import Caller, check_lookup, check_publisher
 from .store import FindQuery, IndexStore
 
 
