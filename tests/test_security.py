@@ -315,12 +315,14 @@ async def test_bodies_are_refused_before_they_are_read(nation: Nation) -> None:
             status, _, body = await _answer_to_headers(url, path, ten_mb | token)
             assert (status, json.loads(body)["code"]) == (413, "request.too_large"), (url, path)
     # The protocols' own front ends refuse alike, in their own form: FHIR an OperationOutcome...
-    search = "/fhir/r4/AuditEvent/_search"
-    for headers, expected in (({}, (401, "token.missing")), (officer, (413, "request.too_large"))):
-        status, _, body = await _answer_to_headers(nation.audit, search, ten_mb | headers)
-        outcome = json.loads(body)
-        assert outcome["resourceType"] == "OperationOutcome"
-        assert (status, outcome["issue"][0]["details"]["coding"][0]["code"]) == expected
+    for url, path, reader in ((nation.audit, "/fhir/r4/AuditEvent/_search", officer),
+                              (nation.query, "/fhir/r4/Observation/_search", bearer),
+                              (nation.query, "/fhir/r4/Patient/$summary", bearer)):
+        for headers, expected in (({}, (401, "token.missing")), (reader, (413, "request.too_large"))):
+            status, _, body = await _answer_to_headers(url, path, ten_mb | headers)
+            outcome = json.loads(body)
+            assert outcome["resourceType"] == "OperationOutcome", path
+            assert (status, outcome["issue"][0]["details"]["coding"][0]["code"]) == expected, path
     # ... RIV-TA a SOAP fault (the index's Update, the query's read contracts, a simulated
     # producer's responder), with HTTP's own 413 where the body is too large.
     producer = nation.headers(nation.producer(next(iter(nation.source.nation.producers))))
@@ -412,6 +414,21 @@ async def test_a_rivta_reader_is_rate_limited_with_a_fault_and_retry_after(
     limited = [a for a in answers if a.status_code == 429]
     assert limited, [a.status_code for a in answers]
     assert _fault_code(limited[0].content) == "rate.limited"  # a fault: the path speaks SOAP
+    assert int(limited[0].headers["Retry-After"]) >= 1
+
+
+async def test_a_fhir_reader_is_rate_limited_with_an_operation_outcome(nation: Nation) -> None:
+    """Limited before the body is read: the admitted ones are cheap refusals of a bad form."""
+    flooder = OTHER.model_copy(update={"sub": "SE2321000099-L004"})
+    headers = nation.headers(flooder) | {"Content-Type": "application/x-www-form-urlencoded"}
+    url = f"{nation.query}/fhir/r4/Patient/$summary"
+    async with httpx.AsyncClient(timeout=60) as http:
+        answers = await asyncio.gather(*(http.post(url, content=b"identifier=x", headers=headers)
+                                         for _ in range(40)))
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, [a.status_code for a in answers]
+    issue = limited[0].json()["issue"][0]
+    assert (issue["code"], issue["details"]["coding"][0]["code"]) == ("throttled", "rate.limited")
     assert int(limited[0].headers["Retry-After"]) >= 1
 
 
