@@ -84,9 +84,11 @@ def _parsed(endpoint: str) -> tuple[URL, str]:
     return URL(endpoint), endpoint
 
 
+@lru_cache(maxsize=100_000)
 def speaks_rivta(endpoint: str, category: str) -> bool:
     """Whether a target's route is its category's RIV-TA responder (routing.check_route makes
-    every rivta route one, and no json route)."""
+    every rivta route one, and no json route). Decided once per route and category, as the
+    JSON adapter parses its URL once: every producer call of every overview asks."""
     contract = READ_CONTRACTS.get(category)
     return contract is not None and endpoint.endswith(contract.interaction.path)
 
