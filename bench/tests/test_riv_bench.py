@@ -3,7 +3,7 @@ reads only of categories with a national read contract."""
 
 from __future__ import annotations
 
-from npo_bench.riv_load import ADDRESS, OWN, pairs, update_message
+from npo_bench.riv_load import ADDRESS, OWN, SENDER, pairs, update_message
 from npo_rivta import engagementindex as ei
 from npo_rivta import wsdl
 from npo_rivta.contracts import UPDATE
@@ -26,6 +26,12 @@ def test_each_update_holds_a_thousand_distinct_engagements_no_other_update_holds
     assert len(first) == len(keys) == 1000
     assert {e.logical_address for e in first} == {ADDRESS}
     assert not keys & {e.SerializeToString(deterministic=True) for e in second}
+
+
+def test_the_updates_are_sent_as_the_care_giver_and_address_the_token_names() -> None:
+    engagements = _engagements(0)
+    assert {e.data_controller for e in engagements} == {SENDER.care_giver}
+    assert {e.logical_address for e in engagements} <= SENDER.logical_addresses
 
 
 def test_the_readers_ask_only_categories_with_a_read_contract() -> None:

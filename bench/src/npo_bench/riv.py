@@ -116,9 +116,7 @@ def index_app() -> FastAPI:
 def _updates(size: Size, bootstrap: str, database_url: str, profile: Path | None) -> dict[str, Any]:
     private, public = generate_keypair()
     run = uuid.uuid4().hex[:8]
-    producer = Principal(sub=load.PRODUCER, name="bench", roles=frozenset({Role.PRODUCER}),
-                         logical_addresses=frozenset({load.ADDRESS}))
-    token = issue_token(private, producer, timedelta(hours=1))
+    token = issue_token(private, load.SENDER, timedelta(hours=1))
     with tempfile.TemporaryDirectory(prefix="npo-riv-bench-") as home:
         (Path(home) / "public.pem").write_bytes(public)
         plan = IndexPlan(bootstrap, database_url, f"bench_riv_{run}", f"bench.riv.{run}.updates",

@@ -32,12 +32,16 @@ from npo_rivta.xml import parse
 
 PRODUCER = "SE2321000016-B001"  # the source system sending Updates
 ADDRESS = "SE2321000016-B001-LA"
+CONTROLLER = "SE2321000016-G001"  # the care giver the producer's token names (EI008)
 OWN = "SE5565594230-NPOIDX"  # the index's riv_logical_address (its default)
 AGGREGATOR = "5565594230"  # the query's riv_logical_address (its default)
 LATENCY_MS, PRODUCERS, PATIENTS, READERS = 20.0, 300, 2_000, 32
 READER = Principal(sub="SE2321000016-A1B2", name="Bench", roles=frozenset({Role.CLINICIAN}),
                    care_unit="SE2321000016-U001", care_giver="SE2321000016-G001",
                    assignment="A1", purpose="care")
+# The source system's token: the index takes the data controller only from it (EI008).
+SENDER = Principal(sub=PRODUCER, name="bench", roles=frozenset({Role.PRODUCER}),
+                   care_giver=CONTROLLER, logical_addresses=frozenset({ADDRESS}))
 _DOMAIN = "riv:clinicalprocess:healthcond:description"
 _CATEGORIZATIONS = ("dia", "upp", "voo", "fun-fun", "pad-pad")
 
@@ -56,7 +60,7 @@ def update_message(n: int, engagements: int = 1000, per_patient: int = 10) -> by
             categorization=_CATEGORIZATIONS[i % len(_CATEGORIZATIONS)], logical_address=ADDRESS,
             business_object_instance_identifier=f"B{n}-{i}", clinical_process_interest_id="NA",
             most_recent_content="20260101120000", source_system=PRODUCER,
-            data_controller="SE2321000016-G001")))
+            data_controller=CONTROLLER)))
     return envelope(ei.transactions_request(UPDATE, transactions), [logical_address_header(OWN)])
 
 
