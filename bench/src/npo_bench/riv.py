@@ -41,6 +41,7 @@ from npo_bench import cpu, harness, query_load
 from npo_bench import query as query_bench
 from npo_bench import riv_load as load
 from npo_index.config import IndexSettings
+from npo_platform.guard import BENCH_RATE_LIMIT
 from npo_platform.identity import Principal, Role, TokenVerifier, generate_keypair, issue_token
 from npo_platform.kafka_admin import ensure_event_topics
 from npo_query.config import QuerySettings
@@ -107,7 +108,8 @@ def index_app() -> FastAPI:
     settings = IndexSettings(kafka_bootstrap_servers=plan.bootstrap, database_url=plan.database_url,
                              db_schema=plan.schema, updates_topic=plan.updates_topic,
                              changes_topic=plan.changes_topic, run_consumer=False,
-                             consumer_group=f"bench-{plan.schema}")
+                             consumer_group=f"bench-{plan.schema}",
+                             rate_limit_user=BENCH_RATE_LIMIT)  # one producer's burst of Updates
     configure_process(settings)
     verifier = TokenVerifier(Path(plan.public_key_file).read_bytes())
     return freeze_startup_objects(create_app(settings, token_verifier=verifier))
