@@ -141,5 +141,5 @@ def test_a_data_dir_formatted_without_users_is_refused_with_advice(tmp_path: Pat
     )
     with pytest.raises(LaunchError, match="without the SCRAM users") as refused:
         kafka.start(broker, timeout=60)
-    assert str(refused.value).endswith(f"run: npo down && rm -rf {broker.data_dir} && make up")
+    assert str(refused.value).endswith(f"run: make down && rm -rf {broker.data_dir} && make up")
     assert kafka.find(broker) is None

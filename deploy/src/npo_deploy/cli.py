@@ -111,7 +111,7 @@ def up_all(
         if service.name in RIV_ADDRESSES and service.riv_logical_address:
             console.print(f"{RIV_ADDRESSES[service.name]}: {service.riv_logical_address}",
                           markup=False, highlight=False)
-    console.print(f"The system is up in {time.monotonic() - began:.1f} s; `npo down` stops it.")
+    console.print(f"The system is up in {time.monotonic() - began:.1f} s; `make down` stops it.")
 
 
 def _announce() -> None:

@@ -266,7 +266,7 @@ def _check_users(nodes: tuple[LocalKafka, ...]) -> None:
     if old:
         raise LaunchError(f"{' '.join(old)} was formatted without the SCRAM users the locked broker "
                           f"needs (a state dir from before the lockdown); run: "
-                          f"npo down && rm -rf {' '.join(old)} && make up")
+                          f"make down && rm -rf {' '.join(old)} && make up")
 
 
 def find(broker: LocalKafka) -> psutil.Process | None:
