@@ -64,6 +64,19 @@ SELECT f.user_hsa_id, f.event_time FROM unnest($1::text[], $2::timestamptz[], $3
 JOIN flag f ON f.user_hsa_id = k.u AND f.rule = $4 AND f.event_time > k.first - 2 * $5::interval
     AND f.event_time <= k.last + $5::interval
 """
+
+# The relations of a batch's (patient, care unit) pairs: one index probe per pair, whatever the
+# planner believes. As a plain join, the custom plans a prepared statement starts with (five per
+# connection, and more once the table is analysed) sort the whole relation table for a merge
+# join; OFFSET 0 keeps the lateral subquery from being pulled up into such a join.
+RELATIONS_OF_PAIRS = """
+SELECT r.patient_id, r.care_unit, r.valid_from, r.valid_to, r.ended_at
+FROM unnest($1::text[], $2::text[]) AS k(p, u)
+CROSS JOIN LATERAL (
+    SELECT * FROM relation r WHERE r.patient_id = k.p AND r.care_unit = k.u OFFSET 0
+) AS r
+"""
+
 # A batch's searches per (month, care giver, care unit) added to the rollup. Several chains'
 # writers add to the same rows: sorted by key, every transaction locks them in the same order,
 # so they may wait for each other's commit but never deadlock.
@@ -287,12 +300,7 @@ async def _relations(conn: Any, entries: list[Entry]) -> dict[tuple[str, str], l
     keys = relation_keys(entries)
     if not keys:
         return {}
-    rows = await conn.fetch(
-        "SELECT r.patient_id, r.care_unit, r.valid_from, r.valid_to, r.ended_at"
-        " FROM unnest($1::text[], $2::text[]) AS k(p, u)"
-        " JOIN relation r ON r.patient_id = k.p AND r.care_unit = k.u",
-        [p for p, _ in keys], [u for _, u in keys],
-    )
+    rows = await conn.fetch(RELATIONS_OF_PAIRS, [p for p, _ in keys], [u for _, u in keys])
     found: dict[tuple[str, str], list[Relation]] = {}
     for r in rows:
         found.setdefault((r["patient_id"], r["care_unit"]), []).append(
