@@ -127,6 +127,13 @@ def _finder(node: etree._Element, ns: str) -> Callable[[str], str]:
     return find
 
 
+def _record(node: etree._Element, header: Mapping[str, Any], ns: str) -> None:
+    """The record element both II-style headers end with: its id and its time."""
+    record = etree.SubElement(node, f"{{{ns}}}record")
+    ii(record, "id", ns, HSA_OID, header["documentId"])
+    etree.SubElement(record, f"{{{ns}}}timestamp").text = header[PROFESSIONAL]["authorTime"]
+
+
 def _outcome_write(node: etree._Element, header: Mapping[str, Any], ns: str) -> None:
     professional, patient = header[PROFESSIONAL], _person(header["patientId"])
     access = etree.SubElement(node, f"{{{ns}}}accessControlHeader")
@@ -139,9 +146,7 @@ def _outcome_write(node: etree._Element, header: Mapping[str, Any], ns: str) -> 
         header.get("approvedForPatient"))
     ii(etree.SubElement(node, f"{{{ns}}}source"), "systemId", ns, HSA_OID,
        header["sourceSystemHSAId"])
-    record = etree.SubElement(node, f"{{{ns}}}record")
-    ii(record, "id", ns, HSA_OID, header["documentId"])
-    etree.SubElement(record, f"{{{ns}}}timestamp").text = professional["authorTime"]
+    _record(node, header, ns)
 
 
 def _outcome_read(node: etree._Element, ns: str) -> Json:
@@ -178,9 +183,7 @@ def _request_write(node: etree._Element, header: Mapping[str, Any], ns: str) -> 
     etree.SubElement(access, f"{{{ns}}}approvedForPatient").text = _bool(
         header.get("approvedForPatient"))
     ii(node, "sourceSystemId", ns, HSA_OID, header["sourceSystemHSAId"])
-    record = etree.SubElement(node, f"{{{ns}}}record")
-    ii(record, "id", ns, HSA_OID, header["documentId"])
-    etree.SubElement(record, f"{{{ns}}}timestamp").text = professional["authorTime"]
+    _record(node, header, ns)
 
 
 def _request_read(node: etree._Element, ns: str) -> Json:
