@@ -104,7 +104,9 @@ def _export(nation: Nation, kind: str, at_least: int) -> dict[str, Any]:
                             headers=nation.headers(Role.COMPLIANCE_OFFICER), timeout=30)
         assert answer.status_code == 200, answer.text
         bundle: dict[str, Any] = answer.json()
+        bundle.setdefault("entry", [])  # an empty searchset has no entry element at all
         if len(bundle["entry"]) >= at_least or time.monotonic() > deadline:
+            print(f"{kind}: {len(bundle['entry'])} after {WAIT_S - (deadline - time.monotonic()):.1f} s")
             return bundle
         time.sleep(0.3)
 
