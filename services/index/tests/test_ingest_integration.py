@@ -229,14 +229,14 @@ async def test_a_producer_whose_clock_runs_ahead_cannot_pass_the_future_check(in
     assert header(record[2], DLQ_REASON) == "EI004"  # type: ignore[arg-type]
 
 
-async def test_new_data_is_visible_to_find_content_within_a_second(index: Running) -> None:
+async def test_new_data_is_visible_to_find_content_once_consumed(index: Running) -> None:
+    """Visible without a restart or a refresh; how soon is `npo bench ingest`'s freshness figure
+    (a wall-clock bound here would only measure this machine's load)."""
     await index.send(update(tx(engagement(patient(50)))))
     await index.wait_processed(1)  # the consumer is warm now
     p = patient(51)
-    started = time.monotonic()
     await index.send(update(tx(engagement(p))))
-    await wait_for(lambda: _contents(index, p), 5, every=0.01)
-    assert time.monotonic() - started < 1.0
+    await wait_for(lambda: _contents(index, p), 10, every=0.01)
 
 
 async def test_changes_committed_but_not_published_before_a_crash_are_published_at_the_next_start(

@@ -55,7 +55,7 @@ async def test_the_stream_delivers_fast_producers_first_after_the_access_event(
     await sim.reset()
     patient = patient_with(min_producers=2)
     slow = sorted(targets(patient))[0][0]
-    await sim.behave(slow, latency_ms=1500)
+    await sim.behave(slow, latency_ms=3000)
     config = settings(tmp_path, kafka_bootstrap_servers, database_url, sim.url,
                       kafka_topic_factory, producer_timeout_s=5, overall_deadline_s=6)
     app = query_app(config, FakeIndex({patient: index_entries(patient)}), FakeConsent())
@@ -69,9 +69,11 @@ async def test_the_stream_delivers_fast_producers_first_after_the_access_event(
     assert len(producers) == len(targets(patient))
     first_at, first = producers[0]
     assert first["producer"]["logicalAddress"] != slow
-    assert first_at < 1.0
     assert producers[-1][1]["producer"]["logicalAddress"] == slow
-    assert producers[-1][0] >= 1.4
+    assert producers[-1][0] >= 2.9
+    # streamed as each answered, not held for the slow one: the gap is the slow producer's
+    # extra latency, which a loaded machine delays on both sides alike
+    assert producers[-1][0] - first_at >= 1.5
     summary = events[-1][2]
     assert summary["outcome"] == "allowed"
     streamed = [r["documentId"] for _, d in producers for r in d["records"]]
