@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from npo_platform.identity import ensure_local_keypair
+from npo_platform.identity import ensure_local_keypair, ensure_secret
 
 KEY_NAME = "audit-checkpoint-ed25519"  # a key pair of its own, beside the token issuer's
 PUBLIC_KEY_FILE = f"{KEY_NAME}-public.pem"
@@ -98,17 +97,9 @@ class RegisterKey:
 
     @classmethod
     def in_dir(cls, keys_dir: Path) -> RegisterKey:
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = keys_dir / REGISTER_KEY_FILE
-        if not path.exists():
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(secrets.token_bytes(32))
-        return cls(path.read_bytes())
+        """The key in ``keys_dir``, made on first need; processes starting together agree on it
+        (an exclusive create would let a second process read the first one's empty file)."""
+        return cls(ensure_secret(keys_dir, REGISTER_KEY_FILE, lambda: secrets.token_bytes(32)))
 
     def digest(self, address: str) -> str:
         normalised = " ".join(address.casefold().replace(",", " ").split())
