@@ -174,6 +174,29 @@ async def test_an_export_that_cannot_be_whole_is_a_problem_before_any_byte(
     assert (reviews.status_code, reviews.json()["code"]) == (422, "export.no_fhir_form")
 
 
+async def test_an_export_past_the_cap_is_refused_never_cut_off(
+    app: FastAPI, audit_settings: AuditSettings
+) -> None:
+    officer = _auth(audit_settings, Role.COMPLIANCE_OFFICER)
+    answers: dict[tuple[int, str], httpx.Response] = {}
+    for cap in (6, 7):  # seven access records are logged (five of Alice's, two of Bob's)
+        capped = create_app(audit_settings.model_copy(update={"max_export": cap}))
+        async with capped.router.lifespan_context(capped), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=capped), base_url="http://npo-audit.test"
+        ) as http:
+            for format in ("csv", "json", "fhir"):
+                answers[cap, format] = await http.post(f"/audit/export?format={format}",
+                                                       json={"kind": "access"}, headers=officer)
+
+    for format in ("csv", "json", "fhir"):
+        refused, whole = answers[6, format], answers[7, format]
+        assert (refused.status_code, refused.json()["code"]) == (422, "export.too_large")
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert whole.status_code == 200, whole.text
+    assert len(answers[7, "json"].text.splitlines()) == 7
+    assert len(answers[7, "fhir"].json()["entry"]) == 7
+
+
 async def test_a_patient_reads_only_their_own_extract(
     client: httpx.AsyncClient, audit_settings: AuditSettings
 ) -> None:

@@ -174,8 +174,8 @@ async def export(
     body: SearchRequest, svc: Services, _: ComplianceOfficerClaims,
     format: Annotated[Literal["csv", "json", "fhir"], Query()] = "json",
 ) -> StreamingResponse:
-    """Every matching record (up to AUDIT_MAX_EXPORT), as CSV, JSON lines or a FHIR Bundle of
-    AuditEvents; whole, or a problem before the first byte."""
+    """Every matching record, as CSV, JSON lines or a FHIR Bundle of AuditEvents; whole, or a
+    problem before the first byte (``export.too_large`` past AUDIT_MAX_EXPORT records)."""
     if format == "fhir" and body.kind == "review":
         raise Problem(422, "export.no_fhir_form", "Reviews have no FHIR AuditEvent form: export them as CSV.")
     first = body.model_copy(update={"limit": api_export.PAGE})

@@ -30,8 +30,8 @@ Page = Callable[[str | None], Awaitable[tuple[list[Record], dict[str, list[str]]
 
 
 async def render(page: Page, first_cursor: str | None, kind: Format, limit: int) -> IO[bytes]:
-    """Every record ``page`` yields (from ``first_cursor``, up to ``limit``) rendered in ``kind``;
-    the file is rewound. Raises before anything is sent when any part fails."""
+    """Every record ``page`` yields (from ``first_cursor``) rendered in ``kind``; the file is
+    rewound. Raises before anything is sent when any part fails or more than ``limit`` match."""
     out = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by stream()
     try:
         await _write(out, page, first_cursor, kind, limit)
@@ -50,9 +50,12 @@ async def _write(out: IO[bytes], page: Page, cursor: str | None, kind: Format, l
         head = {"resourceType": "Bundle", "type": "collection", "timestamp": datetime.now(UTC).isoformat()}
         out.write(json.dumps(head)[:-1].encode())  # the entries follow, when there are any
     sent = 0
-    while sent < limit:
+    while True:
         records, flags = await page(cursor)
-        records = records[: limit - sent]
+        if sent + len(records) > limit:  # a cut-off export would pass for the whole log
+            raise Problem(422, "export.too_large",
+                          f"More than {limit} records match: narrow the search (a shorter period, "
+                          "one patient or one user) and export each part.")
         if kind == "csv":
             views = (record_view(r, flags.get(r.entry.event_id, ())) for r in records)
             out.write(to_csv_rows(views, header=sent == 0).encode())
