@@ -93,7 +93,7 @@ async def _run(url: str, home: Path, plan: Plan) -> dict[str, Any]:
         await store.close()
     figures = _in_process(state, plan.in_process)
     gc.collect()
-    gc.freeze()  # the load client's own collector pauses (30-80 ms) would count as latency
+    gc.freeze()  # the load client's own collector pauses would count as latency
     figures.update(await _over_http(url, home, patients, plan))
     figures["server_workers"] = plan.server_workers
     return figures

@@ -366,7 +366,7 @@ async def _seed(worker: Worker, size: Size) -> int:
                 columns=_SEED_COLUMNS,
             )
             # As after any bulk load: otherwise autovacuum starts on the 10M fresh rows while
-            # FindContent is measured (seen as a p99 of 5.9 ms in one run).
+            # FindContent is measured, and its p99 measures the vacuum.
             await conn.execute("VACUUM (ANALYZE) engagements")
         total: int = await conn.fetchval("SELECT count(*) FROM engagements")
         return total

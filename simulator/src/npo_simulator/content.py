@@ -229,7 +229,7 @@ def document(record: Record) -> Json:
         "approvedForPatient": True,
     }
     if record.social_services:
-        header["socialServices"] = True  # the record contract's marker (query README)
+        header["socialServices"] = True  # the record contract's marker (docs/reference/query.md)
         return {"header": header, "body": _social_note(record)}
     body = _BODIES.get(record.category, _generic)(record)
     if record.protected_identity:
