@@ -304,6 +304,17 @@ def test_service_verifies_tokens_with_the_hosts_public_key(compose: dict[str, An
     assert mounts[key] == f"./.npo/keys/{PUBLIC_KEY_FILE}"
 
 
+def test_the_audits_keys_outlive_its_container(compose: dict[str, Any]) -> None:
+    """The audit makes its keys in its state dir at first start; they must be on a volume."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    [state_dir] = [line.split("NPO_STATE_DIR=")[1].split()[0] for line in dockerfile.splitlines()
+                   if "NPO_STATE_DIR=" in line]
+    audit = compose["services"]["audit"]
+    state_dir = _environment(audit).get("NPO_STATE_DIR", state_dir)
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in audit["volumes"]}
+    assert mounts.get(state_dir) in set(compose["volumes"]), f"nothing persists {state_dir}"
+
+
 def test_query_calls_the_other_services_by_their_compose_names(compose: dict[str, Any]) -> None:
     environment = _environment(compose["services"]["query"])
     for variable, host, name in (("QUERY_INDEX_URL", "index", "index"),

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,9 @@ def test_network_policies_allow_only_the_architectures_flows(rendered: list[dict
     assert all(set(p["policyTypes"]) == {"Ingress", "Egress"} for p in policies.values())
 
 
-def test_services_run_unprivileged_with_secrets_mounted(rendered: list[dict[str, Any]]) -> None:
+def test_services_run_unprivileged_with_secrets_mounted(
+    rendered: list[dict[str, Any]], tmp_path: Path
+) -> None:
     for deployment in _of(rendered, "Deployment"):
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -173,5 +176,32 @@ def test_services_run_unprivileged_with_secrets_mounted(rendered: list[dict[str,
         assert "secretKeyRef" in env["KAFKA_SASL_PASSWORD"]["valueFrom"]
     secrets = {o["metadata"]["name"]: o for o in _of(rendered, "Secret")}
     assert k8s.JWT_SECRET in secrets
+    for service in (s for s in k8s.SERVICES if s.keys):
+        _the_replicas_share_their_keys(rendered, service, secrets[service.keys_secret], tmp_path)
     passwords = {s["data"]["password"] for n, s in secrets.items() if n.endswith("-db")}
     assert len(passwords) == len(k8s.SERVICES), "a password of its own per service"
+
+
+def _the_replicas_share_their_keys(rendered: list[dict[str, Any]], service: k8s.Service,
+                                   secret: dict[str, Any], scratch: Path) -> None:
+    """Every key the service would make for itself is in its Secret, mounted read-only where the
+    service looks (the image's state dir), readable by the pod's user only through its group."""
+    [maker] = [e for e in entry_points(group="npo.keys") if e.name == service.name]
+    made = {p.name for p in maker.load()(scratch / service.name)}
+    assert set(secret["data"]) == made
+    [deployment] = [d for d in _of(rendered, "Deployment") if d["metadata"]["name"] == service.app]
+    pod = deployment["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == service.keys_secret]
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    [container] = pod["containers"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert (mount["mountPath"], mount["readOnly"]) == (f"{_image_state_dir()}/keys", True)
+
+
+def _image_state_dir() -> str:
+    """NPO_STATE_DIR as the Dockerfile sets it for every service."""
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    [value] = [line.split("NPO_STATE_DIR=")[1].split()[0] for line in dockerfile.splitlines()
+               if "NPO_STATE_DIR=" in line]
+    return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ class Service:
     schema: str
     calls: tuple[str, ...] = ()
     public: bool = True  # reached from the edge (web views, APIs for readers and producers)
+    keys: bool = False  # keys its replicas share (an ``npo.keys`` entry point makes them)
+
+    @property
+    def keys_secret(self) -> str:
+        return f"{self.app}-keys"
 
     @property
     def app(self) -> str:
@@ -60,8 +66,9 @@ SERVICES = (
     Service("index", 8101, "npo_index", calls=("audit",)),
     Service("query", 8102, "npo_query", calls=("index", "consent")),
     Service("consent", 8103, "npo_consent"),
-    Service("audit", 8104, "npo_audit"),
+    Service("audit", 8104, "npo_audit", keys=True),
 )
+STATE_DIR = "/var/lib/npo"  # the image's NPO_STATE_DIR; its keys/ is where a service reads keys
 
 
 def _meta(name: str, **labels: str) -> dict[str, Any]:
@@ -215,6 +222,10 @@ def _deployment(service: Service, labels: dict[str, str]) -> dict[str, Any]:
                {"name": "jwt", "secret": {"secretName": JWT_SECRET}},
                {"name": "kafka-ca", "secret": {"secretName": f"{KAFKA}-cluster-ca-cert"}},
                {"name": "db-ca", "secret": {"secretName": f"{DATABASE}-ca"}}]
+    if service.keys:  # read-only, readable through the pod's fsGroup only
+        mounts.append(("keys", f"{STATE_DIR}/keys"))
+        volumes.append({"name": "keys", "secret": {"secretName": service.keys_secret,
+                                                   "defaultMode": 0o440}})
     container = {
         "name": service.name, "image": IMAGE, "command": [service.app], "env": _env(service),
         "ports": [{"name": "http", "containerPort": service.port}],
@@ -233,7 +244,7 @@ def _deployment(service: Service, labels: dict[str, str]) -> dict[str, Any]:
             "replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": service.app}},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                                    "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
                 "automountServiceAccountToken": False,
                 "containers": [container], "volumes": volumes}},
         },
@@ -324,7 +335,9 @@ def generate(target: Path = HERE) -> list[Path]:
 
 def write_secrets(public_key: Path, target: Path = HERE / "secrets") -> list[Path]:
     """The files the kustomization's Secrets are made from, where missing: the token issuer's
-    public key (copied) and a random password per database role (never a default one)."""
+    public key (copied), a random password per database role (never a default one) and the keys
+    a service's replicas share (made by the service itself, through its ``npo.keys`` entry
+    point, in ``<target>/npo-<service>-keys/``)."""
     target.mkdir(parents=True, exist_ok=True)
     written = []
     key = target / "jwt-ed25519-public.pem"
@@ -337,4 +350,10 @@ def write_secrets(public_key: Path, target: Path = HERE / "secrets") -> list[Pat
             env.write_text(f"username={service.role}\npassword={secrets.token_urlsafe(32)}\n")
             env.chmod(0o600)
             written.append(env)
+    makers = {entry.name: entry for entry in entry_points(group="npo.keys")}
+    for service in (s for s in SERVICES if s.keys):
+        keys_dir = target / service.keys_secret
+        existed = set(keys_dir.iterdir()) if keys_dir.exists() else set()
+        made: list[Path] = makers[service.name].load()(keys_dir)
+        written += [p for p in made if p not in existed]
     return written

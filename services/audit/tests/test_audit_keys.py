@@ -1,10 +1,16 @@
-"""The register's key (keyed address digests for the kinship rule) in the state dir."""
+"""The audit's keys in the state dir: the register key made race-free, and all of them read,
+never written, when a deployment provides them."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+import pytest
+
+from npo_audit.config import AuditSettings
+from npo_audit.keys import ensure_keys
+from npo_audit.main import create_app
 from npo_audit.signing import REGISTER_KEY_FILE, RegisterKey
 
 STARTING_TOGETHER = 8
@@ -37,3 +43,24 @@ def test_starters_racing_for_a_new_key_all_get_the_same_one(tmp_path: Path) -> N
 def test_the_key_outlives_the_process(tmp_path: Path) -> None:
     first = RegisterKey.in_dir(tmp_path).digest("Ågatan 5, Kinda")
     assert RegisterKey.in_dir(tmp_path).digest("ågatan 5  kinda") == first
+
+
+@pytest.mark.integration
+async def test_the_audit_starts_on_keys_it_may_only_read(audit_settings: AuditSettings) -> None:
+    """As on Kubernetes: every key made beforehand (npo k8s secrets) and mounted read-only,
+    readable through the group. Starting must read them and write nothing: no new key, no mode
+    change (a chmod on a read-only mount fails, and the pod with it)."""
+    keys_dir = audit_settings.keys_dir
+    for path in ensure_keys(keys_dir):
+        path.chmod(0o440)
+    before = _snapshot(keys_dir)
+
+    app = create_app(audit_settings)
+    async with app.router.lifespan_context(app):
+        assert app.state.audit.store is not None
+
+    assert _snapshot(keys_dir) == before
+
+
+def _snapshot(keys_dir: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mode, p.read_bytes()) for p in sorted(keys_dir.iterdir())}

@@ -151,6 +151,9 @@ def generate_keypair() -> tuple[bytes, bytes]:
     return private, _public_pem(private)
 
 
+_NOT_OURS = 0o027  # write for the group, anything for others (0440 is a Secret with fsGroup)
+
+
 def ensure_local_keypair(keys_dir: Path, name: str = ISSUER_KEY_NAME) -> tuple[Path, Path]:
     """Create the Ed25519 key pair ``<name>-private.pem``/``-public.pem`` in ``keys_dir`` unless
     it exists (the development token issuer's by default; the audit checkpoint key too).
@@ -162,7 +165,8 @@ def ensure_local_keypair(keys_dir: Path, name: str = ISSUER_KEY_NAME) -> tuple[P
     private_path, public_path = keys_dir / f"{name}-private.pem", keys_dir / f"{name}-public.pem"
     if not private_path.exists():
         _publish_exclusively(private_path, generate_keypair()[0])
-    private_path.chmod(0o600)
+    if private_path.stat().st_mode & _NOT_OURS:
+        private_path.chmod(0o600)  # a key left readable by others; a mounted Secret is read-only
     if not public_path.exists():
         _write_atomically(public_path, _public_pem(private_path.read_bytes()))
     return private_path, public_path
