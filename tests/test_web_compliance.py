@@ -100,6 +100,8 @@ def open_page(browser: webdriver.Chrome, nation: Nation) -> WebDriverWait[webdri
     browser.get(f"{nation.audit}/ui/#token={nation.token(Role.COMPLIANCE_OFFICER)}")
     wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid=who]"), "Cecilia Controller"))
+    # The sections come after the directory's names have loaded, all at once: wait for one.
+    wait.until(ec.presence_of_element_located((By.ID, "s-patient_id")))
     return wait
 
 
