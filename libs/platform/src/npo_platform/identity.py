@@ -7,7 +7,10 @@ A missing or invalid token is answered 401 with ``WWW-Authenticate: Bearer``; a 
 any of the required roles is answered 403 ``role.missing``. No role implies another.
 
 The local development issuer (``ensure_local_keypair`` and ``issue_token``) signs with an
-Ed25519 key kept in ``PlatformSettings.keys_dir``.
+Ed25519 key kept in ``PlatformSettings.keys_dir``. A platform service may sign its own system
+tokens with a key of its own (the query service's); verifiers trust such a *service key*
+(``NPO_JWT_SERVICE_KEY_PATHS``) for tokens whose only role is ``system``, so a service's key
+never mints a clinician's or an officer's token.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import tempfile
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, Request
@@ -227,6 +231,24 @@ def _load_public_key(pem: bytes) -> Ed25519PublicKey:
     return key
 
 
+class KeySettingError(RuntimeError):
+    """A configured key file that is missing, unreadable, or not an Ed25519 key of its kind; the
+    message names the setting, so a start-up failure says what to fix."""
+
+
+def read_key_file(path: Path, setting: str, *, private: bool) -> bytes:
+    """The PEM in ``path`` once it is an Ed25519 private (or public) key; else KeySettingError."""
+    kind = "private" if private else "public"
+    try:
+        pem = path.read_bytes()
+        (_load_private_key if private else _load_public_key)(pem)
+    except OSError as error:
+        raise KeySettingError(f"{setting}: cannot read {path} ({error.strerror})") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeySettingError(f"{setting}: {path} is not an Ed25519 {kind} key (PEM)") from None
+    return pem
+
+
 def issue_token(
     private_key_pem: bytes,
     principal: Principal,
@@ -262,7 +284,11 @@ _PYJWT_ERRORS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
 
 
 class TokenVerifier:
-    """Checks signature, issuer, audience, lifetime and claim shape of a token."""
+    """Checks signature, issuer, audience, lifetime and claim shape of a token.
+
+    ``service_keys``: public keys of platform services signing their own system tokens; a token
+    one of them signs is valid only when ``system`` is its one role (401 ``token.signer``).
+    """
 
     def __init__(
         self,
@@ -270,8 +296,10 @@ class TokenVerifier:
         issuer: str = LOCAL_ISSUER,
         audience: str = DEFAULT_AUDIENCE,
         leeway: timedelta = timedelta(seconds=30),
+        service_keys: Sequence[bytes] = (),
     ) -> None:
         self._key = _load_public_key(public_key_pem)
+        self._service_keys = tuple(_load_public_key(pem) for pem in service_keys)
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
@@ -283,24 +311,47 @@ class TokenVerifier:
 
     def verify(self, token: str, audience: str | None = None) -> Claims:
         """The token's claims when it is valid for ``audience`` (default: this verifier's)."""
+        payload, by_service = self._decode(token, audience or self._audience)
         try:
-            payload = jwt.decode(
+            claims = Claims.model_validate(payload)
+        except ValidationError as error:
+            fields = sorted({".".join(map(str, e["loc"])) or "token" for e in error.errors()})
+            raise InvalidToken("token.claims", f"missing or invalid claims: {fields}") from None
+        if by_service and claims.roles != {Role.SYSTEM}:
+            raise InvalidToken("token.signer", "a service key signs system tokens only")
+        return claims
+
+    def _decode(self, token: str, audience: str) -> tuple[dict[str, Any], bool]:
+        """The payload, and whether a service key (not the issuer's) signed it."""
+        try:
+            return self._decode_with(self._key, token, audience), False
+        except InvalidToken as error:
+            if error.code != "token.signature" or not self._service_keys:
+                raise
+            unsigned = error
+        for key in self._service_keys:
+            try:
+                return self._decode_with(key, token, audience), True
+            except InvalidToken as error:
+                if error.code != "token.signature":
+                    raise  # this key signed it, and it is invalid for another reason
+        raise unsigned
+
+    def _decode_with(self, key: Ed25519PublicKey, token: str, audience: str) -> dict[str, Any]:
+        try:
+            payload: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
-                audience=audience or self._audience,
+                audience=audience,
                 leeway=self._leeway,
                 options={"require": ["iss", "aud", "iat", "exp", "sub", "jti"]},
             )
         except jwt.InvalidTokenError as error:
             code = next((c for t, c in _PYJWT_ERRORS if isinstance(error, t)), "token.invalid")
             raise InvalidToken(code, str(error)) from None
-        try:
-            return Claims.model_validate(payload)
-        except ValidationError as error:
-            fields = sorted({".".join(map(str, e["loc"])) or "token" for e in error.errors()})
-            raise InvalidToken("token.claims", f"missing or invalid claims: {fields}") from None
+        return payload
 
 
 class CachingTokenVerifier(TokenVerifier):
@@ -338,9 +389,17 @@ class CachingTokenVerifier(TokenVerifier):
 def load_token_verifier(
     settings: PlatformSettings, *, issuer: str = LOCAL_ISSUER, audience: str = DEFAULT_AUDIENCE
 ) -> TokenVerifier:
-    """The verifier for ``settings.jwt_public_key_path``, or the local issuer's public key."""
+    """The verifier for ``settings.jwt_public_key_path``, or the local issuer's public key, and
+    the service keys of ``settings.jwt_service_key_paths``.
+
+    A missing issuer key raises FileNotFoundError (the service then refuses every request);
+    a configured service key that is missing or no Ed25519 public key raises KeySettingError.
+    """
     path = settings.jwt_public_key_path or settings.keys_dir / PUBLIC_KEY_FILE
-    return TokenVerifier(path.read_bytes(), issuer=issuer, audience=audience)
+    issuer_key = path.read_bytes()
+    service_keys = [read_key_file(p, "NPO_JWT_SERVICE_KEY_PATHS", private=False)
+                    for p in settings.jwt_service_key_paths]
+    return TokenVerifier(issuer_key, issuer=issuer, audience=audience, service_keys=service_keys)
 
 
 _bearer = HTTPBearer(auto_error=False)

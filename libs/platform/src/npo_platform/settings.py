@@ -6,10 +6,10 @@ import os
 import ssl
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, ENGAGEMENT_UPDATES, INDEX_CHANGES, Topic
 
@@ -107,6 +107,11 @@ class PlatformSettings(BaseSettings):
     jwt_public_key_path: Path | None = Field(
         None, validation_alias=_shared("NPO_JWT_PUBLIC_KEY_PATH")
     )
+    # Public keys of platform services signing their own system tokens (the query service's),
+    # comma-separated: trusted for tokens whose one role is ``system`` (npo_platform.identity).
+    jwt_service_key_paths: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (), validation_alias=_shared("NPO_JWT_SERVICE_KEY_PATHS")
+    )
     # Browser pages served by one service call the others' APIs (with a bearer token, never a
     # cookie). Which page origins may do so: loopback by default, the deployment's own in
     # production (e.g. ``https://npo\.example\.se``).
@@ -121,6 +126,13 @@ class PlatformSettings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1)
     rate_limit_user: str = "20/second;600/minute"
     rate_limit_client: str = "1000/second"
+
+    @field_validator("jwt_service_key_paths", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _local_cluster_bootstrap(self) -> Self:
