@@ -31,8 +31,12 @@ class QuerySettings(ServiceSettings):
     consumer_system: str = "SE5565594230-NPOVIEW"
     # The query service's own HSA-id, the subject of its system tokens.
     system_hsa_id: str = "SE5565594230-NPOAGP"
-    # A system token to use as is; when empty one is signed with the local issuer's key.
+    # A system token to use as is; when empty one is signed with the signing key below.
     system_token: str = ""
+    # The Ed25519 private key (PEM) the query signs its own system tokens with: one of its own
+    # in a deployment, whose public key the index and the producers trust as a service key
+    # (NPO_JWT_SERVICE_KEY_PATHS); unset, the local issuer's key in the state dir (`npo up`).
+    signing_key_path: Path | None = None
     routing_file: Path | None = None
     # Routes may point at this machine (127.0.0.0/8, ::1, localhost): the local stack's
     # simulated producers; off in production. Link-local addresses are never allowed.

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from npo_platform.contracts import ConsentEvent, IndexChanges
 from npo_platform.db import apply_migrations, create_pool
 from npo_platform.guard import allow_bodies
-from npo_platform.identity import TokenVerifier
+from npo_platform.identity import KeySettingError, TokenVerifier
 from npo_platform.kafka import EventConsumer, EventPublisher
 from npo_platform.kafka_admin import ensure_event_topics
 from npo_platform.service import configure_process, create_service_app, freeze_startup_objects, serve
@@ -49,7 +49,7 @@ from .routing import EndpointPolicy
 from .service import OverviewService, RoutingService, Timeouts
 from .store import RoutingStore
 from .store_pg import PostgresRoutingStore
-from .tokens import producer_token_source, token_source
+from .tokens import producer_token_source, signing_key, token_source
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
 
@@ -207,4 +207,8 @@ def run() -> None:
     every 5 s, at once on the replica that took an admin change) and its own publisher.
     """
     config = QuerySettings()
+    try:  # before any server process: one line naming the setting, not a worker's traceback
+        signing_key(config)
+    except KeySettingError as error:
+        raise SystemExit(f"npo-query cannot start: {error}") from None
     serve("npo_query.main:served_app", config.http_host, config.http_port, config.workers)

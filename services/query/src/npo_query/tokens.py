@@ -2,10 +2,14 @@
 per producer, bound to it.
 
 The platform token: a configured one (QUERY_SYSTEM_TOKEN) is used as is; otherwise one is signed
-with the local issuer's key and renewed before it expires. A producer's token names that
+with the query's signing key and renewed before it expires. A producer's token names that
 producer's endpoint (as the routing table gives it) as its audience and lives two minutes: a
 producer, or whoever a route points at, cannot replay it at the index, the consent or audit
-service, or at another producer. Producer tokens are always signed with the issuer's key.
+service, or at another producer. Producer tokens are always signed with the signing key.
+
+The signing key (QUERY_SIGNING_KEY_PATH) is the query's own in a deployment: its verifiers trust
+its public key for system tokens only, so a compromised query cannot mint a clinician's token.
+Unset, it is the local issuer's key in the state dir, as ``npo up`` runs it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from npo_platform.identity import PRIVATE_KEY_FILE, Principal, Role, issue_token
+from npo_platform.identity import PRIVATE_KEY_FILE, Principal, Role, issue_token, read_key_file
 
 from .config import QuerySettings
 
 TTL = timedelta(minutes=15)
 PRODUCER_TTL = timedelta(minutes=2)
+SIGNING_KEY_SETTING = "QUERY_SIGNING_KEY_PATH"
 
 
 class SystemTokens:
@@ -59,12 +64,16 @@ def system_principal(settings: QuerySettings) -> Principal:
 def token_source(settings: QuerySettings) -> SystemTokens | str:
     if settings.system_token:
         return settings.system_token
-    return SystemTokens(_signing_key(settings), system_principal(settings))
+    return SystemTokens(signing_key(settings), system_principal(settings))
 
 
 def producer_token_source(settings: QuerySettings) -> ProducerTokens:
-    return ProducerTokens(_signing_key(settings), system_principal(settings))
+    return ProducerTokens(signing_key(settings), system_principal(settings))
 
 
-def _signing_key(settings: QuerySettings) -> bytes:
-    return (settings.keys_dir / PRIVATE_KEY_FILE).read_bytes()
+def signing_key(settings: QuerySettings) -> bytes:
+    """The query's signing key, checked; KeySettingError names the setting when it is unusable."""
+    if settings.signing_key_path is not None:
+        return read_key_file(settings.signing_key_path, SIGNING_KEY_SETTING, private=True)
+    return read_key_file(settings.keys_dir / PRIVATE_KEY_FILE,
+                         f"{SIGNING_KEY_SETTING} (unset: the local issuer's key)", private=True)
