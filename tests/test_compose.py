@@ -21,8 +21,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from npo_deploy import cli as npo_cli
 from npo_deploy import compose as npo_compose
+from npo_deploy.tokens import QUERY_PRIVATE_KEY_FILE, QUERY_PUBLIC_KEY_FILE
 from npo_platform.identity import PUBLIC_KEY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +35,8 @@ COLLECTOR_FILE = ROOT / "deploy" / "otel-collector.yaml"
 SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
 SHARED_ENVIRONMENT = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT")
 INFRASTRUCTURE = ("kafka", "postgres")
+# What `npo token keys` makes in .npo/keys for the compose file (never the issuer's private key).
+KEYS_MADE = {f"./.npo/keys/{f}" for f in (PUBLIC_KEY_FILE, QUERY_PUBLIC_KEY_FILE, QUERY_PRIVATE_KEY_FILE)}
 
 _DEFAULTED_VARIABLE = re.compile(r"\$\{[A-Z0-9_]+:-([^}]*)\}")
 _REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]*\}")
@@ -111,7 +116,7 @@ def test_every_reference_names_something_defined(compose: dict[str, Any]) -> Non
         for mount in service.get("volumes", []):
             source = str(mount).split(":", 1)[0]
             if source.startswith("./.npo/"):  # local state `npo token keys` creates, not in git
-                assert source == f"./.npo/keys/{PUBLIC_KEY_FILE}", f"{name} mounts {source}"
+                assert source in KEYS_MADE, f"{name} mounts {source}"
             elif source.startswith((".", "/")):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
             else:
@@ -313,6 +318,33 @@ def test_the_audits_keys_outlive_its_container(compose: dict[str, Any]) -> None:
     state_dir = _environment(audit).get("NPO_STATE_DIR", state_dir)
     mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in audit["volumes"]}
     assert mounts.get(state_dir) in set(compose["volumes"]), f"nothing persists {state_dir}"
+
+
+def test_the_query_signs_with_its_own_key_which_the_index_trusts(compose: dict[str, Any]) -> None:
+    def mounted(name: str, path: str) -> str:
+        mounts = {v.split(":")[1]: v for v in compose["services"][name]["volumes"]}
+        assert mounts[path].endswith(":ro")
+        return mounts[path].split(":")[0]
+
+    signing = _environment(compose["services"]["query"])["QUERY_SIGNING_KEY_PATH"]
+    trusted = _environment(compose["services"]["index"])["NPO_JWT_SERVICE_KEY_PATHS"].split(",")
+    assert mounted("query", signing) == f"./.npo/keys/{QUERY_PRIVATE_KEY_FILE}"
+    assert [mounted("index", path) for path in trusted] == [f"./.npo/keys/{QUERY_PUBLIC_KEY_FILE}"]
+    for name in ("consent", "audit"):  # they take no system token of the query's
+        assert "NPO_JWT_SERVICE_KEY_PATHS" not in _environment(compose["services"][name])
+
+
+def test_npo_token_keys_makes_every_key_file_the_compose_file_mounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NPO_STATE_DIR", str(tmp_path))
+    done = CliRunner().invoke(npo_cli.app, ["token", "keys"])
+    assert done.exit_code == 0, done.output
+    assert Path(done.stdout.strip()) == (tmp_path / "keys" / PUBLIC_KEY_FILE).resolve()
+    assert {f"./.npo/keys/{p.name}" for p in (tmp_path / "keys").iterdir()} >= KEYS_MADE
+    # Readable by the query container's user (another uid); the directory is the owner's alone.
+    assert (tmp_path / "keys" / QUERY_PRIVATE_KEY_FILE).stat().st_mode & 0o004
+    assert (tmp_path / "keys").stat().st_mode & 0o077 == 0
 
 
 def test_query_calls_the_other_services_by_their_compose_names(compose: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ the CloudNativePG subset this project uses (tests/schemas, written from its API 
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -17,10 +18,12 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from npo_deploy import k8s, maven
 from npo_platform import acl
-from npo_platform.identity import ensure_local_keypair
+from npo_platform.identity import PUBLIC_KEY_FILE, ensure_local_keypair
 from npo_platform.settings import PlatformSettings
 from npo_platform.topics import ALL_TOPICS
 
@@ -205,3 +208,64 @@ def _image_state_dir() -> str:
     [value] = [line.split("NPO_STATE_DIR=")[1].split()[0] for line in dockerfile.splitlines()
                if "NPO_STATE_DIR=" in line]
     return value
+
+
+def _files_named(env: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(variable, path) of every file a container's settings name (comma lists too)."""
+    for name, variable in env.items():
+        for value in str(variable.get("value", "")).split(","):
+            if value.startswith("/"):
+                yield name, value
+
+
+def _mounted_secret(deployment: dict[str, Any], path: str) -> tuple[str, str]:
+    """(Secret name, key) that ``path`` is in the container of ``deployment``."""
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    [mount] = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert mount["readOnly"] is True, f"{path} is on a writable volume"
+    return volumes[mount["name"]]["secret"]["secretName"], path.removeprefix(mount["mountPath"] + "/")
+
+
+def test_every_file_a_service_is_told_of_is_in_a_mounted_secret(rendered: list[dict[str, Any]]) -> None:
+    """A file named in a setting is in a read-only Secret volume; a Secret this kustomization
+    makes holds that file (the operators' Secrets, Strimzi's and CloudNativePG's CAs, are theirs)."""
+    secrets = {o["metadata"]["name"]: o for o in _of(rendered, "Secret")}
+    for deployment in _of(rendered, "Deployment"):
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        for variable, path in _files_named({e["name"]: e for e in container["env"]}):
+            secret, key = _mounted_secret(deployment, path)
+            if secret in secrets:
+                assert key in secrets[secret]["data"], f"{variable}: {secret} has no {key}"
+
+
+def test_the_query_signs_with_its_own_key_which_the_index_trusts(rendered: list[dict[str, Any]]) -> None:
+    """The query's tokens are signed with a key mounted in its pods alone, never the issuer's;
+    the index verifies them with the public key of that very key (as a service key)."""
+    deployments = {o["metadata"]["name"]: o for o in _of(rendered, "Deployment")}
+    secrets = {o["metadata"]["name"]: o["data"] for o in _of(rendered, "Secret")}
+
+    def env(app: str) -> dict[str, str]:
+        [container] = deployments[app]["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in container["env"]}
+
+    secret, key = _mounted_secret(deployments["npo-query"], env("npo-query")["QUERY_SIGNING_KEY_PATH"])
+    assert secret != k8s.JWT_SECRET
+    assert set(secrets[secret]) == {key}
+    private = serialization.load_pem_private_key(base64.b64decode(secrets[secret][key]), None)
+    assert isinstance(private, Ed25519PrivateKey)
+    trusted = env("npo-index")["NPO_JWT_SERVICE_KEY_PATHS"].split(",")
+    [public] = [base64.b64decode(secrets[s][k]) for s, k in
+                (_mounted_secret(deployments["npo-index"], path) for path in trusted)]
+    assert public == private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    issuer_public = base64.b64decode(secrets[k8s.JWT_SECRET][PUBLIC_KEY_FILE])
+    assert issuer_public != public
+    holders = [name for name, d in deployments.items() if secret in
+               {v.get("secret", {}).get("secretName") for v in d["spec"]["template"]["spec"]["volumes"]}]
+    assert holders == ["npo-query"], "the query's private key is mounted in its pods alone"
+    [volume] = [v for v in deployments["npo-query"]["spec"]["template"]["spec"]["volumes"]
+                if v.get("secret", {}).get("secretName") == secret]
+    assert volume["secret"]["defaultMode"] == 0o440  # the pod's user reads it through fsGroup
+    assert all("NPO_JWT_SERVICE_KEY_PATHS" not in env(app) for app in ("npo-consent", "npo-audit"))

@@ -241,8 +241,8 @@ def compose_env() -> None:
 @k8s_app.command("secrets")
 def k8s_secrets() -> None:
     """Create the files of deploy/k8s's Secrets where missing: the token issuer's public key,
-    a random password per database role and the keys a service's replicas share
-    (deploy/k8s/secrets/, never committed)."""
+    the query's signing key pair, a random password per database role and the keys a service's
+    replicas share (deploy/k8s/secrets/, never committed)."""
     _, public = ensure_local_keypair(PlatformSettings().keys_dir)
     for path in k8s.write_secrets(public):
         console.print(f"wrote {path}")

@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from npo_deploy.tokens import QUERY_KEY_NAME
 from npo_platform import acl
+from npo_platform.identity import PUBLIC_KEY_FILE, ensure_local_keypair
 from npo_platform.topics import ALL_TOPICS, Topic, replication_for
 
 NAMESPACE = "npo"
@@ -32,7 +34,9 @@ PARTITIONS = 3
 KAFKA_TLS_PORT = 9093
 KAFKA_VERSION = "4.1.1"
 IMAGE = "npo"  # one image for every service; `kustomize edit set image npo=…` names the real one
-JWT_SECRET = "npo-jwt-public-key"  # noqa: S105 - a Secret's name, no password
+JWT_SECRET = "npo-jwt-public-key"  # noqa: S105 - a Secret's name, no password: token verification keys
+KEYS = "/keys"  # where JWT_SECRET is mounted in every pod
+SIGNING = "/signing"  # where a service signing its own tokens finds its private key
 EDGE = {"npo.se/edge": "true"}  # the ingress gateway's pods: where readers and producers come in
 HERE = Path(__file__).resolve().parents[2] / "k8s"
 
@@ -48,6 +52,10 @@ class Service:
     calls: tuple[str, ...] = ()
     public: bool = True  # reached from the edge (web views, APIs for readers and producers)
     keys: bool = False  # keys its replicas share (an ``npo.keys`` entry point makes them)
+    # Signs its own system tokens with this key pair's private key (Secret <app>-signing-key);
+    # its public key is in JWT_SECRET for the services that trust it.
+    signing_key: str | None = None
+    trusts: tuple[str, ...] = ()  # the services whose system tokens it accepts (service keys)
 
     @property
     def keys_secret(self) -> str:
@@ -61,10 +69,14 @@ class Service:
     def role(self) -> str:
         return self.app.replace("-", "_")
 
+    @property
+    def signing_secret(self) -> str:
+        return f"{self.app}-signing-key"
+
 
 SERVICES = (
-    Service("index", 8101, "npo_index", calls=("audit",)),
-    Service("query", 8102, "npo_query", calls=("index", "consent")),
+    Service("index", 8101, "npo_index", calls=("audit",), trusts=("query",)),
+    Service("query", 8102, "npo_query", calls=("index", "consent"), signing_key=QUERY_KEY_NAME),
     Service("consent", 8103, "npo_consent"),
     Service("audit", 8104, "npo_audit", keys=True),
 )
@@ -204,11 +216,16 @@ def _env(service: Service) -> list[dict[str, Any]]:
         "KAFKA_BOOTSTRAP_SERVERS": f"{KAFKA}-kafka-bootstrap:{KAFKA_TLS_PORT}",
         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": service.app,
         "KAFKA_SSL_CAFILE": "/certs/kafka/ca.crt",
-        "NPO_JWT_PUBLIC_KEY_PATH": "/keys/jwt-ed25519-public.pem",
+        "NPO_JWT_PUBLIC_KEY_PATH": f"{KEYS}/{PUBLIC_KEY_FILE}",
         f"{service.name.upper()}_HTTP_HOST": "0.0.0.0",  # noqa: S104 - the pod's own address
         f"{service.name.upper()}_HTTP_PORT": str(service.port),
         **{f"{service.name.upper()}_{other.upper()}_URL": f"http://npo-{other}" for other in service.calls},
     }
+    if service.signing_key:
+        plain[f"{service.name.upper()}_SIGNING_KEY_PATH"] = f"{SIGNING}/{service.signing_key}-private.pem"
+    if service.trusts:
+        plain["NPO_JWT_SERVICE_KEY_PATHS"] = ",".join(
+            f"{KEYS}/{s.signing_key}-public.pem" for s in SERVICES if s.name in service.trusts)
     # Secrets first: DATABASE_URL refers to DATABASE_PASSWORD, defined before it.
     return ([{"name": k, "valueFrom": v} for k, v in secret.items()]
             + [{"name": k, "value": v} for k, v in plain.items()]
@@ -217,7 +234,7 @@ def _env(service: Service) -> list[dict[str, Any]]:
 
 def _deployment(service: Service, labels: dict[str, str]) -> dict[str, Any]:
     mounts = [("tmp", "/tmp"),  # noqa: S108 - an emptyDir of the pod's own (the root is read-only)
-              ("jwt", "/keys"), ("kafka-ca", "/certs/kafka"), ("db-ca", "/certs/db")]
+              ("jwt", KEYS), ("kafka-ca", "/certs/kafka"), ("db-ca", "/certs/db")]
     volumes = [{"name": "tmp", "emptyDir": {}},
                {"name": "jwt", "secret": {"secretName": JWT_SECRET}},
                {"name": "kafka-ca", "secret": {"secretName": f"{KAFKA}-cluster-ca-cert"}},
@@ -226,6 +243,10 @@ def _deployment(service: Service, labels: dict[str, str]) -> dict[str, Any]:
         mounts.append(("keys", f"{STATE_DIR}/keys"))
         volumes.append({"name": "keys", "secret": {"secretName": service.keys_secret,
                                                    "defaultMode": 0o440}})
+    if service.signing_key:  # its own pod alone holds its private key, as the keys above
+        mounts.append(("signing-key", SIGNING))
+        volumes.append({"name": "signing-key", "secret": {"secretName": service.signing_secret,
+                                                          "defaultMode": 0o440}})
     container = {
         "name": service.name, "image": IMAGE, "command": [service.app], "env": _env(service),
         "ports": [{"name": "http", "containerPort": service.port}],
@@ -335,15 +356,18 @@ def generate(target: Path = HERE) -> list[Path]:
 
 def write_secrets(public_key: Path, target: Path = HERE / "secrets") -> list[Path]:
     """The files the kustomization's Secrets are made from, where missing: the token issuer's
-    public key (copied), a random password per database role (never a default one) and the keys
-    a service's replicas share (made by the service itself, through its ``npo.keys`` entry
-    point, in ``<target>/npo-<service>-keys/``)."""
+    public key (copied), a new key pair per service signing its own tokens, a random password
+    per database role (never a default one) and the keys a service's replicas share (made by
+    the service itself, through its ``npo.keys`` entry point, in ``<target>/npo-<service>-keys/``)."""
     target.mkdir(parents=True, exist_ok=True)
     written = []
-    key = target / "jwt-ed25519-public.pem"
+    key = target / PUBLIC_KEY_FILE
     if not key.exists():
         key.write_bytes(public_key.read_bytes())
         written.append(key)
+    for service in SERVICES:
+        if service.signing_key and not (target / f"{service.signing_key}-private.pem").exists():
+            written += ensure_local_keypair(target, service.signing_key)
     for service in SERVICES:
         env = target / f"{service.app}-db.env"
         if not env.exists():

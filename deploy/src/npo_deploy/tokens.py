@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,21 @@ from pydantic import ValidationError
 
 from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
 from npo_platform.settings import PlatformSettings
+
+# The query service's own token signing key pair (QUERY_SIGNING_KEY_PATH), apart from the issuer's:
+# docker-compose.yml mounts it from .npo/keys, deploy/k8s makes its Secrets of another one.
+QUERY_KEY_NAME = "query-ed25519"
+QUERY_PRIVATE_KEY_FILE, QUERY_PUBLIC_KEY_FILE = (f"{QUERY_KEY_NAME}-{k}.pem" for k in ("private", "public"))
+
+
+def ensure_query_keypair(keys_dir: Path) -> tuple[Path, Path]:
+    """The query's key pair in ``keys_dir``, made when missing. Its private key is readable by
+    the compose file's query container (another uid, bind-mounted); ``keys_dir`` itself stays
+    the owner's alone (0700), so no other local user reaches it."""
+    private, public = ensure_local_keypair(keys_dir, QUERY_KEY_NAME)
+    private.chmod(0o644)
+    return private, public
+
 
 # The local stack's demonstration users: a clinician at a unit of the simulated Östergötland,
 # a compliance officer, a patient, an operator and an administrator.
@@ -69,6 +85,9 @@ def issue(
 
 @token_app.command("keys")
 def keys() -> None:
-    """Create the local issuer's key pair if missing and print where the public key is."""
-    _, public_path = ensure_local_keypair(PlatformSettings().keys_dir)
+    """Create the local issuer's key pair and the query's signing key pair (docker-compose.yml
+    mounts both) if missing, and print where the issuer's public key is."""
+    keys_dir = PlatformSettings().keys_dir
+    _, public_path = ensure_local_keypair(keys_dir)
+    ensure_query_keypair(keys_dir)
     typer.echo(str(public_path.resolve()))
