@@ -5,6 +5,8 @@ The nation's population reaches the index the way producers send it (the produce
 the index's consumer → PostgreSQL); new information arrives through the index's HTTP ingest;
 relation, consent and a block are registered at the consent service by HTTP; the query service
 finds, decides, calls and audits over HTTP and Kafka. Each test reads a patient of its own.
+The query signs its tokens with a key of its own, as deployed; the index and the producers trust
+it for system tokens only.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from npo_bench.nation import Nation, ProducerCalls, access_event, running_nation
+from npo_platform.categories import by_number
 from npo_platform.contracts.events_pb2 import DATA_FROM_SOURCE, WITHHELD_BY_DECISION
-from npo_platform.identity import Principal, Role
+from npo_platform.identity import Principal, Role, issue_token
 from npo_simulator.notifications import engagement
 from npo_simulator.organisations import Organisation
 from npo_simulator.records import Record
@@ -44,7 +47,7 @@ def nation(kafka_bootstrap_servers: str, database_url: str, calls: ProducerCalls
     # Only a consent event may end a cached decision within a test's time (TTL 120 s).
     with running_nation(kafka_bootstrap_servers, database_url, tmp_path_factory.mktemp("nation"),
                         population=1_000, query_options={"decision_cache_ttl_s": 120.0},
-                        wrap_producers=calls.wrap) as running:
+                        wrap_producers=calls.wrap, query_key=True) as running:
         yield running
 
 
@@ -111,6 +114,48 @@ async def test_the_overview_across_index_consent_producers_and_audit(
     reported = {(p.logical_address, p.status) for p in event.producers}
     assert (blocked.logical_address, WITHHELD_BY_DECISION) in reported
     assert (allowed.logical_address, DATA_FROM_SOURCE) in reported
+
+
+async def test_the_query_reads_with_a_key_of_its_own_that_signs_system_tokens_only(
+    nation: Nation, calls: ProducerCalls, patient: tuple[str, dict[Organisation, list[Any]]]
+) -> None:
+    """The query holds no issuer key: the index answers its FindContent and the producers its
+    calls on its own key's tokens, and that key cannot speak for a person anywhere."""
+    assert nation.query_key is not None
+    assert nation.query_key != nation.private_key
+    patient_id, by_org = patient
+
+    def signed_by_query(who: Principal) -> dict[str, str]:
+        assert nation.query_key is not None
+        return {"Authorization": f"Bearer {issue_token(nation.query_key, who, timedelta(minutes=5))}"}
+
+    find = {"registeredResidentIdentification": patient_id,
+            "serviceDomains": sorted({by_number(n).service_domain for n in range(1, 18)})}
+    async with httpx.AsyncClient(timeout=30) as http:
+        await _relate_and_consent(http, nation, patient_id)
+        answer = await http.post(f"{nation.query}/v1/overview", json={"patientId": patient_id},
+                                 headers=clinician(nation))
+        as_system = await http.post(f"{nation.index}/find-content", json=find,
+                                    headers=signed_by_query(nation.aggregator))
+        as_people = [
+            await http.post(f"{nation.index}/find-content", json=find,
+                            headers=signed_by_query(nation.people[Role.OPERATOR])),
+            await http.delete(f"{nation.simulator}/admin/behaviour",
+                              headers=signed_by_query(nation.people[Role.ADMIN])),
+        ]
+        at_query = await http.post(f"{nation.query}/v1/overview", json={"patientId": patient_id},
+                                   headers=signed_by_query(READER))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["outcome"] == "allowed"
+    assert {p["status"] for p in body["producers"]} == {"DataFromSource"}
+    assert len(body["records"]) == sum(len(records) for records in by_org.values())
+    assert all(calls.of(org.logical_address, patient_id) >= 1 for org in by_org)
+    assert as_system.status_code == 200, as_system.text
+    assert len(as_system.json()["engagements"]) >= len(by_org)
+    for refused in as_people:
+        assert (refused.status_code, refused.json()["code"]) == (401, "token.signer")
+    assert (at_query.status_code, at_query.json()["code"]) == (401, "token.signature")
 
 
 async def _sse(lines: AsyncIterator[str], wanted: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from npo_consent.main import ConsentTopics
 from npo_consent.main import create_app as consent_app
 from npo_deploy.processes import free_port
 from npo_deploy.testing import serve
-from npo_deploy.tokens import demo_people
+from npo_deploy.tokens import QUERY_KEY_NAME, demo_people
 from npo_index.config import IndexSettings
 from npo_index.main import create_app as index_app
 from npo_platform.contracts import AccessEvent
@@ -85,6 +85,7 @@ class Nation:
     private_key: bytes
     patient: str  # the demo patient: has records at two producers or more
     people: dict[Role, Principal] = field(default_factory=dict)
+    query_key: bytes | None = None  # the query's own signing key, when it has one (not the issuer's)
 
     def token(self, who: Principal | Role, ttl: timedelta = timedelta(hours=1)) -> str:
         principal = self.people[who] if isinstance(who, Role) else who
@@ -131,10 +132,12 @@ class Nation:
 @contextmanager
 def running_nation(kafka: str, database_url: str, state_dir: Path, *, population: int = 1_500,
                    seed: int = 11, query_options: dict[str, Any] | None = None,
-                   wrap_producers: Callable[[Any], Any] | None = None) -> Iterator[Nation]:
+                   wrap_producers: Callable[[Any], Any] | None = None,
+                   query_key: bool = False) -> Iterator[Nation]:
     """Start the nation in a background thread; stop it (and wait) when the block ends.
 
-    ``wrap_producers`` wraps the simulated producers' ASGI app (e.g. ``ProducerCalls``)."""
+    ``wrap_producers`` wraps the simulated producers' ASGI app (e.g. ``ProducerCalls``).
+    ``query_key``: the query signs its tokens with a key of its own, as deployed (deploy/k8s)."""
     ready: dict[str, Any] = {}
     started = threading.Event()
     stopping: list[Callable[[], object]] = []
@@ -144,8 +147,8 @@ def running_nation(kafka: str, database_url: str, state_dir: Path, *, population
         stop = asyncio.Event()
         stopping.append(lambda: loop.call_soon_threadsafe(stop.set))
         try:
-            async with _nation(kafka, database_url, state_dir, population, seed,
-                               query_options or {}, wrap_producers or (lambda app: app)) as nation:
+            async with _nation(kafka, database_url, state_dir, population, seed, query_options or {},
+                               wrap_producers or (lambda app: app), query_key) as nation:
                 ready["nation"] = nation
                 started.set()
                 await stop.wait()
@@ -170,7 +173,8 @@ def running_nation(kafka: str, database_url: str, state_dir: Path, *, population
 
 @asynccontextmanager
 async def _nation(kafka: str, database_url: str, state: Path, population: int, seed: int,
-                  query_options: dict[str, Any], wrap: Callable[[Any], Any]) -> AsyncIterator[Nation]:
+                  query_options: dict[str, Any], wrap: Callable[[Any], Any],
+                  query_key: bool) -> AsyncIterator[Nation]:
     run = uuid.uuid4().hex[:8]
     topics = Topics.fresh(run)
     private_path, public_path = ensure_local_keypair(state / "keys")
@@ -180,10 +184,11 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
     common: dict[str, Any] = {"kafka_bootstrap_servers": kafka, "database_url": database_url,
                               "state_dir": state, "jwt_public_key_path": public_path}
     source = RecordSource(population, seed=seed)
+    own_key, trusting, query_private = _own_query_key(state) if query_key else ({}, {}, None)
     async with AsyncExitStack() as exits:
         port = free_port()  # the producers answer only tokens bound to their own endpoints
         sim_url = await exits.enter_async_context(serve(wrap(simulator_app(SimulatorSettings(
-            **common, population=population, seed=seed, public_url=f"http://127.0.0.1:{port}"),
+            **common, **trusting, population=population, seed=seed, public_url=f"http://127.0.0.1:{port}"),
             source)), port=port))
         index_port = free_port()  # the audit's pages read names from the index, started after it
         audit_url = await exits.enter_async_context(serve(audit_app(AuditSettings(
@@ -193,7 +198,7 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
         directory = state / f"directory-{run}.json"  # the operator view's reference data
         directory.write_text(directory_json(source.nation), encoding="utf-8")
         index_url = await exits.enter_async_context(serve(index_app(IndexSettings(
-            **common, db_schema=f"idx_{run}", consumer_group=f"idx-{run}",
+            **common, **trusting, db_schema=f"idx_{run}", consumer_group=f"idx-{run}",
             updates_topic=topics.updates, changes_topic=topics.changes, audit_url=audit_url,
             directory_file=directory)), port=index_port))
         consent_topics = ConsentTopics(replace(ACCESS_EVENTS, name=topics.access),
@@ -207,7 +212,7 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
             **common, "db_schema": f"query_{run}", "index_url": index_url,
             "consent_url": consent_url, "routing_file": routing, "access_topic": topics.access,
             "consent_topic": topics.consent, "changes_topic": topics.changes,
-            "producer_timeout_s": 2.0, "allow_loopback_routes": True, **query_options})
+            "producer_timeout_s": 2.0, "allow_loopback_routes": True, **own_key, **query_options})
         # Fresh topics: the query's consumers may read them from the start (production: latest).
         query_url = await exits.enter_async_context(
             serve(query_app(query, parts=Parts(offset_reset="earliest"))))
@@ -215,9 +220,18 @@ async def _nation(kafka: str, database_url: str, state: Path, population: int, s
         patient = source.demo_patient()
         nation = Nation(index_url, consent_url, query_url, audit_url, sim_url, topics, kafka,
                         source, announced, private_path.read_bytes(), patient,
-                        demo_people(patient))
+                        demo_people(patient), query_private)
         await wait_indexed(nation, announced)
         yield nation
+
+
+def _own_query_key(state: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    """The query's settings with a signing key of its own and a state dir without the issuer's
+    private key (as deployed); the settings of those trusting its key: the index and the
+    producers (consent and audit take no token of the query's); the key."""
+    private, public = ensure_local_keypair(state / "query-key", QUERY_KEY_NAME)
+    return ({"state_dir": state / "query-state", "signing_key_path": private},
+            {"jwt_service_key_paths": (public,)}, private.read_bytes())
 
 
 class ProducerCalls:
