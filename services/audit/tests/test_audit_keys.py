@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from npo_audit.config import AuditSettings
-from npo_audit.keys import ensure_keys
 from npo_audit.main import create_app
-from npo_audit.signing import REGISTER_KEY_FILE, RegisterKey
+from npo_audit.signing import REGISTER_KEY_FILE, RegisterKey, ensure_keys
 
 STARTING_TOGETHER = 8
 

@@ -1,5 +1,12 @@
 """The audit's keys in the state dir: Ed25519 checkpoints (signing and verifying a chain head),
-and the register's key for keyed digests of addresses (the kinship rule)."""
+the register's key for keyed digests of addresses (the kinship rule), and ``ensure_keys``.
+
+The replicas of one audit must share every key: a checkpoint one replica signs, another
+verifies; the kinship rule compares digests any replica made; a next-page link one replica
+issued (the FHIR paging key), another opens. A single process makes them on first need; a
+cluster gets them from a Secret made once by ``npo k8s secrets``, which calls ``ensure_keys``
+through the ``npo.keys`` entry point.
+"""
 
 from __future__ import annotations
 
@@ -104,3 +111,16 @@ class RegisterKey:
     def digest(self, address: str) -> str:
         normalised = " ".join(address.casefold().replace(",", " ").split())
         return hmac.new(self._key, normalised.encode(), hashlib.sha256).hexdigest()
+
+
+def ensure_keys(keys_dir: Path) -> list[Path]:
+    """Make what is missing of the audit's keys in ``keys_dir``; the paths of all of them."""
+    # Imported here: the paging module reaches this one through the store (an import cycle).
+    from .fhir_search_pages import KEY_FILE as PAGE_KEY_FILE
+    from .fhir_search_pages import PageTokens
+
+    ensure_signing_key(keys_dir)
+    RegisterKey.in_dir(keys_dir)
+    PageTokens.in_dir(keys_dir, ttl_s=1)
+    names = (f"{KEY_NAME}-private.pem", PUBLIC_KEY_FILE, REGISTER_KEY_FILE, PAGE_KEY_FILE)
+    return [keys_dir / name for name in names]
