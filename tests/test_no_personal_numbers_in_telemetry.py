@@ -5,7 +5,8 @@ The apps run under uvicorn against the real broker and database with the platfor
 ``configure_tracing`` with an in-memory exporter). While a
 clinician registers a relation and a consent, reads an overview, is refused one for a patient
 without consent, the audit service ingests the access events, and a compliance officer searches
-them (JSON, and FHIR by form body with a paging link), the test keeps:
+them (JSON, and FHIR by form body with a paging link) and reads who read the log (the reads are
+recorded with their filters, patient numbers included), the test keeps:
 
 - every log record's *raw* message and exception text, captured before the platform's
   redaction runs: code must never log the number at all (the redaction is defence in depth);
@@ -251,6 +252,17 @@ async def _scenario(http: httpx.AsyncClient, stack: Stack, private: bytes) -> No
         while len(await _audited(http, stack, private, patient, stranger)) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     await _fhir_search(http, stack, private, patient)
+    await _log_reads(http, stack, private, patient)
+
+
+async def _log_reads(http: httpx.AsyncClient, stack: Stack, private: bytes, patient: str) -> None:
+    """The officer's reads above were recorded with their filters (the patient's number, in the
+    audit's database only), and the list of them is itself read."""
+    answer = await http.post(f"{stack.audit}/audit/log-reads/search", headers=_officer(private),
+                             json={"user_hsa_id": "SE2321000016-CO01"})
+    assert answer.status_code == 200, answer.text
+    filters = [json.dumps(item["filter"]) for item in answer.json()["items"]]
+    assert any(patient in text for text in filters), filters
 
 
 async def _fhir_search(http: httpx.AsyncClient, stack: Stack, private: bytes, patient: str) -> None:

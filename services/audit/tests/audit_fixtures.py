@@ -75,9 +75,12 @@ def relation_history(patient_id: str) -> list[Entry]:
             consent_entry(relation_event(patient_id, revoked=True)), consent_entry(refused)]
 
 
-def token(keys_dir: Path, role: str, *, patient_id: str | None = None) -> str:
+OFFICER = "SE2321000016-7001"
+
+
+def token(keys_dir: Path, role: str, *, patient_id: str | None = None, sub: str = OFFICER) -> str:
     """A bearer token of the local issuer for a compliance officer, patient or clinician."""
-    fields: dict[str, object] = {"sub": "SE2321000016-7001", "name": "Tess Tester", "roles": {role}}
+    fields: dict[str, object] = {"sub": sub, "name": "Tess Tester", "roles": {role}}
     if role == Role.PATIENT:
         fields.update(sub=f"patient-{uuid.uuid4().hex[:6]}", patient=patient_id)
     if role == Role.CLINICIAN:

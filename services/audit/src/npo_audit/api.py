@@ -1,6 +1,7 @@
 """HTTP: compliance search/export/stream/follow-up, the patient's extract, chain verification.
 
-No route updates or deletes a record; patient ids travel in request bodies, never in URLs.
+No route updates or deletes a record; patient ids travel in request bodies, never in URLs. Every
+answered read of the log is recorded before its answer leaves (``api_reads``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 
 from . import api_export
+from .api_reads import ReadAction, record_read
 from .api_views import chain_views, decode_cursor, encode_cursor, extract_view, record_view
 from .config import AuditSettings
 from .domain import Record
@@ -41,7 +43,7 @@ from .fhir import extract_audit_event
 from .service import record_review, verify_log
 from .service import search as search_page
 from .signing import RegisterKey
-from .store import AuditSearch, AuditStore, Live, LiveRecords, SearchFilter
+from .store import AuditSearch, AuditStore, Live, LiveRecords, ReadLog, SearchFilter
 
 BasisName = Literal["own_care_giver", "consent", "emergency", "patient_self", "no_basis"]
 OutcomeName = Literal["allowed", "partial", "denied"]
@@ -56,6 +58,7 @@ class AuditServices:
     queries: AuditSearch
     hub: LiveRecords
     register_key: RegisterKey
+    reads: ReadLog  # who read the log (api_reads.py)
 
 
 def services(request: Request) -> AuditServices:
@@ -159,10 +162,16 @@ async def _page(svc: AuditServices, body: SearchRequest) -> tuple[list[Record], 
     return await search_page(svc.queries, body.to_filter(), body.limit, decode_cursor(body.cursor))
 
 
+def _given(body: RequestModel, **extra: str) -> dict[str, Any]:
+    """The request as the officer gave it, for their read's row (never a log line)."""
+    return {**body.model_dump(mode="json", exclude_unset=True), **extra}
+
+
 @router.post("/search")
-async def search(body: SearchRequest, svc: Services, _: ComplianceOfficerClaims) -> dict[str, Any]:
-    """Compliance search, newest first; ``next_cursor`` continues it."""
+async def search(body: SearchRequest, svc: Services, officer: ComplianceOfficerClaims) -> dict[str, Any]:
+    """Compliance search, newest first; ``next_cursor`` continues it. Recorded as a read of the log."""
     records, flags = await _page(svc, body)
+    await record_read(svc.reads, officer, ReadAction.SEARCH, _given(body), len(records))
     return {
         "items": [record_view(r, flags.get(r.entry.event_id, ())) for r in records],
         "next_cursor": encode_cursor(records[-1]) if len(records) == body.limit else None,
@@ -171,11 +180,12 @@ async def search(body: SearchRequest, svc: Services, _: ComplianceOfficerClaims)
 
 @router.post("/export")
 async def export(
-    body: SearchRequest, svc: Services, _: ComplianceOfficerClaims,
+    body: SearchRequest, svc: Services, officer: ComplianceOfficerClaims,
     format: Annotated[Literal["csv", "json", "fhir"], Query()] = "json",
 ) -> StreamingResponse:
     """Every matching record, as CSV, JSON lines or a FHIR Bundle of AuditEvents; whole, or a
-    problem before the first byte (``export.too_large`` past AUDIT_MAX_EXPORT records)."""
+    problem before the first byte (``export.too_large`` past AUDIT_MAX_EXPORT records). Recorded
+    as a read of the log, with the count written."""
     if format == "fhir" and body.kind == "review":
         raise Problem(422, "export.no_fhir_form", "Reviews have no FHIR AuditEvent form: export them as CSV.")
     first = body.model_copy(update={"limit": api_export.PAGE})
@@ -183,15 +193,29 @@ async def export(
     async def page(cursor: str | None) -> tuple[list[Record], dict[str, list[str]]]:
         return await _page(svc, first.model_copy(update={"cursor": cursor}))
 
-    rendered = await api_export.render(page, body.cursor, format, svc.settings.max_export)
+    rendered, written = await api_export.render(page, body.cursor, format, svc.settings.max_export)
+    try:
+        await record_read(svc.reads, officer, ReadAction.EXPORT, _given(body, format=format), written)
+    except BaseException:
+        rendered.close()
+        raise
     return StreamingResponse(api_export.stream(rendered), media_type=api_export.MEDIA_TYPES[format])
+
+
+async def _stream_opened(
+    body: StreamRequest, svc: Services, officer: ComplianceOfficerClaims
+) -> StreamRequest:
+    """The stream's read, recorded as a dependency: before the answer's status is sent."""
+    await record_read(svc.reads, officer, ReadAction.STREAM, _given(body), None)
+    return body
 
 
 @router.post("/stream", response_class=EventSourceResponse)
 async def stream(
-    body: StreamRequest, svc: Services, _: ComplianceOfficerClaims
+    body: Annotated[StreamRequest, Depends(_stream_opened)], svc: Services
 ) -> AsyncIterator[ServerSentEvent]:
-    """Server-sent events: each new record (``record``) as it is committed, with its flags."""
+    """Server-sent events: each new record (``record``) as it is committed, with its flags.
+    Recorded as a read of the log when it opens (no count: a stream has no end then)."""
     yield ServerSentEvent(event="ready", raw_data="{}")
     async for live in svc.hub.subscribe():
         if live is None:
@@ -204,9 +228,11 @@ async def stream(
 
 
 @router.post("/flags/search")
-async def flags(body: FlagSearchRequest, svc: Services, _: ComplianceOfficerClaims) -> dict[str, Any]:
+async def flags(body: FlagSearchRequest, svc: Services, officer: ComplianceOfficerClaims) -> dict[str, Any]:
+    """Flags in id order (``reviewed`` false: the sample-check queue); recorded as a read of the log."""
     rows = await svc.queries.flags(body.rule.value if body.rule else None, body.time_from, body.time_to,
                                    body.limit, body.after_flag_id, body.reviewed)
+    await record_read(svc.reads, officer, ReadAction.FLAGS, _given(body), len(rows))
     items = [{**row.__dict__, "event_time": row.event_time.isoformat()} for row in rows]
     return {"items": items}
 

@@ -29,12 +29,12 @@ _CHUNK = 64 * 1024
 Page = Callable[[str | None], Awaitable[tuple[list[Record], dict[str, list[str]]]]]
 
 
-async def render(page: Page, first_cursor: str | None, kind: Format, limit: int) -> IO[bytes]:
-    """Every record ``page`` yields (from ``first_cursor``) rendered in ``kind``; the file is
-    rewound. Raises before anything is sent when any part fails or more than ``limit`` match."""
+async def render(page: Page, first_cursor: str | None, kind: Format, limit: int) -> tuple[IO[bytes], int]:
+    """Every record ``page`` yields (from ``first_cursor``) rendered in ``kind``, and how many; the
+    file is rewound. Raises before anything is sent when any part fails or more than ``limit`` match."""
     out = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by stream()
     try:
-        await _write(out, page, first_cursor, kind, limit)
+        written = await _write(out, page, first_cursor, kind, limit)
     except fhir.NotAuditEvent as error:
         out.close()
         raise Problem(422, "export.no_fhir_form", str(error)) from None
@@ -42,10 +42,10 @@ async def render(page: Page, first_cursor: str | None, kind: Format, limit: int)
         out.close()
         raise
     out.seek(0)
-    return out
+    return out, written
 
 
-async def _write(out: IO[bytes], page: Page, cursor: str | None, kind: Format, limit: int) -> None:
+async def _write(out: IO[bytes], page: Page, cursor: str | None, kind: Format, limit: int) -> int:
     if kind == "fhir":
         head = {"resourceType": "Bundle", "type": "collection", "timestamp": datetime.now(UTC).isoformat()}
         out.write(json.dumps(head)[:-1].encode())  # the entries follow, when there are any
@@ -72,6 +72,7 @@ async def _write(out: IO[bytes], page: Page, cursor: str | None, kind: Format, l
         cursor = encode_cursor(records[-1])
     if kind == "fhir":
         out.write(b"]}" if sent else b"}")  # FHIR's JSON has no empty arrays
+    return sent
 
 
 def stream(rendered: IO[bytes]) -> Iterator[bytes]:

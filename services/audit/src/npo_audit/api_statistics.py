@@ -23,6 +23,7 @@ from npo_platform.identity import Claims, Role, require_roles
 from npo_platform.problems import Problem
 
 from .api import Services
+from .api_reads import ReadAction, record_read
 from .store import AuditSearch
 
 MAX_MONTHS = 60  # the log is kept five years
@@ -117,11 +118,16 @@ async def count_searches(queries: AuditSearch, span: MonthRange, reader: Reader)
 
 @router.get("/searches")
 async def searches(
-    svc: Services, _: OperatorOrAdmin,
+    svc: Services, asker: OperatorOrAdmin,
     from_month: Annotated[str | None, Query(alias="from", description="YYYY-MM (UTC)")] = None,
     to_month: Annotated[str | None, Query(alias="to", description="YYYY-MM, inclusive")] = None,
     reader: Annotated[Reader, Query(description="group readers by care giver or care unit")] = "care_giver",
 ) -> SearchStatistics:
-    """Searches (overview reads) per month and per reader organisation, over whole months."""
+    """Searches (overview reads) per month and per reader organisation, over whole months;
+    recorded as a read of the log (returned: one per month and organisation)."""
     span = month_range(from_month, to_month, datetime.now(UTC))
-    return await count_searches(svc.queries, span, reader)
+    found = await count_searches(svc.queries, span, reader)
+    given = {"from": from_month, "to": to_month, "reader": reader}
+    await record_read(svc.reads, asker, ReadAction.STATISTICS,
+                      {k: v for k, v in given.items() if v is not None}, len(found.by_month))
+    return found

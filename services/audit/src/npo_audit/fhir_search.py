@@ -7,7 +7,8 @@ export's AuditEvents (``fhir.audit_event``); its ``self``, ``next`` and ``previo
 an encrypted continuation token (``fhir_search_pages``). Errors are OperationOutcomes.
 
 As with the compliance search (``POST /audit/search``), a search is traced as its HTTP request
-(route and status, never a parameter) and not written to the log itself.
+(route and status, never a parameter), and each answered page is recorded as a read of the log
+(``api_reads``: the parameters as given, or the search a ``_page`` continues) before it leaves.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from npo_platform.fhir_search import FORM, form_items, ignored_outcome, lenient
 from npo_platform.identity import Claims, ComplianceOfficerClaims
 
 from .api import AuditServices, Services
+from .api_reads import ReadAction, record_read
 from .fhir import audit_event
-from .fhir_search_pages import PageTokens
+from .fhir_search_pages import PageTokens, search_json
 from .fhir_search_params import PAGE, SearchError, parse
 from .store import Found, Position, cursor_of
 
@@ -93,6 +95,9 @@ async def _answer(request: Request, svc: AuditServices, officer: Claims,
         search, position = parsed.search, Position()
         here = tokens.issue(officer.sub, search, position)
     found = await svc.queries.audit_events(search, position)
+    given = ({"parameters": [list(item) for item in items]} if parsed.page_token is None
+             else {"continues": search_json(search)})
+    await record_read(svc.reads, officer, ReadAction.FHIR_SEARCH, given, len(found.records))
 
     def link(token: str) -> str:
         return f"{request.base_url}fhir/r4/AuditEvent?{urlencode({PAGE: token})}"

@@ -37,7 +37,7 @@ class PageTokens:
 
     def issue(self, officer: str, search: AuditEventSearch, position: Position) -> str:
         cursor = position.cursor
-        body = {"v": _VERSION, "o": officer, "s": _search_json(search), "b": position.backward,
+        body = {"v": _VERSION, "o": officer, "s": search_json(search), "b": position.backward,
                 "c": [cursor.event_time.isoformat(), cursor.event_id] if cursor else None}
         return self._fernet.encrypt(json.dumps(body, separators=(",", ":")).encode()).decode()
 
@@ -54,7 +54,8 @@ class PageTokens:
                               "expired: start the search again.", "invalid") from None
 
 
-def _search_json(search: AuditEventSearch) -> dict[str, Any]:
+def search_json(search: AuditEventSearch) -> dict[str, Any]:
+    """The search as JSON (a token's body; a recorded read's filter)."""
     return {
         "p": sorted(search.patients) if search.patients is not None else None,
         "a": [sorted(agents) for agents in search.agents],

@@ -29,6 +29,7 @@ from npo_platform.topics import Topic
 from npo_platform.web import mount_web
 
 from .api import REGISTER_MAX_BODY, AuditServices, router
+from .api_reads import router as reads_router
 from .api_statistics import router as statistics_router
 from .config import AuditSettings
 from .domain_rules import RuleBook, RuleSettings
@@ -38,6 +39,7 @@ from .fhir_search_pages import PageTokens
 from .signing import RegisterKey, ensure_signing_key, load_verifier
 from .store_pg import PostgresAuditStore
 from .store_pg_live import RecordHub
+from .store_pg_reads import PostgresReadLog
 from .store_pg_search import AuditQueries
 
 WEB_PAGES = Path(__file__).parent / "web"  # the browser views (see web/)
@@ -154,7 +156,8 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
             queries = AuditQueries(pool)
             hub = RecordHub(config.database_url, config.db_schema, notify_channel(config), queries)
             await hub.start()
-            app.state.audit = AuditServices(config, store, queries, hub, RegisterKey.in_dir(config.keys_dir))
+            app.state.audit = AuditServices(config, store, queries, hub, RegisterKey.in_dir(config.keys_dir),
+                                            PostgresReadLog(pool))
             app.state.checkpoint_verifier = load_verifier(config.keys_dir)
             app.state.fhir_page_tokens = PageTokens.in_dir(config.keys_dir, config.fhir_page_ttl_s)
             stop = asyncio.Event()
@@ -176,6 +179,7 @@ def create_app(settings: AuditSettings | None = None, token_verifier: TokenVerif
     app.include_router(router)
     allow_bodies(app, {"/audit/register": REGISTER_MAX_BODY})
     app.include_router(statistics_router)
+    app.include_router(reads_router)
     app.include_router(fhir_search_router)
     mount_web(app, WEB_PAGES, service="audit", links={"index": config.index_url})
     return app

@@ -147,3 +147,34 @@ class LiveRecords(Protocol):
     """New records as writers commit them (store_pg_live.py listens for them)."""
 
     def subscribe(self, keepalive_s: float = 15.0) -> AsyncIterator[Live | None]: ...
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """One answered read of the log: who, what (``action``, the request as given) and how many
+    records it returned (``None``: a stream, open-ended). ``read_id`` and ``read_at`` are the
+    store's."""
+
+    user_hsa_id: str
+    care_unit: str
+    care_giver: str
+    action: str
+    filter: dict[str, Any]
+    returned: int | None
+    read_id: int = 0
+    read_at: datetime | None = None
+
+
+class ReadNotRecorded(Exception):
+    """The read could not be committed, so it must not be answered."""
+
+
+class ReadLog(Protocol):
+    """Who read the log (store_pg_reads.py): append-only, newest first, keyset-paged by id."""
+
+    async def record(self, read: LogRead) -> None:
+        """Commit ``read`` before its answer leaves; raises ReadNotRecorded when it cannot."""
+        ...
+
+    async def search(self, user_hsa_id: str | None, time_from: datetime | None,
+                     time_to: datetime | None, limit: int, before_id: int | None) -> list[LogRead]: ...
