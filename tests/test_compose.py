@@ -71,6 +71,23 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: _with_defaults(value) for key, value in raw.items()}
 
 
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's volumes as container path → the whole entry (``source:target[:mode]``)."""
+    return {str(v).split(":")[1]: str(v) for v in service.get("volumes", [])}
+
+
+def _source(mount: str) -> str:
+    return mount.split(":")[0]
+
+
+def _image_environment() -> dict[str, str]:
+    """The ENV the Dockerfile gives every service's image (its final stage's wins)."""
+    found: dict[str, str] = {}
+    for line in _dockerfile_instructions()["ENV"]:
+        found.update(pair.split("=", 1) for pair in line.split() if "=" in pair)
+    return found
+
+
 def _container_ports(service: dict[str, Any]) -> set[int]:
     return {int(str(mapping).rsplit(":", 1)[-1].split("/")[0]) for mapping in service["ports"]}
 
@@ -305,26 +322,22 @@ def test_file_also_suits_compose_v1(compose: dict[str, Any]) -> None:
 def test_service_verifies_tokens_with_the_hosts_public_key(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     key = _environment(service)["NPO_JWT_PUBLIC_KEY_PATH"]
-    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
-    assert mounts[key] == f"./.npo/keys/{PUBLIC_KEY_FILE}"
+    assert _source(_mounts(service)[key]) == f"./.npo/keys/{PUBLIC_KEY_FILE}"
 
 
 def test_the_audits_keys_outlive_its_container(compose: dict[str, Any]) -> None:
     """The audit makes its keys in its state dir at first start; they must be on a volume."""
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    [state_dir] = [line.split("NPO_STATE_DIR=")[1].split()[0] for line in dockerfile.splitlines()
-                   if "NPO_STATE_DIR=" in line]
     audit = compose["services"]["audit"]
-    state_dir = _environment(audit).get("NPO_STATE_DIR", state_dir)
-    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in audit["volumes"]}
-    assert mounts.get(state_dir) in set(compose["volumes"]), f"nothing persists {state_dir}"
+    state_dir = _environment(audit).get("NPO_STATE_DIR", _image_environment()["NPO_STATE_DIR"])
+    mount = _mounts(audit).get(state_dir)
+    assert (_source(mount) if mount else None) in set(compose["volumes"]), f"nothing persists {state_dir}"
 
 
 def test_the_query_signs_with_its_own_key_which_the_index_trusts(compose: dict[str, Any]) -> None:
     def mounted(name: str, path: str) -> str:
-        mounts = {v.split(":")[1]: v for v in compose["services"][name]["volumes"]}
-        assert mounts[path].endswith(":ro")
-        return mounts[path].split(":")[0]
+        mount = _mounts(compose["services"][name])[path]
+        assert mount.endswith(":ro")
+        return _source(mount)
 
     signing = _environment(compose["services"]["query"])["QUERY_SIGNING_KEY_PATH"]
     trusted = _environment(compose["services"]["index"])["NPO_JWT_SERVICE_KEY_PATHS"].split(",")

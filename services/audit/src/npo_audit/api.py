@@ -34,7 +34,7 @@ from npo_platform.problems import Problem
 from npo_platform.schemas import RequestModel
 
 from . import api_export
-from .api_reads import ReadAction, record_read
+from .api_reads import ReadAction, given, record_read
 from .api_views import chain_views, decode_cursor, encode_cursor, extract_view, record_view
 from .config import AuditSettings
 from .domain import Record
@@ -162,16 +162,11 @@ async def _page(svc: AuditServices, body: SearchRequest) -> tuple[list[Record], 
     return await search_page(svc.queries, body.to_filter(), body.limit, decode_cursor(body.cursor))
 
 
-def _given(body: RequestModel, **extra: str) -> dict[str, Any]:
-    """The request as the officer gave it, for their read's row (never a log line)."""
-    return {**body.model_dump(mode="json", exclude_unset=True), **extra}
-
-
 @router.post("/search")
 async def search(body: SearchRequest, svc: Services, officer: ComplianceOfficerClaims) -> dict[str, Any]:
     """Compliance search, newest first; ``next_cursor`` continues it. Recorded as a read of the log."""
     records, flags = await _page(svc, body)
-    await record_read(svc.reads, officer, ReadAction.SEARCH, _given(body), len(records))
+    await record_read(svc.reads, officer, ReadAction.SEARCH, given(body), len(records))
     return {
         "items": [record_view(r, flags.get(r.entry.event_id, ())) for r in records],
         "next_cursor": encode_cursor(records[-1]) if len(records) == body.limit else None,
@@ -195,7 +190,7 @@ async def export(
 
     rendered, written = await api_export.render(page, body.cursor, format, svc.settings.max_export)
     try:
-        await record_read(svc.reads, officer, ReadAction.EXPORT, _given(body, format=format), written)
+        await record_read(svc.reads, officer, ReadAction.EXPORT, given(body, format=format), written)
     except BaseException:
         rendered.close()
         raise
@@ -206,7 +201,7 @@ async def _stream_opened(
     body: StreamRequest, svc: Services, officer: ComplianceOfficerClaims
 ) -> StreamRequest:
     """The stream's read, recorded as a dependency: before the answer's status is sent."""
-    await record_read(svc.reads, officer, ReadAction.STREAM, _given(body), None)
+    await record_read(svc.reads, officer, ReadAction.STREAM, given(body), None)
     return body
 
 
@@ -232,7 +227,7 @@ async def flags(body: FlagSearchRequest, svc: Services, officer: ComplianceOffic
     """Flags in id order (``reviewed`` false: the sample-check queue); recorded as a read of the log."""
     rows = await svc.queries.flags(body.rule.value if body.rule else None, body.time_from, body.time_to,
                                    body.limit, body.after_flag_id, body.reviewed)
-    await record_read(svc.reads, officer, ReadAction.FLAGS, _given(body), len(rows))
+    await record_read(svc.reads, officer, ReadAction.FLAGS, given(body), len(rows))
     items = [{**row.__dict__, "event_time": row.event_time.isoformat()} for row in rows]
     return {"items": items}
 

@@ -7,6 +7,7 @@ data (the platform's rule for record reads, applied to the log's own readers).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -53,6 +54,11 @@ async def record_read(reads: ReadLog, reader: Claims, action: ReadAction, given:
         raise Problem(503, "audit.unavailable", NOT_RECORDED) from None
 
 
+def given(body: RequestModel, **extra: str) -> dict[str, Any]:
+    """The request as the reader gave it, for their read's row (never a log line)."""
+    return {**body.model_dump(mode="json", exclude_unset=True), **extra}
+
+
 class LogReadSearch(RequestModel):
     user_hsa_id: HsaIdStr | None = None
     time_from: datetime | None = None
@@ -70,10 +76,7 @@ def _before(cursor: str | None) -> int | None:
 
 
 def _view(read: LogRead) -> dict[str, Any]:
-    return {"read_id": read.read_id, "read_at": read.read_at.isoformat() if read.read_at else None,
-            "user_hsa_id": read.user_hsa_id, "care_unit": read.care_unit,
-            "care_giver": read.care_giver, "action": read.action, "filter": read.filter,
-            "returned": read.returned}
+    return {**asdict(read), "read_at": read.read_at.isoformat() if read.read_at else None}
 
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -88,7 +91,6 @@ async def search_log_reads(
     Reading this list is itself a read of the log and is recorded as one (``log_reads.search``)."""
     found = await reads.search(body.user_hsa_id, body.time_from, body.time_to, body.limit,
                                _before(body.cursor))
-    await record_read(reads, officer, ReadAction.LOG_READS, body.model_dump(mode="json", exclude_unset=True),
-                      len(found))
+    await record_read(reads, officer, ReadAction.LOG_READS, given(body), len(found))
     return {"items": [_view(r) for r in found],
             "next_cursor": str(found[-1].read_id) if len(found) == body.limit else None}
