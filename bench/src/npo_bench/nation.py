@@ -47,6 +47,7 @@ from npo_platform.topics import ACCESS_EVENTS, CONSENT_EVENTS, ENGAGEMENT_UPDATE
 from npo_query.config import QuerySettings
 from npo_query.main import Parts
 from npo_query.main import create_app as query_app
+from npo_query.tokens import system_principal
 from npo_simulator.cli import producer_sinks
 from npo_simulator.config import SimulatorSettings
 from npo_simulator.directory import directory, directory_json
@@ -102,8 +103,7 @@ class Nation:
     @property
     def aggregator(self) -> Principal:
         """The query service's own system identity: the index's FindContent answers only it."""
-        return Principal(sub=QuerySettings().system_hsa_id, name="npo-query",
-                         roles=frozenset({Role.SYSTEM}))
+        return system_principal(QuerySettings())
 
     def patient_self(self, patient: str) -> Principal:
         """The patient in person (the patient role, a patient-facing channel): a block is
