@@ -17,7 +17,14 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from npo_platform.identity import PRIVATE_KEY_FILE, Principal, Role, issue_token, read_key_file
+from npo_platform.identity import (
+    DEFAULT_AUDIENCE,
+    PRIVATE_KEY_FILE,
+    Principal,
+    Role,
+    issue_token,
+    read_key_file,
+)
 
 from .config import QuerySettings
 
@@ -26,34 +33,32 @@ PRODUCER_TTL = timedelta(minutes=2)
 SIGNING_KEY_SETTING = "QUERY_SIGNING_KEY_PATH"
 
 
-class SystemTokens:
-    """A callable returning a valid bearer token for service-to-service calls."""
-
-    def __init__(self, private_key_pem: bytes, principal: Principal, ttl: timedelta = TTL):
-        self._key, self._principal, self._ttl = private_key_pem, principal, ttl
-        self._token, self._renew_at = "", 0.0
-
-    def __call__(self) -> str:
-        if time.monotonic() >= self._renew_at:
-            self._token = issue_token(self._key, self._principal, self._ttl)
-            self._renew_at = time.monotonic() + self._ttl.total_seconds() / 2
-        return self._token
-
-
 class ProducerTokens:
-    """A callable returning a valid token for one producer's endpoint (its audience)."""
+    """A callable returning a valid token bound to an audience (a producer's endpoint), each
+    audience's renewed at half its lifetime."""
 
     def __init__(self, private_key_pem: bytes, principal: Principal, ttl: timedelta = PRODUCER_TTL):
         self._key, self._principal, self._ttl = private_key_pem, principal, ttl
-        self._tokens: dict[str, tuple[str, float]] = {}  # endpoint -> (token, renew at)
+        self._tokens: dict[str, tuple[str, float]] = {}  # audience -> (token, renew at)
 
-    def __call__(self, endpoint: str) -> str:
-        found = self._tokens.get(endpoint)
+    def __call__(self, audience: str) -> str:
+        found = self._tokens.get(audience)
         if found is not None and time.monotonic() < found[1]:
             return found[0]
-        token = issue_token(self._key, self._principal, self._ttl, audience=endpoint)
-        self._tokens[endpoint] = (token, time.monotonic() + self._ttl.total_seconds() / 2)
+        token = issue_token(self._key, self._principal, self._ttl, audience=audience)
+        self._tokens[audience] = (token, time.monotonic() + self._ttl.total_seconds() / 2)
         return token
+
+
+class SystemTokens:
+    """A callable returning a valid bearer token for service-to-service calls: the platform's
+    own audience, renewed as a producer's token is."""
+
+    def __init__(self, private_key_pem: bytes, principal: Principal, ttl: timedelta = TTL):
+        self._tokens = ProducerTokens(private_key_pem, principal, ttl)
+
+    def __call__(self) -> str:
+        return self._tokens(DEFAULT_AUDIENCE)
 
 
 def system_principal(settings: QuerySettings) -> Principal:
