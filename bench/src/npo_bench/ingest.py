@@ -47,6 +47,7 @@ from npo_platform.kafka_admin import (
 from npo_platform.service import tune_collector
 from npo_platform.settings import kafka_client_options
 from npo_platform.topics import ENGAGEMENT_UPDATES
+from npo_producer import patient_key
 
 console = Console(stderr=True)
 PRODUCER = "SE2321000016-B001"
@@ -226,14 +227,10 @@ async def _produce(settings: IndexSettings, updates: list[EngagementUpdate]) -> 
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="bench", linger_ms=20)
     await publisher.start()
     try:
-        acks = [await publisher.send(settings.updates, _key(u), u) for u in updates]
+        acks = [await publisher.send(settings.updates, patient_key(u), u) for u in updates]
         await asyncio.gather(*acks)
     finally:
         await publisher.stop()
-
-
-def _key(u: EngagementUpdate) -> str:
-    return u.transactions[0].engagement.registered_resident_identification
 
 
 async def _raw_consume(settings: IndexSettings, updates: int) -> float:
@@ -314,9 +311,9 @@ async def _freshness(settings: IndexSettings, worker: Worker, size: Size) -> dic
             now = datetime.now(UTC)
             content = (now + timedelta(seconds=n)).strftime("%Y%m%d%H%M%S")
             batch = [_update(patient(_RNG.randrange(size.patients)), now, content) for _ in range(per_tick)]
-            pending[_key(batch[0])] = (content, time.perf_counter())
+            pending[patient_key(batch[0])] = (content, time.perf_counter())
             for u in batch:
-                await publisher.send(settings.updates, _key(u), u)
+                await publisher.send(settings.updates, patient_key(u), u)
         done.set()
         await poller
     finally:

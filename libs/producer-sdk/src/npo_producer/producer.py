@@ -21,7 +21,7 @@ from npo_platform.events import new_meta
 from npo_platform.kafka import BatchPublisher, EventPublisher, serialized
 from npo_platform.topics import ENGAGEMENT_UPDATES, Topic
 
-__all__ = ["EngagementProducer", "split_per_patient"]
+__all__ = ["EngagementProducer", "patient_key", "split_per_patient"]
 
 
 def split_per_patient(
@@ -96,16 +96,17 @@ class EngagementProducer:
     async def send(self, updates: Sequence[EngagementUpdate]) -> list[str]:
         """Send prepared messages concurrently, keyed by patient; confirmed when this returns."""
         if isinstance(self._publisher, BatchPublisher):
-            await self._publisher.publish(self._topic, [serialized(u, _key(u)) for u in updates])
+            await self._publisher.publish(self._topic, [serialized(u, patient_key(u)) for u in updates])
             return [u.meta.event_id for u in updates]
         futures = [
-            await self._publisher.send(self._topic, _key(u), u)
+            await self._publisher.send(self._topic, patient_key(u), u)
             for u in updates
         ]
         await asyncio.gather(*futures)
         return [u.meta.event_id for u in updates]
 
 
-def _key(update: EngagementUpdate) -> str:
-    """The patient of every transaction of ``update`` (``split_per_patient``)."""
+def patient_key(update: EngagementUpdate) -> str:
+    """The message key of ``update``: the patient of every one of its transactions
+    (``split_per_patient``), so one patient's updates keep their order on one partition."""
     return update.transactions[0].engagement.registered_resident_identification

@@ -14,7 +14,7 @@ from npo_platform.contracts.events_pb2 import Engagement, EngagementTransaction
 from npo_platform.events import new_meta
 from npo_platform.kafka import EventPublisher
 from npo_platform.topics import Topic
-from npo_producer import EngagementProducer, split_per_patient
+from npo_producer import EngagementProducer, patient_key, split_per_patient
 
 from .domain import Record
 from .domain_access import Caller, check_lookup, check_publisher
@@ -78,7 +78,7 @@ async def publish_notification(target: Notifications,
     validate(transactions, target.rules)
     foreign = [t for t in transactions if t.engagement.owner != target.own_address]
     updates = _per_source([*foreign, *_own_copies_deleted(foreign)])
-    futures = [await target.publisher.send(target.topic, _patient(u), u) for u in updates]
+    futures = [await target.publisher.send(target.topic, patient_key(u), u) for u in updates]
     for future in futures:
         await future
     return [u.meta.event_id for u in updates]
@@ -100,10 +100,6 @@ def _per_source(transactions: Sequence[EngagementTransaction]) -> list[Engagemen
     for tx in transactions:
         by_source.setdefault(tx.engagement.source_system, []).append(tx)
     return [u for source, group in by_source.items() for u in split_per_patient(source, group)]
-
-
-def _patient(update: EngagementUpdate) -> str:
-    return update.transactions[0].engagement.registered_resident_identification
 
 
 async def find_engagements(store: IndexStore, caller: Caller, query: FindQuery,
