@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from npo_platform.fhir_http import problem_outcome
 from npo_platform.identity import CLAIMS_SCOPE_KEY, Claims, Role, authenticate
-from npo_platform.problems import TOO_LARGE, Problem
+from npo_platform.problems import Problem, http_problem
 
 _UNITS = {"second": Duration.SECOND, "minute": Duration.MINUTE, "hour": Duration.HOUR}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
@@ -117,7 +117,7 @@ class RequestGuard:
             elif length or chunked:
                 authenticate(scope, None)  # raises the route's own 401 (token.missing)
             if length is not None and length > limit:
-                raise Problem(413, TOO_LARGE, "The request body is larger than this route accepts.")
+                raise http_problem(HTTPException(413))  # as the routes answer one mid-body
         except Problem as problem:
             await _refusal(scope, problem)(scope, receive, send)
             return

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.status import HTTP_413_CONTENT_TOO_LARGE
 
 from npo_platform.identity import Claims, Role, bearer_claims, require_roles
-from npo_platform.problems import TOO_LARGE, Problem
+from npo_platform.problems import Problem, http_problem
 from npo_rivta import wsdl
 from npo_rivta.contracts import Interaction
 from npo_rivta.headers import CORRELATION_ID, PlatformHeaders
@@ -168,8 +168,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     except HTTPException as error:  # the guard counted a chunked body past the path's limit
         if error.status_code != HTTP_413_CONTENT_TOO_LARGE:
             raise
-        raise SoapFault(TOO_LARGE, "The request body is larger than this route accepts.",
-                        status=HTTP_413_CONTENT_TOO_LARGE) from None
+        raise as_fault(http_problem(error)) from None  # its code and text, as a fault
     return b"".join(chunks)
 
 
