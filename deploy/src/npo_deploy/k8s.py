@@ -22,7 +22,7 @@ import yaml
 
 from npo_deploy.tokens import QUERY_KEY_NAME
 from npo_platform import acl
-from npo_platform.identity import PUBLIC_KEY_FILE, ensure_local_keypair
+from npo_platform.identity import PUBLIC_KEY_FILE, ensure_local_keypair, keypair_files
 from npo_platform.topics import ALL_TOPICS, Topic, replication_for
 
 NAMESPACE = "npo"
@@ -222,10 +222,12 @@ def _env(service: Service) -> list[dict[str, Any]]:
         **{f"{service.name.upper()}_{other.upper()}_URL": f"http://npo-{other}" for other in service.calls},
     }
     if service.signing_key:
-        plain[f"{service.name.upper()}_SIGNING_KEY_PATH"] = f"{SIGNING}/{service.signing_key}-private.pem"
+        private, _ = keypair_files(service.signing_key)
+        plain[f"{service.name.upper()}_SIGNING_KEY_PATH"] = f"{SIGNING}/{private}"
     if service.trusts:
         plain["NPO_JWT_SERVICE_KEY_PATHS"] = ",".join(
-            f"{KEYS}/{s.signing_key}-public.pem" for s in SERVICES if s.name in service.trusts)
+            f"{KEYS}/{keypair_files(s.signing_key)[1]}"
+            for s in SERVICES if s.name in service.trusts and s.signing_key)
     # Secrets first: DATABASE_URL refers to DATABASE_PASSWORD, defined before it.
     return ([{"name": k, "valueFrom": v} for k, v in secret.items()]
             + [{"name": k, "value": v} for k, v in plain.items()]
@@ -366,7 +368,7 @@ def write_secrets(public_key: Path, target: Path = HERE / "secrets") -> list[Pat
         key.write_bytes(public_key.read_bytes())
         written.append(key)
     for service in SERVICES:
-        if service.signing_key and not (target / f"{service.signing_key}-private.pem").exists():
+        if service.signing_key and not (target / keypair_files(service.signing_key)[0]).exists():
             written += ensure_local_keypair(target, service.signing_key)
     for service in SERVICES:
         env = target / f"{service.app}-db.env"

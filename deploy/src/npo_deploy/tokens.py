@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token
+from npo_platform.identity import Principal, Role, ensure_local_keypair, issue_token, keypair_files
 from npo_platform.settings import PlatformSettings
 
 # The query service's own token signing key pair (QUERY_SIGNING_KEY_PATH), apart from the issuer's:
 # docker-compose.yml mounts it from .npo/keys, deploy/k8s makes its Secrets of another one.
 QUERY_KEY_NAME = "query-ed25519"
-QUERY_PRIVATE_KEY_FILE, QUERY_PUBLIC_KEY_FILE = (f"{QUERY_KEY_NAME}-{k}.pem" for k in ("private", "public"))
+QUERY_PRIVATE_KEY_FILE, QUERY_PUBLIC_KEY_FILE = keypair_files(QUERY_KEY_NAME)
 
 
 def ensure_query_keypair(keys_dir: Path) -> tuple[Path, Path]:

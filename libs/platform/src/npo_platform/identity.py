@@ -52,8 +52,14 @@ ALGORITHM = "EdDSA"
 LOCAL_ISSUER = "npo-local-issuer"
 DEFAULT_AUDIENCE = "npo"
 ISSUER_KEY_NAME = "jwt-ed25519"
-PRIVATE_KEY_FILE = f"{ISSUER_KEY_NAME}-private.pem"
-PUBLIC_KEY_FILE = f"{ISSUER_KEY_NAME}-public.pem"
+
+
+def keypair_files(name: str) -> tuple[str, str]:
+    """The file names of the key pair ``name`` (``ensure_local_keypair``): private, public."""
+    return f"{name}-private.pem", f"{name}-public.pem"
+
+
+PRIVATE_KEY_FILE, PUBLIC_KEY_FILE = keypair_files(ISSUER_KEY_NAME)
 PURPOSE_CARE = "care"  # vård och behandling
 
 
@@ -166,7 +172,7 @@ def ensure_local_keypair(keys_dir: Path, name: str = ISSUER_KEY_NAME) -> tuple[P
     link (the first one wins) and the public key is always derived from it.
     """
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    private_path, public_path = keys_dir / f"{name}-private.pem", keys_dir / f"{name}-public.pem"
+    private_path, public_path = (keys_dir / file for file in keypair_files(name))
     if not private_path.exists():
         _publish_exclusively(private_path, generate_keypair()[0])
     if private_path.stat().st_mode & _NOT_OURS:
