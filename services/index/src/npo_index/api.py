@@ -30,8 +30,8 @@ from .service import find_engagements, publish_transactions
 from .store import FindQuery, IndexStore
 
 router = APIRouter()
-# Who may read coverage, and ask FindContent before its own rule (access.check_lookup) applies;
-# the RIV-TA FindContent (riv.py) asks the same.
+# Who may read coverage; the RIV-TA FindContent (riv.py) asks it too, before its own rule
+# (domain_access.check_lookup) applies.
 READER_ROLES = (Role.SYSTEM, Role.OPERATOR, Role.ADMIN)
 ReaderClaims = Annotated[Claims, Depends(require_roles(*READER_ROLES))]
 OperatorOrAdmin = Annotated[Claims, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]

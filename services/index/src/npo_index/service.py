@@ -27,7 +27,7 @@ async def publish_transactions(
 ) -> list[str]:
     """A producer's transactions: validated as one request (InvalidUpdate with every code, each
     violation numbered by its place in the request), the producer's own logical addresses and
-    care giver only (access.Refused: ``producer.not_owner``, ``EI008``), split per patient, on
+    care giver only (domain_access.Refused: ``producer.not_owner``, ``EI008``), split per patient, on
     the updates topic; returns once the broker acknowledged every message."""
     validate(transactions, rules, producer.source_system)
     check_publisher(caller, transactions)
@@ -105,7 +105,7 @@ def _per_source(transactions: Sequence[EngagementTransaction]) -> list[Engagemen
 async def find_engagements(store: IndexStore, caller: Caller, query: FindQuery,
                            aggregating_systems: frozenset[str]) -> list[Record]:
     """FindContent: one page (``query.limit``) of the patient's live engagements in
-    (service domain, key) order, for an aggregating system only (access.Refused otherwise:
+    (service domain, key) order, for an aggregating system only (domain_access.Refused otherwise:
     nothing is read for a refused caller)."""
     check_lookup(caller, aggregating_systems)
     return await store.find(query)
