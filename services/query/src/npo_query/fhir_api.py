@@ -21,7 +21,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from npo_platform.fhir import FHIR_JSON, patient_reference, searchset
-from npo_platform.fhir_http import FhirRoute
+from npo_platform.fhir_http import FhirRoute, outcome_response
 from npo_platform.fhir_search import (
     FORM,
     SearchError,
@@ -37,7 +37,7 @@ from npo_platform.identity import Claims, ClinicianClaims
 from .api import bearer_of, context
 from .fhir_capability import capability_statement
 from .fhir_ips import IPS_CATEGORIES, summary
-from .fhir_outcomes import outcomes, refusal, told_issues
+from .fhir_outcomes import denial, outcomes, told_issues
 from .fhir_params import PATIENT, parse, summary_items, summary_parameter_unsupported, summary_patient
 from .fhir_records import ByIdentifier, resource_of
 from .fhir_types import FHIR_TYPES
@@ -122,16 +122,12 @@ async def _read(request: Request, claims: Claims, patient: str, categories: list
 
 def refusal_response(refused: Refused) -> JSONResponse:
     """A refused read as its OperationOutcome: 503 when it cannot be logged or decided (no
-    data), else 403 with the decision's reason and the withheld producers the reader may know."""
-    if isinstance(refused, ServiceUnavailable):
-        body = refusal(refused.code, refused.detail, severity="fatal", issue_type="transient")
-        return JSONResponse(body, status_code=503, media_type=FHIR_JSON)
+    data), else 403; a denial by the access decision also gives its reason and the withheld
+    producers the reader may know."""
     if isinstance(refused, AccessDenied):
-        body = refusal(refused.code, refused.detail, reason=refused.reason_code, told=refused.producers,
-                       blocked_information_exists=refused.blocked_information_exists)
-    else:
-        body = refusal(refused.code, refused.detail)
-    return JSONResponse(body, status_code=403, media_type=FHIR_JSON)
+        return JSONResponse(denial(refused), status_code=403, media_type=FHIR_JSON)
+    status = 503 if isinstance(refused, ServiceUnavailable) else 403
+    return outcome_response(status, refused.code, refused.detail)
 
 
 def _outside_url(request: Request) -> list[tuple[str, str]]:

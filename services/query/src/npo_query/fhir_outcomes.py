@@ -2,7 +2,7 @@
 
 The same statuses and causes as the JSON answer: one OperationOutcome per producer that failed,
 was withheld or is not routed, and where a block withholds anything, one that names nothing (no
-category, address or care giver) and says only that blocked information exists. A refusal is one
+category, address or care giver) and says only that blocked information exists. A denial is one
 OperationOutcome: the error, then the withheld producers the reader may be told of.
 """
 
@@ -16,6 +16,7 @@ from npo_platform.fhir import Resource, coding, hsa_identifier
 
 from .domain import BLOCKED, Status, TargetResult, Told
 from .fhir_records import NPO_CATEGORY
+from .service import AccessDenied
 
 PROCESSING_STATUS = "urn:npo:processing-status"  # DataFromSource, NoDataSynchFailed, …
 CAUSE = "urn:npo:cause"  # timeout, connection_error, blocked, no_consent, …
@@ -66,15 +67,13 @@ def outcomes(issues: Iterable[Resource]) -> list[Resource]:
             for issue in issues]
 
 
-def refusal(code: str, text: str, *, severity: str = "error", issue_type: str = "forbidden",
-            reason: str | None = None, told: Told | None = None,
-            blocked_information_exists: bool = False) -> Resource:
-    """A refused read: the error with its stable code (and the decision's reason), then what the
-    reader may be told of the withheld producers."""
-    details = _details(None, reason, text)
-    details["coding"].insert(0, coding(PROBLEM, code))
-    error = {"severity": severity, "code": issue_type, "details": details}
-    rest = told_issues(told, blocked_information_exists) if told is not None else []
+def denial(denied: AccessDenied) -> Resource:
+    """A read the access decision denies: the error with its stable code and the decision's
+    reason, then what the reader may be told of the withheld producers."""
+    details = _details(None, denied.reason_code, denied.detail)
+    details["coding"].insert(0, coding(PROBLEM, denied.code))
+    error = {"severity": "error", "code": "forbidden", "details": details}
+    rest = told_issues(denied.producers, denied.blocked_information_exists)
     return {"resourceType": "OperationOutcome", "issue": [error, *rest]}
 
 
