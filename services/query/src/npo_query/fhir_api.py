@@ -36,7 +36,7 @@ from npo_platform.identity import Claims, ClinicianClaims
 
 from .api import bearer_of, context
 from .fhir_capability import capability_statement
-from .fhir_ips import IPS_CATEGORIES, summary
+from .fhir_ips import IPS_CATEGORIES, read_identifier, summary
 from .fhir_outcomes import denial, outcomes, told_issues
 from .fhir_params import PATIENT, parse, summary_items, summary_parameter_unsupported, summary_patient
 from .fhir_records import ByIdentifier, resource_of
@@ -89,7 +89,7 @@ async def search(resource_type: ResourceType, request: Request, claims: Clinicia
     matches = [resource_of(record, refs) for record in found.records if parsed.keeps(record)]
     told = outcomes(told_issues(found.producers, found.blocked_information_exists))
     return _fhir(searchset(matches, outcome=note, outcomes=told, total=len(matches),
-                           identifier=_read_identifier(found), timestamp=_now()))
+                           identifier=read_identifier(found), timestamp=_now()))
 
 
 @router.post(
@@ -137,11 +137,6 @@ def _outside_url(request: Request) -> list[tuple[str, str]]:
         raise SearchError("search.patient_in_url", "A patient's identity number never goes in a URL: "
                           "send it in the form body.", "security")
     return items
-
-
-def _read_identifier(found: Overview) -> dict[str, str]:
-    """The answer's identifier: the read it is, whose access event has this id."""
-    return {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{found.access_event_id}"}
 
 
 def _now() -> str:

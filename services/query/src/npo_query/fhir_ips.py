@@ -103,9 +103,14 @@ def summary(found: Overview, now: datetime) -> Resource:
         "title": "International Patient Summary", "section": sections}
     resources = [composition, patient, author, *refs.organizations.values(),
                  *(resource for _, resource in rendered), *problems]
-    return {"resourceType": "Bundle", "identifier": {"system": "urn:ietf:rfc:3986",
-                                                      "value": f"urn:uuid:{found.access_event_id}"},
-            "type": "document", "timestamp": now.isoformat(), "entry": [entry(r) for r in resources]}
+    return {"resourceType": "Bundle", "identifier": read_identifier(found), "type": "document",
+            "timestamp": now.isoformat(), "entry": [entry(r) for r in resources]}
+
+
+def read_identifier(found: Overview) -> Resource:
+    """An answer's identifier (a document's, a searchset's): the read it is, whose access event
+    has this id."""
+    return {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{found.access_event_id}"}
 
 
 def _patient(patient_id: str) -> Resource:
