@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from npo_platform.categories import by_key
-from npo_platform.fhir import Resource, coding, concept, entry, full_url, hsa_identifier, patient_identifier
+from npo_platform.fhir import Resource, bundle, coding, concept, full_url, hsa_identifier, patient_identifier
 from npo_platform.identifiers import PatientId
 
 from .domain import Record, Status, TargetResult
@@ -103,8 +103,7 @@ def summary(found: Overview, now: datetime) -> Resource:
         "title": "International Patient Summary", "section": sections}
     resources = [composition, patient, author, *refs.organizations.values(),
                  *(resource for _, resource in rendered), *problems]
-    return {"resourceType": "Bundle", "identifier": read_identifier(found), "type": "document",
-            "timestamp": now.isoformat(), "entry": [entry(r) for r in resources]}
+    return bundle("document", resources, identifier=read_identifier(found), timestamp=now.isoformat())
 
 
 def read_identifier(found: Overview) -> Resource:
