@@ -15,7 +15,7 @@ from npo_platform.categories import by_key
 from npo_platform.fhir import Resource, coding, hsa_identifier
 
 from .domain import BLOCKED, Status, TargetResult, Told
-from .fhir_records import NPO_CATEGORY
+from .fhir_records import category_coding
 from .service import AccessDenied
 
 PROCESSING_STATUS = "urn:npo:processing-status"  # DataFromSource, NoDataSynchFailed, …
@@ -38,7 +38,7 @@ def producer_issue(result: TargetResult) -> Resource:
     failed = status is Status.NO_DATA_SYNCH_FAILED
     kind = _FAILED.get(result.cause or "", "exception") if failed else _TYPE[status]
     parts: list[Resource] = [{"url": "logicalAddress", "valueString": target.logical_address},
-                             {"url": "category", "valueCoding": _category(target.category)}]
+                             {"url": "category", "valueCoding": category_coding(target.category)}]
     if target.data_controller:
         parts.insert(1, {"url": "dataController", "valueIdentifier": hsa_identifier(target.data_controller)})
     if result.http_status is not None:
@@ -81,8 +81,3 @@ def _details(status: str | None, cause: str | None, text: str) -> Resource:
     codes = ([coding(PROCESSING_STATUS, status)] if status else []) + (
         [coding(CAUSE, cause)] if cause else [])
     return {"coding": codes, "text": text}
-
-
-def _category(key: str) -> Resource:
-    category = by_key(key)
-    return coding(NPO_CATEGORY, category.key, category.name_sv)

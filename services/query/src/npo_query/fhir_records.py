@@ -107,10 +107,15 @@ def resource_of(record: Record, refs: References) -> Resource:
     return _BUILDERS.get(record.category, _document)(record, refs)
 
 
+def category_coding(key: str) -> Resource:
+    """An information category as a coding of this project's system, with its Swedish name."""
+    category = by_key(key)
+    return coding(NPO_CATEGORY, category.key, category.name_sv)
+
+
 def _common(kind: str, record: Record) -> Resource:
-    category = by_key(record.category)
     return {"resourceType": kind, "id": resource_id(record),
-            "meta": {"tag": [coding(NPO_CATEGORY, category.key, category.name_sv)]},
+            "meta": {"tag": [category_coding(record.category)]},
             "identifier": [{"system": f"{DOCUMENT_ID}{record.source_system}",
                             "value": record.document_id}]}
 
@@ -256,9 +261,9 @@ def _value(outcome: Any, record: Record) -> Resource:
 
 
 def _request(record: Record, refs: References) -> Resource:
-    category, body = by_key(record.category), _body(record)
+    body = _body(record)
     found = {**_common("ServiceRequest", record), "status": "unknown", "intent": "order",
-             "category": [concept(NPO_CATEGORY, category.key, category.name_sv)],
+             "category": [{"coding": [category_coding(record.category)]}],
              "code": {"text": _title(record, body.get("referralOutcomeTitle"),
                                      _at(body, "request", "receivingOrganization", "name"))},
              "subject": refs.patient(), "authoredOn": fhir_time(record.author_time)}
@@ -337,11 +342,10 @@ def _document(record: Record, refs: References) -> Resource:
         content = ("text/plain; charset=utf-8", _text(note.get("clinicalDocumentNoteText")) or title)
     else:
         content = ("application/json", json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-    category = by_key(record.category)
     attachment = {"contentType": content[0], "title": title,
                   "data": base64.b64encode(content[1].encode()).decode()}
     found = {**_common("DocumentReference", record), "status": "current", "type": {"text": title},
-             "category": [concept(NPO_CATEGORY, category.key, category.name_sv)],
+             "category": [{"coding": [category_coding(record.category)]}],
              "subject": refs.patient(), "date": fhir_time(record.author_time),
              "content": [{"attachment": attachment}]}
     if record.care_unit:
