@@ -20,6 +20,7 @@ FHIR_JSON = "application/fhir+json"
 PERSONNUMMER_SYSTEM = "http://electronichealth.se/identifier/personnummer"
 SAMORDNINGSNUMMER_SYSTEM = "http://electronichealth.se/identifier/samordningsnummer"
 HSA_ID_SYSTEM = "urn:oid:1.2.752.29.4.19"
+PROBLEM_SYSTEM = "urn:npo:problem"  # the stable codes of problem details, in FHIR too
 PATIENT_ID_SYSTEMS = frozenset({PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM})
 # A resource without a UUID id gets a stable name-based one in this namespace for its fullUrl.
 _FULL_URL_NAMESPACE = uuid.UUID("5c0b7e52-2f0e-4a7c-9d35-6f1f2a9e8b41")
@@ -112,7 +113,7 @@ class OutcomeIssue:
     severity: Severity
     code: str
     text: str
-    detail_code: str = ""  # a stable machine code of this project (urn:npo:problem)
+    detail_code: str = ""  # a stable machine code of this project (PROBLEM_SYSTEM)
 
 
 def operation_outcome(issues: Iterable[OutcomeIssue], resource_id: str | None = None) -> Resource:
@@ -126,5 +127,5 @@ def operation_outcome(issues: Iterable[OutcomeIssue], resource_id: str | None = 
 def _issue(issue: OutcomeIssue) -> Resource:
     details: Resource = {"text": issue.text}
     if issue.detail_code:
-        details["coding"] = [coding("urn:npo:problem", issue.detail_code)]
+        details["coding"] = [coding(PROBLEM_SYSTEM, issue.detail_code)]
     return {"severity": issue.severity, "code": issue.code, "details": details}

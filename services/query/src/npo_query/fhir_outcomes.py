@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable
 
 from npo_platform.categories import by_key
-from npo_platform.fhir import Resource, coding, hsa_identifier
+from npo_platform.fhir import PROBLEM_SYSTEM, Resource, coding, hsa_identifier
 
 from .domain import BLOCKED, Status, TargetResult, Told
 from .fhir_records import category_coding
@@ -20,7 +20,6 @@ from .service import AccessDenied
 
 PROCESSING_STATUS = "urn:npo:processing-status"  # DataFromSource, NoDataSynchFailed, …
 CAUSE = "urn:npo:cause"  # timeout, connection_error, blocked, no_consent, …
-PROBLEM = "urn:npo:problem"  # the stable codes of the JSON answer's problem details
 PRODUCER = "urn:npo:fhir:producer"  # extension: logicalAddress, dataController, category, httpStatus
 # FHIR's issue type per status (and per failure cause).
 _FAILED = {"timeout": "timeout", "connection_error": "transient", "http_status": "transient",
@@ -71,7 +70,7 @@ def denial(denied: AccessDenied) -> Resource:
     """A read the access decision denies: the error with its stable code and the decision's
     reason, then what the reader may be told of the withheld producers."""
     details = _details(None, denied.reason_code, denied.detail)
-    details["coding"].insert(0, coding(PROBLEM, denied.code))
+    details["coding"].insert(0, coding(PROBLEM_SYSTEM, denied.code))
     error = {"severity": "error", "code": "forbidden", "details": details}
     rest = told_issues(denied.producers, denied.blocked_information_exists)
     return {"resourceType": "OperationOutcome", "issue": [error, *rest]}
