@@ -54,7 +54,10 @@ class TypeSearch:
     def keeps(self, record: Record) -> bool:
         if not self.kind.holds(record):
             return False
-        return not self.dates or all(bound.holds(moment(record.author_time)) for bound in self.dates)
+        if not self.dates:
+            return True
+        at = moment(record.author_time)
+        return all(bound.holds(at) for bound in self.dates)
 
 
 def parse(kind: FhirType, items: Iterable[tuple[str, str]], *, lenient: bool = False) -> TypeSearch:
