@@ -22,14 +22,14 @@ from fastapi.responses import JSONResponse
 
 from npo_platform.fhir import FHIR_JSON, searchset
 from npo_platform.fhir_http import FhirRoute
-from npo_platform.fhir_search import FORM, form_items, ignored_outcome, lenient
+from npo_platform.fhir_search import FORM, SearchError, form_items, ignored_outcome, lenient
 from npo_platform.identity import Claims, ComplianceOfficerClaims
 
 from .api import AuditServices, Services
 from .api_reads import ReadAction, record_read
 from .fhir import audit_event
 from .fhir_search_pages import PageTokens, search_json
-from .fhir_search_params import PAGE, SearchError, parse
+from .fhir_search_params import PAGE, parse
 from .store import Found, Position, cursor_of
 
 MAX_FORM_BYTES = 16 * 1024

@@ -17,9 +17,10 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from npo_platform.fhir_search import SearchError
 from npo_platform.identity import ensure_secret
 
-from .fhir_search_params import AuditEventSearch, SearchError
+from .fhir_search_params import AuditEventSearch
 from .store import Cursor, Position
 
 KEY_FILE = "audit-fhir-page.key"

@@ -18,8 +18,6 @@ from npo_platform.fhir_search import SearchError, check_format, date_bound, pati
 from npo_platform.identifiers import is_hsa_id
 from npo_platform.telemetry import redact
 
-__all__ = ["PAGE", "AuditEventSearch", "Parsed", "SearchError", "parse"]
-
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
 MAX_ALTERNATIVES = 50
