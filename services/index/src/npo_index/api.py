@@ -216,7 +216,7 @@ async def ingest(body: IngestRequest, request: Request, claims: ProducerClaims) 
 
 
 def _problem(refused: Refused) -> Problem:
-    return Problem(refused.status, refused.code, refused.detail, extensions={"codes": [refused.code]})
+    return Problem(403, refused.code, refused.detail, extensions={"codes": [refused.code]})
 
 
 def _transaction(body: TransactionBody) -> EngagementTransaction:

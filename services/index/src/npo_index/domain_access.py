@@ -30,11 +30,11 @@ NOT_DATA_CONTROLLER = "EI008"  # dataController is not the care giver the produc
 
 
 class Refused(Exception):
-    """A request the index's rules refuse; ``code`` is stable, ``status`` the HTTP status."""
+    """A request the index's rules refuse (the caller may not: HTTP's 403); ``code`` is stable."""
 
-    def __init__(self, code: str, detail: str, status: int = 403) -> None:
+    def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
-        self.code, self.detail, self.status = code, detail, status
+        self.code, self.detail = code, detail
 
 
 @dataclass(frozen=True, slots=True)
