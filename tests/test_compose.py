@@ -351,6 +351,10 @@ def test_npo_token_keys_makes_every_key_file_the_compose_file_mounts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NPO_STATE_DIR", str(tmp_path))
+    # Servers elsewhere: the CLI (in this process) then sets no local credentials in os.environ,
+    # which would outlive the test and point later tests' settings at the local stack.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db.invalid/npo")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.invalid:9092")
     done = CliRunner().invoke(npo_cli.app, ["token", "keys"])
     assert done.exit_code == 0, done.output
     assert Path(done.stdout.strip()) == (tmp_path / "keys" / PUBLIC_KEY_FILE).resolve()

@@ -20,6 +20,10 @@ CLINICIAN = [
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NPO_STATE_DIR", str(tmp_path))
+    # Servers elsewhere: the CLI (in this process) then sets no local credentials in os.environ,
+    # which would outlive the test and point later tests' settings at the local stack.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db.invalid/npo")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.invalid:9092")
     return tmp_path
 
 
