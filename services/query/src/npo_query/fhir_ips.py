@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +26,7 @@ from npo_platform.identifiers import PatientId
 
 from .domain import Record, Status, TargetResult
 from .fhir_outcomes import outcomes, told_issues
-from .fhir_records import LOINC, is_hypersensitivity, resource_of
+from .fhir_records import LOINC, resource_of
 from .service import Overview
 
 EMPTY_REASON = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
@@ -43,13 +43,13 @@ class Section:
     display: str
     categories: tuple[str, ...]
     required: bool = False
-    fits: Callable[[Record], bool] = lambda record: True
+    kind: str | None = None  # the one resource type it holds of its categories (alerts: two kinds)
 
 
 SECTIONS = (
     Section("Problems", "11450-4", "Problem list - Reported", ("diagnoses",), required=True),
     Section("Allergies and Intolerances", "48765-2", "Allergies and adverse reactions Document",
-            ("alerts",), required=True, fits=is_hypersensitivity),
+            ("alerts",), required=True, kind="AllergyIntolerance"),
     Section("Medication Summary", "10160-0", "History of Medication use Narrative", ("medications",),
             required=True),
     Section("Immunizations", "11369-6", "History of Immunization Narrative", ("vaccinations",)),
@@ -59,7 +59,7 @@ SECTIONS = (
     Section("Functional Status", "47420-5", "Functional status assessment note", ("functional_status",)),
     Section("Plan of Care", "18776-5", "Plan of care note", ("care_plans",)),
     Section("History of Pregnancy", "10162-6", "History of pregnancies Narrative", ("maternity",)),
-    Section("Alerts", "104605-1", "Alert", ("alerts",), fits=lambda r: not is_hypersensitivity(r)),
+    Section("Alerts", "104605-1", "Alert", ("alerts",), kind="Flag"),
 )
 IPS_CATEGORIES = sorted({key for section in SECTIONS for key in section.categories},
                         key=lambda key: by_key(key).number)
@@ -121,8 +121,8 @@ def _patient(patient_id: str) -> Resource:
 
 def _section(spec: Section, rendered: list[tuple[Record, Resource]],
              results: Iterable[TargetResult]) -> Resource | None:
-    chosen = [resource for record, resource in rendered
-              if record.category in spec.categories and spec.fits(record)]
+    chosen = [resource for record, resource in rendered if record.category in spec.categories
+              and (spec.kind is None or resource["resourceType"] == spec.kind)]
     if not chosen and not spec.required:
         return None
     found: Resource = {"title": spec.title, "code": concept(LOINC, spec.loinc, spec.display)}
