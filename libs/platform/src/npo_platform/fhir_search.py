@@ -9,7 +9,7 @@ quote a value: it may be a personal identity number.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl
@@ -80,8 +80,11 @@ def lenient(request: Request) -> bool:
     return any(p.strip().replace(" ", "") == "handling=lenient" for p in preferences)
 
 
-def ignored_outcome(names: Iterable[str]) -> Resource:
-    """The search-level OperationOutcome saying which parameters lenient handling ignored."""
+def ignored_outcome(names: Sequence[str]) -> Resource | None:
+    """The search-level OperationOutcome saying which parameters lenient handling ignored (None
+    when it ignored none)."""
+    if not names:
+        return None
     text = "ignored (handling=lenient): " + ", ".join(names)
     return operation_outcome([OutcomeIssue("warning", "not-supported", text, "search.parameter_ignored")])
 

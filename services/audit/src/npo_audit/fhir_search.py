@@ -105,9 +105,8 @@ async def _answer(request: Request, svc: AuditServices, officer: Claims,
     links = [("self", link(here))]
     links += [(relation, link(tokens.issue(officer.sub, search, to)))
               for relation, to in _neighbours(found, position)]
-    ignored = ignored_outcome(parsed.ignored) if parsed.ignored else None
-    bundle = searchset([audit_event(r) for r in found.records], links=links, outcome=ignored,
-                       timestamp=datetime.now(UTC).isoformat())
+    bundle = searchset([audit_event(r) for r in found.records], links=links,
+                       outcome=ignored_outcome(parsed.ignored), timestamp=datetime.now(UTC).isoformat())
     return JSONResponse(bundle, media_type=FHIR_JSON)
 
 

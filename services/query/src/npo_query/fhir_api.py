@@ -78,7 +78,7 @@ async def search(resource_type: ResourceType, request: Request, claims: Clinicia
     items = _outside_url(request) + await form_items(request, max_bytes=MAX_BODY_BYTES,
                                                      max_fields=MAX_FIELDS)
     parsed = parse(kind, items, lenient=lenient(request))
-    note = ignored_outcome(parsed.ignored) if parsed.ignored else None
+    note = ignored_outcome(parsed.ignored)
     if not parsed.categories:  # disjoint category parameters: nothing to read, nothing read
         return _fhir(searchset([], outcome=note, total=0, timestamp=_now()))
     try:
