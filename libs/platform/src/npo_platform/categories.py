@@ -18,7 +18,7 @@ functional status and ``pad-pad`` for ADL); every other category has one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -119,6 +119,11 @@ def by_key(key: str) -> InformationCategory:
         return _BY_KEY[key]
     except KeyError:
         raise UnknownCategory(f"no information category with key {key!r}") from None
+
+
+def in_order(keys: Iterable[str]) -> list[str]:
+    """Category ``keys``, each once, in the categories' number order."""
+    return sorted(set(keys), key=lambda key: by_key(key).number)
 
 
 def by_code(service_domain: str, categorization: str) -> InformationCategory:

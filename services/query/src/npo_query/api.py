@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_json
 
-from npo_platform.categories import CATEGORIES, by_key, by_number
+from npo_platform.categories import CATEGORIES, by_key, by_number, in_order
 from npo_platform.identifiers import PatientId
 from npo_platform.identity import ClinicianClaims
 from npo_platform.problems import Problem
@@ -56,7 +56,7 @@ class OverviewRequest(_Camel):
     @classmethod
     def _known(cls, values: list[str]) -> list[str]:
         keys = [_key(v) for v in values] or [c.key for c in CATEGORIES]
-        return sorted(set(keys), key=lambda k: by_key(k).number)
+        return in_order(keys)
 
 
 def _key(value: str) -> str:

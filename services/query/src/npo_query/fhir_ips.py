@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from npo_platform.categories import by_key
+from npo_platform.categories import in_order
 from npo_platform.fhir import Resource, bundle, coding, concept, full_url, hsa_identifier, patient_identifier
 from npo_platform.identifiers import PatientId
 
@@ -61,8 +61,7 @@ SECTIONS = (
     Section("History of Pregnancy", "10162-6", "History of pregnancies Narrative", ("maternity",)),
     Section("Alerts", "104605-1", "Alert", ("alerts",), kind="Flag"),
 )
-IPS_CATEGORIES = sorted({key for section in SECTIONS for key in section.categories},
-                        key=lambda key: by_key(key).number)
+IPS_CATEGORIES = in_order(key for section in SECTIONS for key in section.categories)
 
 
 class InDocument:

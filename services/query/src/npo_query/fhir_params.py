@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from npo_platform.categories import by_key
+from npo_platform.categories import in_order
 from npo_platform.fhir import FHIR_JSON
 from npo_platform.fhir_http import FhirProblem
 from npo_platform.fhir_search import (
@@ -88,8 +88,8 @@ def parse(kind: FhirType, items: Iterable[tuple[str, str]], *, lenient: bool = F
     if len(patients) != 1:
         raise SearchError("search.patient_required", "Name exactly one patient (patient=system|value).",
                           "required")
-    ordered = tuple(sorted(categories, key=lambda key: by_key(key).number))
-    return TypeSearch(kind, patient_id(patients[0]), ordered, tuple(dates), tuple(ignored))
+    return TypeSearch(kind, patient_id(patients[0]), tuple(in_order(categories)), tuple(dates),
+                      tuple(ignored))
 
 
 def _supported(kind: FhirType) -> list[str]:
