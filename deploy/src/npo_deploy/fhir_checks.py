@@ -261,12 +261,13 @@ def ips_problems(bundle: Json) -> list[str]:
     problems += _ips_patient_problems(patients[0])
     patient_url = next(url for url, r in by_url.items() if r is patients[0])
     for resource in by_url.values():
-        part = _PATIENT_OF.get(str(resource.get("resourceType")))
+        kind = str(resource.get("resourceType"))
+        part = _PATIENT_OF.get(kind)
         if part and resource.get(part, {}).get("reference") != patient_url:
-            problems.append(f"{resource['resourceType']}.{part} is not the Patient entry")
-        problems += [f"{resource['resourceType']} has none of {names}"
-                     for names in [_REQUIRED.get(str(resource.get("resourceType")), ())]
-                     if names and not any(name in resource for name in names)]
+            problems.append(f"{kind}.{part} is not the Patient entry")
+        names = _REQUIRED.get(kind, ())
+        if names and not any(name in resource for name in names):
+            problems.append(f"{kind} has none of {names}")
     return problems + _section_problems(composition.get("section", []), by_url)
 
 
