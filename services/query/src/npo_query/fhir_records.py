@@ -207,30 +207,23 @@ def _report(record: Record, refs: References) -> Resource:
 
 
 def _observation(record: Record, refs: References) -> Resource:
+    """A laboratory result, or a growth measurement (a LOINC vital sign when its kind is known)."""
     body = _body(record)
     growth = _at(body, "growthMeasurement")
-    if record.category == "growth" and isinstance(growth, dict) and growth.get("kind") in _GROWTH:
-        return _vital_sign(record, refs, growth)
-    analysis = _at(body, "analysis") or _at(body, "svarsgrupp", "utfordAnalys", "analys") or {}
-    outcome = (_at(body, "analysis", "outcome")
-               or _at(body, "svarsgrupp", "utfordAnalys", "analysresultat", "resultatMatvarde") or {})
+    vital = record.category == "growth" and isinstance(growth, dict) and growth.get("kind") in _GROWTH
+    if vital:
+        loinc, name = _GROWTH[growth["kind"]]
+        code, measured = concept(LOINC, loinc, name, name), growth
+    else:
+        analysis = _at(body, "analysis") or _at(body, "svarsgrupp", "utfordAnalys", "analys") or {}
+        code = {"text": _title(record, _at(analysis, "code"))}
+        measured = (_at(body, "analysis", "outcome")
+                    or _at(body, "svarsgrupp", "utfordAnalys", "analysresultat", "resultatMatvarde") or {})
     kind = ("vital-signs", "Vital Signs") if record.category == "growth" else ("laboratory", "Laboratory")
     found = {**_common("Observation", record), "status": "final",
-             "category": [concept(OBSERVATION_CATEGORY, *kind)],
-             "code": {"text": _title(record, _at(analysis, "code"))}, "subject": refs.patient(),
-             "effectiveDateTime": fhir_time(record.author_time), **_value(outcome, record)}
-    if record.care_unit:
-        found["performer"] = _units(record, refs)
-    return found
-
-
-def _vital_sign(record: Record, refs: References, growth: dict[str, Any]) -> Resource:
-    loinc, name = _GROWTH[growth["kind"]]
-    found = {**_common("Observation", record), "status": "final",
-             "category": [concept(OBSERVATION_CATEGORY, "vital-signs", "Vital Signs")],
-             "code": concept(LOINC, loinc, name, name), "subject": refs.patient(),
-             "effectiveDateTime": fhir_time(record.author_time), **_value(growth, record)}
-    if "valueQuantity" in found and "code" in found["valueQuantity"]:
+             "category": [concept(OBSERVATION_CATEGORY, *kind)], "code": code, "subject": refs.patient(),
+             "effectiveDateTime": fhir_time(record.author_time), **_value(measured, record)}
+    if vital and "code" in found.get("valueQuantity", {}):
         found["meta"] = {**found["meta"], "profile": [VITAL_SIGNS_PROFILE]}
     if record.care_unit:
         found["performer"] = _units(record, refs)
